@@ -1,0 +1,855 @@
+//! The loop: one per thread, one tick = timers → pending → idle → prepare →
+//! poll → check → close, with both microtask queues drained after every
+//! callback. [`Loop::run_once`] is that sentence in code.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::ptr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::guard::{BlockHook, Guard, DEFAULT_BLOCK_THRESHOLD};
+use crate::hooks::{HookId, HookKind, HookList};
+use crate::immediates::{ImmediateId, Immediates};
+use crate::io::{IoCallback, IoEvent, IoOutcome, IoSources, IoToken, WAKER_TOKEN};
+use crate::metrics::{LoopMetrics, MetricsState, Phase};
+use crate::microtasks::{self, Microtasks};
+use crate::pool::{Lane, Pool, PoolError, PoolStats};
+use crate::remote::{Inbound, JobResult, LoopHandle, Remote, DEFAULT_POST_CAPACITY};
+use crate::task::Tasks;
+use crate::timers::{TimerCallback, TimerHeap, TimerId};
+
+/// A one-shot loop callback (a macrotask or microtask body).
+pub(crate) type Callback = Box<dyn FnOnce(&Loop)>;
+type JobCallback = Box<dyn FnOnce(&Loop, JobResult)>;
+
+/// How [`Loop::run`] runs (libuv's `uv_run_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Tick until nothing keeps the loop alive, or it is stopped.
+    Default,
+    /// One tick; the poll phase blocks for I/O if there is nothing else to do.
+    Once,
+    /// One tick; the poll phase never blocks.
+    NoWait,
+}
+
+/// The default resolution of the event-loop delay monitor (Node's
+/// `monitorEventLoopDelay` default is 10 ms).
+pub const DEFAULT_DELAY_RESOLUTION: Duration = Duration::from_millis(10);
+
+/// How many readiness events one poll returns at most; more wait for the
+/// next tick (epoll keeps them).
+pub const DEFAULT_EVENTS_CAPACITY: usize = 1024;
+
+/// Configures a [`Loop`].
+pub struct LoopBuilder {
+    pool: Option<Pool>,
+    block_threshold: Option<Duration>,
+    block_warnings: bool,
+    delay_resolution: Option<Duration>,
+    post_capacity: usize,
+    events_capacity: usize,
+}
+
+impl fmt::Debug for LoopBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopBuilder")
+            .field("block_threshold", &self.block_threshold)
+            .field("delay_resolution", &self.delay_resolution)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for LoopBuilder {
+    fn default() -> Self {
+        LoopBuilder {
+            pool: None,
+            block_threshold: Some(DEFAULT_BLOCK_THRESHOLD),
+            block_warnings: true,
+            delay_resolution: Some(DEFAULT_DELAY_RESOLUTION),
+            post_capacity: DEFAULT_POST_CAPACITY,
+            events_capacity: DEFAULT_EVENTS_CAPACITY,
+        }
+    }
+}
+
+impl LoopBuilder {
+    /// Uses `pool` for this loop's jobs instead of the process-wide [`Pool::global`].
+    pub fn pool(mut self, pool: Pool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Reports callbacks and microtask drains that hold the loop longer than
+    /// this; `None` turns the starvation guard off.
+    pub fn block_threshold(mut self, threshold: Option<Duration>) -> Self {
+        self.block_threshold = threshold;
+        self
+    }
+
+    /// Whether guard reports are also printed to stderr (default: yes).
+    pub fn block_warnings(mut self, on: bool) -> Self {
+        self.block_warnings = on;
+        self
+    }
+
+    /// How often the event-loop delay monitor samples; `None` turns it off.
+    pub fn delay_resolution(mut self, resolution: Option<Duration>) -> Self {
+        self.delay_resolution = resolution.map(|r| r.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Bound on callbacks posted from other threads and not yet run.
+    pub fn post_capacity(mut self, n: usize) -> Self {
+        self.post_capacity = n.max(1);
+        self
+    }
+
+    /// Most readiness events taken from one poll.
+    pub fn events_capacity(mut self, n: usize) -> Self {
+        self.events_capacity = n.max(16);
+        self
+    }
+
+    /// Creates the loop (its epoll instance and waker).
+    pub fn build(self) -> io::Result<Loop> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let lp = Loop {
+            epoch: Instant::now(),
+            now_ns: Cell::new(0),
+            phase: Cell::new(Phase::Main),
+            running: Cell::new(false),
+            stop_requested: Cell::new(false),
+            holds: Cell::new(0),
+            timers: RefCell::new(TimerHeap::new()),
+            pending: RefCell::new(VecDeque::new()),
+            idle: RefCell::new(HookList::new(HookKind::Idle)),
+            prepare: RefCell::new(HookList::new(HookKind::Prepare)),
+            check: RefCell::new(HookList::new(HookKind::Check)),
+            immediates: RefCell::new(Immediates::new()),
+            closing: RefCell::new(VecDeque::new()),
+            microtasks: Microtasks::new(),
+            tasks: RefCell::new(Tasks::new()),
+            poll: RefCell::new(poll),
+            events: RefCell::new(mio::Events::with_capacity(self.events_capacity)),
+            io: RefCell::new(IoSources::new()),
+            dispatch: RefCell::new(Vec::new()),
+            remote: Arc::new(Remote::new(waker, self.post_capacity)),
+            inbox: RefCell::new(Vec::new()),
+            pool: OnceCell::new(),
+            jobs: RefCell::new(Slab::new()),
+            metrics: MetricsState::new(),
+            guard: Guard::new(self.block_threshold, self.block_warnings),
+        };
+        if let Some(pool) = self.pool {
+            let _ = lp.pool.set(pool);
+        }
+        if let Some(resolution) = self.delay_resolution {
+            lp.start_delay_monitor(resolution);
+        }
+        Ok(lp)
+    }
+}
+
+/// A single-threaded, libuv-style phased event loop.
+///
+/// # Contract
+/// - One tick runs, in order: **timers** (due `set_timeout`/`set_interval`
+///   callbacks, earliest first, equal due times in creation order), **pending**
+///   (callbacks deferred with [`Loop::defer`] before this tick), **idle** and
+///   **prepare** hooks, **poll** (wait for I/O, then run I/O callbacks and
+///   completions from other threads), **check** (immediates queued before the
+///   phase began, then check hooks), **close** (close callbacks).
+/// - After every callback (a macrotask) the `next_tick` queue and then the
+///   promise-job queue are drained completely, repeatedly, before anything
+///   else runs. Spawned futures are polled as promise jobs.
+/// - Loop time is read once per tick; a timer never fires before its delay
+///   has passed since it was set, and a 0 ms delay counts as 1 ms.
+/// - The loop stays alive while a referenced timer, immediate, hook, I/O
+///   source, pending callback, closing callback, pool job or hold exists.
+/// - Callbacks receive `&Loop` and may schedule anything, including on the
+///   phase they run in; a callback never runs while another holds the loop.
+///   A panic in a callback unwinds out of [`Loop::run`] (like an uncaught
+///   exception in Node); the HTTP layer catches its handlers' panics itself.
+pub struct Loop {
+    epoch: Instant,
+    now_ns: Cell<u64>,
+    phase: Cell<Phase>,
+    running: Cell<bool>,
+    stop_requested: Cell<bool>,
+    holds: Cell<usize>,
+    timers: RefCell<TimerHeap>,
+    pending: RefCell<VecDeque<Callback>>,
+    idle: RefCell<HookList>,
+    prepare: RefCell<HookList>,
+    check: RefCell<HookList>,
+    immediates: RefCell<Immediates>,
+    closing: RefCell<VecDeque<Callback>>,
+    pub(crate) microtasks: Microtasks,
+    pub(crate) tasks: RefCell<Tasks>,
+    poll: RefCell<mio::Poll>,
+    events: RefCell<mio::Events>,
+    io: RefCell<IoSources>,
+    /// Scratch list of (source, readiness) for the current poll phase.
+    dispatch: RefCell<Vec<(IoToken, IoEvent)>>,
+    pub(crate) remote: Arc<Remote>,
+    inbox: RefCell<Vec<Inbound>>,
+    pool: OnceCell<Pool>,
+    jobs: RefCell<Slab<JobCallback>>,
+    metrics: MetricsState,
+    pub(crate) guard: Guard,
+}
+
+impl fmt::Debug for Loop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loop")
+            .field("phase", &self.phase.get())
+            .field("alive", &self.is_alive())
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<*const Loop> = const { Cell::new(ptr::null()) };
+}
+
+/// Makes `lp` the thread's current loop for the guard's lifetime.
+struct Enter {
+    previous: *const Loop,
+}
+
+impl Enter {
+    fn new(lp: &Loop) -> Enter {
+        let previous = CURRENT.with(|c| c.replace(lp as *const Loop));
+        Enter { previous }
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.previous));
+    }
+}
+
+/// Runs `f` with the thread's current loop, if one is running.
+pub(crate) fn with_current_ptr<R>(f: impl FnOnce(&Loop) -> R) -> Option<R> {
+    let ptr = CURRENT.with(|c| c.get());
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: CURRENT is set only by `Enter`, which lives inside a `&self`
+    // borrow of the loop (in `run` or `enter`) and restores the previous
+    // value when dropped, unwinding included. So a non-null pointer always
+    // refers to a loop that is borrowed, hence alive and not moved, on this
+    // very thread.
+    Some(f(unsafe { &*ptr }))
+}
+
+impl Loop {
+    /// A loop with default settings.
+    pub fn new() -> io::Result<Loop> {
+        LoopBuilder::default().build()
+    }
+
+    /// A builder for a loop with non-default settings.
+    pub fn builder() -> LoopBuilder {
+        LoopBuilder::default()
+    }
+
+    /// Runs `f` with the loop running on this thread, if there is one. This is
+    /// how futures and library code reach the loop without a `&Loop` in hand.
+    pub fn with_current<R>(f: impl FnOnce(&Loop) -> R) -> Option<R> {
+        with_current_ptr(f)
+    }
+
+    // ----- the tick -------------------------------------------------------
+
+    /// Runs the loop in `mode`. Returns true if the loop is still alive (it
+    /// was stopped, or the mode ran only one tick).
+    ///
+    /// # Panics
+    /// If called from inside a callback of this same loop.
+    pub fn run(&self, mode: RunMode) -> bool {
+        assert!(
+            !self.running.get(),
+            "Loop::run called from inside its own callback"
+        );
+        self.running.set(true);
+        let _enter = Enter::new(self);
+        struct NotRunning<'a>(&'a Cell<bool>);
+        impl Drop for NotRunning<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _reset = NotRunning(&self.running);
+
+        let mut alive = self.is_alive();
+        while alive && !self.stop_pending() {
+            self.run_once(mode);
+            alive = self.is_alive();
+            if mode != RunMode::Default {
+                break;
+            }
+        }
+        self.stop_requested.set(false);
+        self.remote.take_stop();
+        alive
+    }
+
+    /// Runs `main` as the program's first macrotask (draining the microtasks
+    /// it queues), then runs the loop until nothing keeps it alive: the shape
+    /// of a Node program.
+    pub fn run_main(&self, main: impl FnOnce(&Loop)) {
+        self.enter(main);
+        self.run(RunMode::Default);
+    }
+
+    /// Runs `f` as a macrotask on this loop without ticking: the loop is
+    /// current inside it, and the microtasks it queues are drained after it.
+    pub fn enter<R>(&self, f: impl FnOnce(&Loop) -> R) -> R {
+        let _enter = Enter::new(self);
+        let previous = self.phase.replace(Phase::Main);
+        let start = Instant::now();
+        self.guard.mark(start);
+        let r = self.macrotask(|| f(self));
+        self.metrics
+            .add_phase(Phase::Main, start.elapsed().as_nanos() as u64);
+        self.phase.set(previous);
+        r
+    }
+
+    /// One tick: the phases in libuv's order.
+    fn run_once(&self, mode: RunMode) {
+        self.update_time();
+        self.timed(Phase::Timers, || self.run_timers());
+        let ran_pending = self.timed(Phase::Pending, || self.run_pending());
+        self.timed(Phase::Idle, || self.run_hooks(&self.idle));
+        self.timed(Phase::Prepare, || self.run_hooks(&self.prepare));
+        let timeout = match mode {
+            RunMode::NoWait => Some(Duration::ZERO),
+            RunMode::Once if ran_pending => Some(Duration::ZERO),
+            _ => self.poll_timeout(),
+        };
+        self.run_poll(timeout);
+        self.timed(Phase::Check, || {
+            self.run_immediates();
+            self.run_hooks(&self.check);
+        });
+        self.timed(Phase::Close, || self.run_closing());
+        self.metrics.ticks.set(self.metrics.ticks.get() + 1);
+    }
+
+    fn timed<R>(&self, phase: Phase, f: impl FnOnce() -> R) -> R {
+        self.phase.set(phase);
+        let start = Instant::now();
+        self.guard.mark(start);
+        let r = f();
+        self.metrics
+            .add_phase(phase, start.elapsed().as_nanos() as u64);
+        r
+    }
+
+    /// Runs one macrotask and then the microtasks it queued.
+    #[inline]
+    fn macrotask<R>(&self, f: impl FnOnce() -> R) -> R {
+        let r = f();
+        microtasks::drain(self);
+        self.metrics.callbacks.set(self.metrics.callbacks.get() + 1);
+        self.guard.after_callback(self.phase.get());
+        r
+    }
+
+    fn update_time(&self) {
+        self.now_ns.set(self.elapsed_ns());
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn stop_pending(&self) -> bool {
+        self.stop_requested.get() || self.remote.stop_requested()
+    }
+
+    /// True while anything referenced keeps the loop alive.
+    pub fn is_alive(&self) -> bool {
+        self.timers.borrow().referenced() > 0
+            || self.immediates.borrow().referenced() > 0
+            || self.io.borrow().referenced() > 0
+            || !self.jobs.borrow().is_empty()
+            || self.idle.borrow().referenced() > 0
+            || self.prepare.borrow().referenced() > 0
+            || self.check.borrow().referenced() > 0
+            || !self.pending.borrow().is_empty()
+            || !self.closing.borrow().is_empty()
+            || self.holds.get() > 0
+    }
+
+    /// How long the poll phase may block: not at all when other work is
+    /// waiting, until the next timer, or forever when only I/O is alive.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.stop_pending()
+            || !self.is_alive()
+            || !self.pending.borrow().is_empty()
+            || !self.immediates.borrow().is_empty()
+            || !self.closing.borrow().is_empty()
+            || self.idle.borrow().active() > 0
+            || self.io.borrow().has_again()
+        {
+            return Some(Duration::ZERO);
+        }
+        let due = self.timers.borrow_mut().next_due()?;
+        let now = self.elapsed_ns();
+        // epoll counts whole milliseconds: round up, so the loop never wakes
+        // just before a timer and spins.
+        let wait_ns = due.saturating_sub(now);
+        Some(Duration::from_millis(wait_ns.div_ceil(1_000_000)))
+    }
+
+    // ----- timers -----------------------------------------------------------
+
+    fn run_timers(&self) {
+        let now = self.now_ns.get();
+        loop {
+            let due = self.timers.borrow_mut().pop_due(now);
+            let Some(due) = due else { break };
+            let callback = match due.callback {
+                TimerCallback::Once(f) => {
+                    self.macrotask(|| f(self));
+                    None
+                }
+                TimerCallback::Repeat(mut f) => {
+                    self.macrotask(|| f(self));
+                    Some(TimerCallback::Repeat(f))
+                }
+            };
+            let now = self.elapsed_ns();
+            self.timers.borrow_mut().finish(due.id, callback, now);
+        }
+    }
+
+    /// Runs `callback` once, `delay` from now (0 counts as 1 ms).
+    pub fn set_timeout(&self, delay: Duration, callback: impl FnOnce(&Loop) + 'static) -> TimerId {
+        let now = self.elapsed_ns();
+        self.timers
+            .borrow_mut()
+            .insert(now, delay, TimerCallback::Once(Box::new(callback)))
+    }
+
+    /// Runs `callback` every `period` (0 counts as 1 ms), counted from the end
+    /// of the previous run, until cleared.
+    pub fn set_interval(&self, period: Duration, callback: impl FnMut(&Loop) + 'static) -> TimerId {
+        let now = self.elapsed_ns();
+        self.timers
+            .borrow_mut()
+            .insert(now, period, TimerCallback::Repeat(Box::new(callback)))
+    }
+
+    /// Cancels a timeout or interval; its callback will not run. Returns false
+    /// if it already ran (timeout) or was cleared.
+    pub fn clear_timer(&self, id: TimerId) -> bool {
+        self.timers.borrow_mut().clear(id)
+    }
+
+    /// Restarts a timer's countdown from now with its original delay (Node's
+    /// `timeout.refresh()`). Returns false if the timer is gone.
+    pub fn refresh_timer(&self, id: TimerId) -> bool {
+        let now = self.elapsed_ns();
+        self.timers.borrow_mut().refresh(id, now)
+    }
+
+    /// Lets the loop exit even though this timer is pending.
+    pub fn unref_timer(&self, id: TimerId) -> bool {
+        self.timers.borrow_mut().set_referenced(id, false)
+    }
+
+    /// Undoes [`Loop::unref_timer`].
+    pub fn ref_timer(&self, id: TimerId) -> bool {
+        self.timers.borrow_mut().set_referenced(id, true)
+    }
+
+    /// Number of timers scheduled.
+    pub fn timer_count(&self) -> usize {
+        self.timers.borrow().live()
+    }
+
+    /// The loop's cached time for this tick, since the loop was created.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.now_ns.get())
+    }
+
+    // ----- pending --------------------------------------------------------
+
+    /// Runs `callback` in the next tick's pending phase (libuv's deferred I/O
+    /// callbacks: a write retried after EAGAIN, an error reported later).
+    pub fn defer(&self, callback: impl FnOnce(&Loop) + 'static) {
+        self.pending.borrow_mut().push_back(Box::new(callback));
+    }
+
+    fn run_pending(&self) -> bool {
+        let batch = std::mem::take(&mut *self.pending.borrow_mut());
+        let ran = !batch.is_empty();
+        for callback in batch {
+            self.macrotask(|| callback(self));
+        }
+        ran
+    }
+
+    // ----- idle / prepare / check hooks -------------------------------------
+
+    /// Adds a hook that runs every tick in its phase until removed.
+    pub fn add_hook(&self, kind: HookKind, callback: impl FnMut(&Loop) + 'static) -> HookId {
+        self.hook_list(kind).borrow_mut().add(Box::new(callback))
+    }
+
+    /// Removes a hook. Returns false if it was already removed.
+    pub fn remove_hook(&self, id: HookId) -> bool {
+        self.hook_list(id.kind()).borrow_mut().remove(id)
+    }
+
+    /// Lets the loop exit even though this hook is active.
+    pub fn unref_hook(&self, id: HookId) -> bool {
+        self.hook_list(id.kind())
+            .borrow_mut()
+            .set_referenced(id, false)
+    }
+
+    fn hook_list(&self, kind: HookKind) -> &RefCell<HookList> {
+        match kind {
+            HookKind::Idle => &self.idle,
+            HookKind::Prepare => &self.prepare,
+            HookKind::Check => &self.check,
+        }
+    }
+
+    fn run_hooks(&self, list: &RefCell<HookList>) {
+        let count = list.borrow().slot_count();
+        for index in 0..count {
+            let taken = list.borrow_mut().take(index);
+            if let Some((id, mut callback)) = taken {
+                self.macrotask(|| callback(self));
+                list.borrow_mut().put_back(id, callback);
+            }
+        }
+    }
+
+    // ----- check: immediates ----------------------------------------------
+
+    /// Runs `callback` in the check phase of this tick (or the next one, if
+    /// called from the check phase), after I/O callbacks.
+    pub fn set_immediate(&self, callback: impl FnOnce(&Loop) + 'static) -> ImmediateId {
+        self.immediates.borrow_mut().push(Box::new(callback))
+    }
+
+    /// Cancels an immediate. Returns false if it already ran or was cleared.
+    pub fn clear_immediate(&self, id: ImmediateId) -> bool {
+        self.immediates.borrow_mut().clear(id)
+    }
+
+    /// Lets the loop exit even though this immediate is queued.
+    pub fn unref_immediate(&self, id: ImmediateId) -> bool {
+        self.immediates.borrow_mut().set_referenced(id, false)
+    }
+
+    fn run_immediates(&self) {
+        let count = self.immediates.borrow().len_at_phase_start();
+        for _ in 0..count {
+            let next = self.immediates.borrow_mut().pop();
+            match next {
+                Some(Some(callback)) => self.macrotask(|| callback(self)),
+                Some(None) => {} // cleared
+                None => break,
+            }
+        }
+    }
+
+    // ----- close --------------------------------------------------------------
+
+    /// Runs `callback` in this tick's close phase (libuv's close callbacks:
+    /// the last word of a handle, after its I/O is deregistered).
+    pub fn on_close(&self, callback: impl FnOnce(&Loop) + 'static) {
+        self.closing.borrow_mut().push_back(Box::new(callback));
+    }
+
+    fn run_closing(&self) {
+        let batch = std::mem::take(&mut *self.closing.borrow_mut());
+        for callback in batch {
+            self.macrotask(|| callback(self));
+        }
+    }
+
+    // ----- microtasks and futures -------------------------------------------
+
+    /// Queues `callback` on the next-tick queue (Node's `process.nextTick`):
+    /// it runs right after the current callback, before promise jobs.
+    pub fn next_tick(&self, callback: impl FnOnce(&Loop) + 'static) {
+        self.microtasks.push_next_tick(Box::new(callback));
+    }
+
+    /// Queues `callback` as a promise job (Node's `queueMicrotask` /
+    /// `Promise.resolve().then`): after the next-tick queue is empty.
+    pub fn queue_microtask(&self, callback: impl FnOnce(&Loop) + 'static) {
+        self.microtasks.push_promise_job(Box::new(callback));
+    }
+
+    /// Spawns a future on this loop. It is first polled as a promise job after
+    /// the current callback, and again whenever woken; futures may be `!Send`.
+    /// A pending future does not keep the loop alive by itself (as a pending
+    /// promise does not in Node): what it awaits does.
+    pub fn spawn(&self, future: impl Future<Output = ()> + 'static) {
+        let (key, id) = self
+            .tasks
+            .borrow_mut()
+            .insert(Box::pin(future), &self.remote);
+        self.microtasks.push_poll(key, id);
+    }
+
+    /// Number of spawned futures not yet finished.
+    pub fn task_count(&self) -> usize {
+        self.tasks.borrow().len()
+    }
+
+    // ----- poll: I/O and the inbox ----------------------------------------
+
+    /// Registers an I/O source; `callback` runs in the poll phase with each
+    /// readiness event (see the contract in [`crate::io`]).
+    pub fn register_io<S>(
+        &self,
+        source: &mut S,
+        interest: mio::Interest,
+        callback: impl FnMut(&Loop, IoEvent) -> IoOutcome + 'static,
+    ) -> io::Result<IoToken>
+    where
+        S: mio::event::Source + ?Sized,
+    {
+        let token = self
+            .io
+            .borrow_mut()
+            .insert(Box::new(callback) as IoCallback);
+        let registered = self
+            .poll
+            .borrow()
+            .registry()
+            .register(source, token.token(), interest);
+        if let Err(e) = registered {
+            self.io.borrow_mut().remove(token);
+            return Err(e);
+        }
+        Ok(token)
+    }
+
+    /// Changes the interest of a registered source.
+    pub fn reregister_io<S>(
+        &self,
+        token: IoToken,
+        source: &mut S,
+        interest: mio::Interest,
+    ) -> io::Result<()>
+    where
+        S: mio::event::Source + ?Sized,
+    {
+        self.poll
+            .borrow()
+            .registry()
+            .reregister(source, token.token(), interest)
+    }
+
+    /// Deregisters a source and drops its callback (also when called from
+    /// inside that callback). Pending events for it are discarded.
+    pub fn deregister_io<S>(&self, token: IoToken, source: &mut S) -> io::Result<()>
+    where
+        S: mio::event::Source + ?Sized,
+    {
+        if !self.io.borrow_mut().remove(token) {
+            return Ok(());
+        }
+        self.poll.borrow().registry().deregister(source)
+    }
+
+    /// Lets the loop exit even though this source is registered.
+    pub fn unref_io(&self, token: IoToken) -> bool {
+        self.io.borrow_mut().set_referenced(token, false)
+    }
+
+    /// Undoes [`Loop::unref_io`].
+    pub fn ref_io(&self, token: IoToken) -> bool {
+        self.io.borrow_mut().set_referenced(token, true)
+    }
+
+    fn run_poll(&self, timeout: Option<Duration>) {
+        self.phase.set(Phase::Poll);
+        let wait_start = Instant::now();
+        let woken = {
+            let mut events = self.events.borrow_mut();
+            match self.poll.borrow_mut().poll(&mut events, timeout) {
+                Ok(()) => {}
+                // A signal interrupted the wait: it is an empty poll.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+                Err(e) => panic!("epoll_wait failed: {e}"),
+            }
+            self.io.borrow_mut().collect(&events)
+        };
+        let start = Instant::now();
+        self.metrics
+            .poll_wait_ns
+            .set(self.metrics.poll_wait_ns.get() + (start - wait_start).as_nanos() as u64);
+        self.guard.mark(start);
+
+        let mut ready = std::mem::take(&mut *self.dispatch.borrow_mut());
+        self.io.borrow_mut().take_ready(&mut ready);
+        for &(token, event) in &ready {
+            self.dispatch_io(token, event);
+        }
+        ready.clear();
+        *self.dispatch.borrow_mut() = ready;
+
+        if woken || self.remote.is_notified() {
+            self.drain_inbox();
+        }
+        self.metrics
+            .add_phase(Phase::Poll, start.elapsed().as_nanos() as u64);
+    }
+
+    fn dispatch_io(&self, token: IoToken, event: IoEvent) {
+        let callback = self.io.borrow_mut().take_callback(token);
+        let Some(mut callback) = callback else {
+            return; // deregistered by an earlier callback of this poll
+        };
+        let outcome = self.macrotask(|| callback(self, event));
+        self.io
+            .borrow_mut()
+            .put_back(token, callback, outcome, event);
+    }
+
+    fn drain_inbox(&self) {
+        let mut batch = std::mem::take(&mut *self.inbox.borrow_mut());
+        self.remote.take_into(&mut batch);
+        for item in batch.drain(..) {
+            match item {
+                Inbound::Post(callback) => self.macrotask(|| callback(self)),
+                Inbound::JobDone { key, result } => {
+                    let callback = self.jobs.borrow_mut().try_remove(key);
+                    if let Some(callback) = callback {
+                        self.macrotask(|| callback(self, result));
+                    }
+                }
+                Inbound::Wake { key, id } => {
+                    self.microtasks.push_poll(key, id);
+                    microtasks::drain(self);
+                }
+            }
+        }
+        *self.inbox.borrow_mut() = batch;
+    }
+
+    /// A `Send` handle for other threads: post callbacks, stop the loop.
+    pub fn handle(&self) -> LoopHandle {
+        LoopHandle {
+            remote: self.remote.clone(),
+        }
+    }
+
+    /// Makes [`Loop::run`] return after the current tick.
+    pub fn stop(&self) {
+        self.stop_requested.set(true);
+    }
+
+    /// Keeps the loop alive until a matching [`Loop::release`] (libuv's
+    /// referenced async handle): for work arriving from other threads.
+    pub fn hold(&self) {
+        self.holds.set(self.holds.get() + 1);
+    }
+
+    /// Undoes one [`Loop::hold`].
+    pub fn release(&self) {
+        self.holds.set(self.holds.get().saturating_sub(1));
+    }
+
+    // ----- the thread pool ------------------------------------------------
+
+    /// The pool this loop submits to (the process-wide one unless the builder
+    /// named another); started on first use.
+    pub fn pool(&self) -> &Pool {
+        self.pool.get_or_init(Pool::global)
+    }
+
+    /// The pool's statistics, if this loop has used it.
+    pub fn pool_stats(&self) -> Option<PoolStats> {
+        self.pool.get().map(Pool::stats)
+    }
+
+    pub(crate) fn submit_work(
+        &self,
+        lane: Lane,
+        work: crate::pool::Work,
+        callback: JobCallback,
+    ) -> Result<(), PoolError> {
+        let key = self.jobs.borrow_mut().insert(callback);
+        let submitted = self.pool().submit(lane, work, self.remote.clone(), key);
+        if submitted.is_err() {
+            drop(self.jobs.borrow_mut().remove(key));
+        }
+        submitted
+    }
+
+    /// Number of pool jobs submitted by this loop and not yet called back.
+    pub fn pending_jobs(&self) -> usize {
+        self.jobs.borrow().len()
+    }
+
+    // ----- metrics and the guard ------------------------------------------
+
+    /// The phase running now.
+    pub fn phase(&self) -> Phase {
+        self.phase.get()
+    }
+
+    /// Names the work now running (the server sets the route) so a guard
+    /// report can say what held the loop. `None` clears it.
+    pub fn set_label(&self, label: Option<Rc<str>>) {
+        *self.guard.label.borrow_mut() = label;
+    }
+
+    /// Calls `hook` with every starvation-guard report.
+    pub fn on_block(&self, hook: impl Fn(&crate::guard::BlockReport) + 'static) {
+        self.guard.set_hook(Some(Box::new(hook) as BlockHook));
+    }
+
+    /// A snapshot of the loop's metrics.
+    pub fn metrics(&self) -> LoopMetrics {
+        self.metrics
+            .snapshot(self.guard.reports(), self.guard.recent())
+    }
+
+    fn start_delay_monitor(&self, resolution: Duration) {
+        let expected = Cell::new(Instant::now() + resolution);
+        let id = self.set_interval(resolution, move |lp| {
+            let fired = Instant::now();
+            lp.metrics
+                .record_delay(fired.saturating_duration_since(expected.get()));
+            expected.set(fired + resolution);
+        });
+        self.unref_timer(id);
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        self.remote.close();
+        // Drop user callbacks while the loop is still whole: a callback's
+        // destructor may touch the loop through `Loop::with_current`.
+        let _enter = Enter::new(self);
+        let tasks = self.tasks.borrow_mut().clear();
+        drop(tasks);
+        self.microtasks.clear();
+    }
+}

@@ -1,0 +1,234 @@
+//! The poll phase's I/O sources: mio registrations with a callback each.
+//!
+//! # Contract
+//! mio is edge-triggered: a callback must read (or write) until the source
+//! would block, or it will not hear from that source again. To keep one busy
+//! connection from starving the others, a callback may stop early, after its
+//! fair share of work, and return [`IoOutcome::Again`]: the loop then calls it
+//! again in the next tick's poll phase (without blocking in between), after
+//! every other ready source has had its turn.
+
+use mio::{event::Event, Token};
+
+use crate::event_loop::Loop;
+
+/// The token reserved for the loop's cross-thread waker.
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// Readiness reported for an I/O source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IoEvent {
+    /// The source may be read without blocking (or has hit end of stream).
+    pub readable: bool,
+    /// The source may be written without blocking.
+    pub writable: bool,
+    /// The peer closed its writing half (read would return end of stream).
+    pub read_closed: bool,
+    /// The peer closed its reading half (writes would fail).
+    pub write_closed: bool,
+    /// An error is pending on the source.
+    pub error: bool,
+}
+
+impl IoEvent {
+    fn from_mio(event: &Event) -> Self {
+        IoEvent {
+            readable: event.is_readable(),
+            writable: event.is_writable(),
+            read_closed: event.is_read_closed(),
+            write_closed: event.is_write_closed(),
+            error: event.is_error(),
+        }
+    }
+
+    fn merge(&mut self, other: IoEvent) {
+        self.readable |= other.readable;
+        self.writable |= other.writable;
+        self.read_closed |= other.read_closed;
+        self.write_closed |= other.write_closed;
+        self.error |= other.error;
+    }
+}
+
+/// What an I/O callback tells the loop when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoOutcome {
+    /// The source would block: wait for its next readiness event.
+    Drained,
+    /// The callback stopped before the source would block (its budget ran
+    /// out): call it again next tick with the same readiness.
+    Again,
+}
+
+/// Identifies a registered I/O source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IoToken(Token);
+
+impl IoToken {
+    /// The mio token this source is registered with.
+    pub fn token(self) -> Token {
+        self.0
+    }
+
+    fn key(self) -> usize {
+        self.0 .0 & 0xFFFF_FFFF
+    }
+
+    fn generation(self) -> u32 {
+        (self.0 .0 >> 32) as u32
+    }
+}
+
+/// The callback type of an I/O source.
+pub type IoCallback = Box<dyn FnMut(&Loop, IoEvent) -> IoOutcome>;
+
+struct Slot {
+    generation: u32,
+    in_use: bool,
+    referenced: bool,
+    callback: Option<IoCallback>,
+}
+
+/// The registry of I/O callbacks, by token.
+pub(crate) struct IoSources {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    referenced: usize,
+    /// Sources that asked to be called again next tick.
+    again: Vec<(IoToken, IoEvent)>,
+    /// Scratch buffer the poll phase copies ready events into.
+    ready: Vec<(Token, IoEvent)>,
+}
+
+impl IoSources {
+    pub fn new() -> Self {
+        IoSources {
+            slots: Vec::new(),
+            free: Vec::new(),
+            referenced: 0,
+            again: Vec::new(),
+            ready: Vec::new(),
+        }
+    }
+
+    pub fn referenced(&self) -> usize {
+        self.referenced
+    }
+
+    pub fn has_again(&self) -> bool {
+        !self.again.is_empty()
+    }
+
+    pub fn insert(&mut self, callback: IoCallback) -> IoToken {
+        let key = match self.free.pop() {
+            Some(k) => k,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    in_use: false,
+                    referenced: false,
+                    callback: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[key as usize];
+        slot.in_use = true;
+        slot.referenced = true;
+        slot.callback = Some(callback);
+        self.referenced += 1;
+        IoToken(Token(((slot.generation as usize) << 32) | key as usize))
+    }
+
+    fn slot_mut(&mut self, token: IoToken) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(token.key())
+            .filter(|s| s.in_use && s.generation == token.generation())
+    }
+
+    pub fn remove(&mut self, token: IoToken) -> bool {
+        let Some(slot) = self.slot_mut(token) else {
+            return false;
+        };
+        slot.in_use = false;
+        slot.callback = None;
+        // Generations live in the token's upper 32 bits (usize is 64-bit on
+        // every target we build for); wrapping is harmless after 4 billion
+        // reuses of one slot.
+        slot.generation = slot.generation.wrapping_add(1);
+        let referenced = slot.referenced;
+        self.free.push(token.key() as u32);
+        if referenced {
+            self.referenced -= 1;
+        }
+        true
+    }
+
+    pub fn set_referenced(&mut self, token: IoToken, referenced: bool) -> bool {
+        let Some(slot) = self.slot_mut(token) else {
+            return false;
+        };
+        if slot.referenced != referenced {
+            slot.referenced = referenced;
+            if referenced {
+                self.referenced += 1;
+            } else {
+                self.referenced -= 1;
+            }
+        }
+        true
+    }
+
+    /// Copies mio's events into the reusable ready list; returns whether the
+    /// waker fired.
+    pub fn collect(&mut self, events: &mio::Events) -> bool {
+        let mut woken = false;
+        for event in events.iter() {
+            if event.token() == WAKER_TOKEN {
+                woken = true;
+            } else {
+                self.ready.push((event.token(), IoEvent::from_mio(event)));
+            }
+        }
+        woken
+    }
+
+    /// Takes the sources to revisit plus the fresh events, revisits first.
+    pub fn take_ready(&mut self, out: &mut Vec<(IoToken, IoEvent)>) {
+        out.clear();
+        out.append(&mut self.again);
+        let revisits = out.len();
+        for (token, event) in self.ready.drain(..) {
+            let token = IoToken(token);
+            // A source both revisited and freshly ready gets one call.
+            if let Some(existing) = out[..revisits].iter_mut().find(|(t, _)| *t == token) {
+                existing.1.merge(event);
+            } else {
+                out.push((token, event));
+            }
+        }
+    }
+
+    pub fn take_callback(&mut self, token: IoToken) -> Option<IoCallback> {
+        self.slot_mut(token)?.callback.take()
+    }
+
+    /// Puts a callback back after it ran, unless its source was deregistered
+    /// meanwhile; queues a revisit when asked.
+    pub fn put_back(
+        &mut self,
+        token: IoToken,
+        callback: IoCallback,
+        outcome: IoOutcome,
+        event: IoEvent,
+    ) {
+        if let Some(slot) = self.slot_mut(token) {
+            if slot.callback.is_none() {
+                slot.callback = Some(callback);
+            }
+            if outcome == IoOutcome::Again {
+                self.again.push((token, event));
+            }
+        }
+    }
+}
