@@ -489,7 +489,8 @@ impl Loop {
 
     // ----- pending --------------------------------------------------------
 
-    /// Runs `callback` in the next tick's pending phase (libuv's deferred I/O
+    /// Runs `callback` in the next pending phase: this tick's when deferred
+    /// from the timers phase, else the next tick's (libuv's deferred I/O
     /// callbacks: a write retried after EAGAIN, an error reported later).
     pub fn defer(&self, callback: impl FnOnce(&Loop) + 'static) {
         self.pending.borrow_mut().push_back(Box::new(callback));
@@ -816,7 +817,7 @@ impl Loop {
     /// Names the work now running (the server sets the route) so a guard
     /// report can say what held the loop. `None` clears it.
     pub fn set_label(&self, label: Option<Rc<str>>) {
-        *self.guard.label.borrow_mut() = label;
+        self.guard.set_label(label);
     }
 
     /// Calls `hook` with every starvation-guard report.

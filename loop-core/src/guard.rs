@@ -76,7 +76,12 @@ pub(crate) struct Guard {
     warn: bool,
     /// Start of the current macrotask, when the guard is on.
     mark: Cell<Option<Instant>>,
-    pub label: RefCell<Option<Rc<str>>>,
+    label: RefCell<Option<Rc<str>>>,
+    /// The last label set during the current macrotask: a handler clears its
+    /// label when it returns, before the guard looks at how long it took.
+    macrotask_label: RefCell<Option<Rc<str>>>,
+    /// A drain inside the current macrotask was already reported.
+    drain_reported: Cell<bool>,
     reports: Cell<u64>,
     recent: RefCell<VecDeque<BlockReport>>,
     hook: RefCell<Option<BlockHook>>,
@@ -96,10 +101,19 @@ impl Guard {
             warn,
             mark: Cell::new(None),
             label: RefCell::new(None),
+            macrotask_label: RefCell::new(None),
+            drain_reported: Cell::new(false),
             reports: Cell::new(0),
             recent: RefCell::new(VecDeque::new()),
             hook: RefCell::new(None),
         }
+    }
+
+    pub fn set_label(&self, label: Option<Rc<str>>) {
+        if label.is_some() {
+            self.macrotask_label.replace(label.clone());
+        }
+        self.label.replace(label);
     }
 
     pub fn set_hook(&self, hook: Option<BlockHook>) {
@@ -131,10 +145,13 @@ impl Guard {
         let now = Instant::now();
         if let Some(start) = self.mark.get() {
             let held = now.duration_since(start);
-            if held > threshold {
+            // One incident, one report: a starving drain already spoke.
+            if held > threshold && !self.drain_reported.get() {
                 self.report(BlockKind::Callback, phase, held);
             }
         }
+        self.drain_reported.set(false);
+        self.macrotask_label.take();
         self.mark.set(Some(now));
     }
 
@@ -161,6 +178,7 @@ impl Guard {
             let held = started.elapsed();
             if held > threshold {
                 watch.reported = true;
+                self.drain_reported.set(true);
                 self.report(BlockKind::MicrotaskDrain, phase, held);
             }
         }
@@ -171,7 +189,11 @@ impl Guard {
             kind,
             phase,
             held,
-            label: self.label.borrow().clone(),
+            label: self
+                .label
+                .borrow()
+                .clone()
+                .or_else(|| self.macrotask_label.borrow().clone()),
         };
         self.reports.set(self.reports.get() + 1);
         if self.warn {

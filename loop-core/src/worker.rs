@@ -14,7 +14,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -45,6 +45,10 @@ thread_local! {
     static WORKER_HANDLERS: RefCell<HashMap<u64, ParentHandler>> = RefCell::new(HashMap::new());
     /// Worker side: the message listener of this worker thread's port.
     static PORT_HANDLER: RefCell<Option<PortHandler>> = const { RefCell::new(None) };
+    /// Worker side: messages that arrived before a listener was set (a Node
+    /// port queues them too). Bounded by the worker loop's post capacity:
+    /// each one came through that inbox.
+    static EARLY_MESSAGES: RefCell<VecDeque<Box<dyn Any + Send>>> = const { RefCell::new(VecDeque::new()) };
 }
 
 static NEXT_WORKER_ID: AtomicU64 = AtomicU64::new(1);
@@ -188,7 +192,13 @@ impl<In: Send + 'static> Worker<In> {
     pub fn post(&self, msg: In) -> Result<(), PostError> {
         self.worker_loop.post(move |lp| {
             let handler = PORT_HANDLER.with(|p| p.borrow_mut().take());
-            if let Some(mut handler) = handler {
+            let Some(mut handler) = handler else {
+                if !CLOSED.with(|c| c.get()) {
+                    EARLY_MESSAGES.with(|q| q.borrow_mut().push_back(Box::new(msg)));
+                }
+                return;
+            };
+            {
                 handler(lp, Box::new(msg));
                 PORT_HANDLER.with(|p| {
                     let mut slot = p.borrow_mut();
@@ -215,6 +225,8 @@ impl<In: Send + 'static> Worker<In> {
 thread_local! {
     /// Worker side: whether the port is listening (it holds the loop).
     static LISTENING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Worker side: the port was closed; later messages are dropped.
+    static CLOSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn lp_listening(_lp: &Loop) -> bool {
@@ -244,11 +256,29 @@ impl<In: Send + 'static, Out: Send + 'static> ParentPort<In, Out> {
         if !LISTENING.with(|l| l.replace(true)) {
             lp.hold();
         }
+        // Deliver what came early, in order, each as its own macrotask.
+        let early = EARLY_MESSAGES.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        for msg in early {
+            lp.set_immediate(move |lp| {
+                let handler = PORT_HANDLER.with(|p| p.borrow_mut().take());
+                if let Some(mut handler) = handler {
+                    handler(lp, msg);
+                    PORT_HANDLER.with(|p| {
+                        let mut slot = p.borrow_mut();
+                        if slot.is_none() && LISTENING.with(|l| l.get()) {
+                            *slot = Some(handler);
+                        }
+                    });
+                }
+            });
+        }
     }
 
     /// Stops listening, so the worker's loop can finish.
     pub fn close(&self, lp: &Loop) {
         PORT_HANDLER.with(|p| p.borrow_mut().take());
+        CLOSED.with(|c| c.set(true));
+        EARLY_MESSAGES.with(|q| q.borrow_mut().clear());
         if LISTENING.with(|l| l.replace(false)) {
             lp.release();
         }

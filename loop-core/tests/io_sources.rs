@@ -1,0 +1,183 @@
+//! I/O sources run their callbacks in the poll phase, and a busy source that
+//! returns `Again` yields to the others instead of starving them.
+
+mod util;
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::rc::Rc;
+
+use phaseloop_core::mio::net::{TcpListener, TcpStream};
+use phaseloop_core::mio::unix::SourceFd;
+use phaseloop_core::mio::Interest;
+use phaseloop_core::{IoOutcome, Loop, Phase};
+use std::os::fd::AsRawFd;
+use util::{quiet_loop, Log};
+
+/// Reads up to `budget` chunks of 1 KiB; says whether the source is drained.
+fn read_some(stream: &mut TcpStream, budget: usize, total: &mut usize) -> (IoOutcome, bool) {
+    let mut buf = [0u8; 1024];
+    for _ in 0..budget {
+        match stream.read(&mut buf) {
+            Ok(0) => return (IoOutcome::Drained, true),
+            Ok(n) => *total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return (IoOutcome::Drained, false)
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    (IoOutcome::Again, false)
+}
+
+#[test]
+fn busy_source_yields_to_others_with_again() {
+    let lp = quiet_loop();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(std_listener);
+    let listener_fd = listener.as_raw_fd();
+
+    // The busy client sends 4 MiB; the quiet one sends one line, afterwards.
+    let mut busy = std::net::TcpStream::connect(addr).unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..64 {
+            busy.write_all(&chunk).unwrap();
+        }
+    });
+    let log = Log::new();
+    let l = log.clone();
+    let quiet_addr = addr;
+    lp.run_main(move |lp| {
+        let l = l.clone();
+        let accepted = Rc::new(RefCell::new(0));
+        let listener_token = Rc::new(RefCell::new(None));
+        let lt = listener_token.clone();
+        let token = lp
+            .register_io(
+                &mut SourceFd(&listener_fd),
+                Interest::READABLE,
+                move |lp, _ev| {
+                    assert_eq!(lp.phase(), Phase::Poll);
+                    loop {
+                        match listener.accept() {
+                            Ok((mut stream, _)) => {
+                                let n = {
+                                    let mut a = accepted.borrow_mut();
+                                    *a += 1;
+                                    *a
+                                };
+                                let name = if n == 1 { "busy" } else { "quiet" };
+                                let l = l.clone();
+                                let mut total = 0usize;
+                                let stream_token = Rc::new(RefCell::new(None));
+                                let st = stream_token.clone();
+                                let mut again_count = 0;
+                                let fd = stream.as_raw_fd();
+                                let token = lp
+                                    .register_io(
+                                        &mut SourceFd(&fd),
+                                        Interest::READABLE,
+                                        move |lp, _| {
+                                            let (outcome, eof) =
+                                                read_some(&mut stream, 8, &mut total);
+                                            if outcome == IoOutcome::Again {
+                                                again_count += 1;
+                                                if again_count == 1 {
+                                                    l.push(format!("{name} yields"));
+                                                }
+                                            }
+                                            if eof || (name == "quiet" && total > 0) {
+                                                l.push(format!("{name} done ({total} bytes)"));
+                                                let t = st.borrow_mut().take().unwrap();
+                                                lp.deregister_io(t, &mut SourceFd(&fd)).unwrap();
+                                                return IoOutcome::Drained;
+                                            }
+                                            outcome
+                                        },
+                                    )
+                                    .unwrap();
+                                *stream_token.borrow_mut() = Some(token);
+                                if n == 1 {
+                                    // Now that the busy one is flowing, connect the quiet one.
+                                    std::thread::spawn(move || {
+                                        let mut q =
+                                            std::net::TcpStream::connect(quiet_addr).unwrap();
+                                        q.write_all(b"hello\n").unwrap();
+                                        std::thread::sleep(std::time::Duration::from_millis(200));
+                                    });
+                                }
+                                if n == 2 {
+                                    let t = lt.borrow_mut().take().unwrap();
+                                    lp.unref_io(t);
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                return IoOutcome::Drained
+                            }
+                            Err(e) => panic!("accept: {e}"),
+                        }
+                    }
+                },
+            )
+            .unwrap();
+        *listener_token.borrow_mut() = Some(token);
+    });
+    writer.join().unwrap();
+    let got = log.take();
+    let quiet_done = got
+        .iter()
+        .position(|s| s.starts_with("quiet done"))
+        .expect("quiet finished");
+    let busy_done = got
+        .iter()
+        .position(|s| s.starts_with("busy done"))
+        .expect("busy finished");
+    assert_eq!(got[0], "busy yields", "{got:?}");
+    assert!(
+        quiet_done < busy_done,
+        "the quiet source was served while the busy one streamed: {got:?}"
+    );
+    assert_eq!(
+        got[busy_done],
+        format!("busy done ({} bytes)", 4 * 1024 * 1024)
+    );
+}
+
+#[test]
+fn loop_with_only_io_blocks_until_readable() {
+    let lp = quiet_loop();
+    let (std_a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    std_a.set_nonblocking(true).unwrap();
+    let mut a = phaseloop_core::mio::net::UnixStream::from_std(std_a);
+    let log = Log::new();
+    let l = log.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        b.write_all(b"ping").unwrap();
+    });
+    lp.enter(|lp: &Loop| {
+        let token = Rc::new(RefCell::new(None));
+        let tk = token.clone();
+        let fd = a.as_raw_fd();
+        *token.borrow_mut() = Some(
+            lp.register_io(&mut SourceFd(&fd), Interest::READABLE, move |lp, ev| {
+                assert!(ev.readable);
+                let mut buf = [0u8; 8];
+                let n = a.read(&mut buf).unwrap();
+                l.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                lp.deregister_io(tk.borrow_mut().take().unwrap(), &mut SourceFd(&fd))
+                    .unwrap();
+                IoOutcome::Drained
+            })
+            .unwrap(),
+        );
+    });
+    let start = std::time::Instant::now();
+    lp.run(phaseloop_core::RunMode::Default);
+    assert!(start.elapsed() >= std::time::Duration::from_millis(25));
+    assert_eq!(log.take(), ["ping"]);
+    t.join().unwrap();
+}
