@@ -32,6 +32,7 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -53,6 +54,10 @@ pub const MAX_THREADS: usize = 1024;
 /// deep enough to absorb a burst, small enough that a job never waits behind
 /// minutes of work.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+
+/// How many times an idle pool thread yields the CPU, checking for new work,
+/// before it blocks.
+const IDLE_SPINS: usize = 16;
 
 /// The class of a job; each class has its own concurrency cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -195,12 +200,14 @@ impl PoolBuilder {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 lanes: Lane::ALL.map(|_| LaneQueue::new()),
+                sleepers: 0,
                 queued: 0,
                 next_seq: 0,
                 shutdown: false,
                 rejected: 0,
             }),
             work: Condvar::new(),
+            queued_hint: AtomicUsize::new(0),
             caps,
             capacity: self.queue_capacity,
         });
@@ -294,6 +301,9 @@ impl LaneQueue {
 
 struct State {
     lanes: [LaneQueue; 5],
+    /// Threads blocked on the condvar: submit skips the wake-up syscall when
+    /// none sleeps.
+    sleepers: usize,
     queued: usize,
     next_seq: u64,
     shutdown: bool,
@@ -303,6 +313,9 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     work: Condvar,
+    /// Jobs queued (mirrors `State::queued`) so idle threads can spin on it
+    /// without the lock.
+    queued_hint: AtomicUsize,
     caps: [usize; 5],
     capacity: usize,
 }
@@ -312,6 +325,14 @@ impl Shared {
         // Jobs run outside the lock, so a poisoned lock only means a panic in
         // our own bookkeeping; the state is still consistent enough to go on.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn has_runnable(&self, state: &State) -> bool {
+        state
+            .lanes
+            .iter()
+            .enumerate()
+            .any(|(i, lane)| lane.running < self.caps[i] && !lane.jobs.is_empty())
     }
 
     /// The oldest job among lanes that are under their cap.
@@ -332,6 +353,7 @@ impl Shared {
         let job = lane.jobs.pop_front()?;
         lane.running += 1;
         state.queued -= 1;
+        self.queued_hint.store(state.queued, Ordering::Relaxed);
         let waited = job.enqueued.elapsed().as_nanos() as u64;
         lane.wait_ns
             .saturating_record(waited.clamp(1_000, WAIT_HISTOGRAM_MAX_NS));
@@ -345,7 +367,24 @@ impl Shared {
                 return;
             }
             let Some((lane, job)) = self.next_runnable(&mut state) else {
+                // Before sleeping, yield the CPU a few times: a loop that
+                // submits its next job right after a completion (a request
+                // handler chaining pool calls) then finds a thread awake,
+                // saving a futex wake-up and a context switch.
+                drop(state);
+                for _ in 0..IDLE_SPINS {
+                    std::thread::yield_now();
+                    if self.queued_hint.load(Ordering::Relaxed) > 0 {
+                        break;
+                    }
+                }
+                state = self.lock();
+                if state.shutdown || state.queued > 0 && self.has_runnable(&state) {
+                    continue;
+                }
+                state.sleepers += 1;
                 state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                state.sleepers -= 1;
                 continue;
             };
             drop(state);
@@ -446,6 +485,7 @@ impl Pool {
         let seq = state.next_seq;
         state.next_seq += 1;
         state.queued += 1;
+        shared.queued_hint.store(state.queued, Ordering::Relaxed);
         state.lanes[lane.index()].jobs.push_back(QueuedJob {
             seq,
             enqueued: Instant::now(),
@@ -453,8 +493,11 @@ impl Pool {
             remote,
             key,
         });
+        let wake = state.sleepers > 0;
         drop(state);
-        shared.work.notify_one();
+        if wake {
+            shared.work.notify_one();
+        }
         Ok(())
     }
 
