@@ -1,0 +1,226 @@
+//! `App`: routes plus middleware, the thing a server serves.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+use phaseloop_core::Loop;
+
+use crate::handler::{async_handler, Handler, Middleware, Next};
+use crate::request::{Method, Request};
+use crate::responder::Responder;
+use crate::response::Response;
+use crate::router::{Resolved, Router};
+
+/// Routes and middleware.
+///
+/// ```
+/// use phaseloop::{App, Response};
+///
+/// let app = App::new()
+///     .get("/hello/:name", |_lp, req, res| {
+///         let name = req.param("name").unwrap_or("world").to_string();
+///         res.text(200, format!("Hello, {name}!"));
+///     })
+///     .get_async("/later", |_req| async { Response::text(200, "done") });
+/// # let _ = app;
+/// ```
+pub struct App {
+    pub(crate) router: Router,
+    middleware: Vec<Rc<dyn Middleware>>,
+    chain: Option<Rc<[Rc<dyn Middleware>]>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("routes", &self.router.routes.len())
+            .field("middleware", &self.middleware.len())
+            .finish()
+    }
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the connection needs to know about a request's destination when its
+/// head arrives.
+pub(crate) struct Destination {
+    pub target: Target,
+    pub body_limit: Option<u64>,
+}
+
+pub(crate) enum Target {
+    Route {
+        index: usize,
+        params: Vec<(Rc<str>, usize, usize)>,
+    },
+    NotFound,
+    MethodNotAllowed(String),
+}
+
+impl App {
+    /// An app with no routes (every request gets 404).
+    pub fn new() -> App {
+        App {
+            router: Router::default(),
+            middleware: Vec::new(),
+            chain: None,
+        }
+    }
+
+    /// Adds a route for `method` and `pattern` (`/users/:id`, `/files/*`).
+    pub fn route<F>(self, method: Method, pattern: &str, handler: F) -> App
+    where
+        F: Fn(&Loop, Request, Responder) + 'static,
+    {
+        self.route_handler(method, pattern, handler)
+    }
+
+    /// Adds a route served by any [`Handler`] (a type of your own).
+    pub fn route_handler(mut self, method: Method, pattern: &str, handler: impl Handler) -> App {
+        self.router.add(method, pattern, Rc::new(handler));
+        self
+    }
+
+    /// Adds a GET route (HEAD requests use it too, without the body).
+    pub fn get<F>(self, pattern: &str, handler: F) -> App
+    where
+        F: Fn(&Loop, Request, Responder) + 'static,
+    {
+        self.route(Method::Get, pattern, handler)
+    }
+
+    /// Adds a POST route.
+    pub fn post<F>(self, pattern: &str, handler: F) -> App
+    where
+        F: Fn(&Loop, Request, Responder) + 'static,
+    {
+        self.route(Method::Post, pattern, handler)
+    }
+
+    /// Adds a PUT route.
+    pub fn put<F>(self, pattern: &str, handler: F) -> App
+    where
+        F: Fn(&Loop, Request, Responder) + 'static,
+    {
+        self.route(Method::Put, pattern, handler)
+    }
+
+    /// Adds a DELETE route.
+    pub fn delete<F>(self, pattern: &str, handler: F) -> App
+    where
+        F: Fn(&Loop, Request, Responder) + 'static,
+    {
+        self.route(Method::Delete, pattern, handler)
+    }
+
+    /// Adds a GET route served by an async function.
+    pub fn get_async<F, Fut>(self, pattern: &str, f: F) -> App
+    where
+        F: Fn(Request) -> Fut + 'static,
+        Fut: Future<Output = Response> + 'static,
+    {
+        self.route_handler(Method::Get, pattern, async_handler(f))
+    }
+
+    /// Adds a POST route served by an async function.
+    pub fn post_async<F, Fut>(self, pattern: &str, f: F) -> App
+    where
+        F: Fn(Request) -> Fut + 'static,
+        Fut: Future<Output = Response> + 'static,
+    {
+        self.route_handler(Method::Post, pattern, async_handler(f))
+    }
+
+    /// Sets the body limit of the most recently added route (413 beyond),
+    /// overriding the server's.
+    pub fn body_limit(mut self, limit: u64) -> App {
+        if let Some(route) = self.router.routes.last_mut() {
+            route.body_limit = Some(limit);
+        }
+        self
+    }
+
+    /// Adds a middleware; the first added runs first.
+    pub fn wrap(mut self, middleware: impl Middleware) -> App {
+        self.middleware.push(Rc::new(middleware));
+        self.chain = None;
+        self
+    }
+
+    pub(crate) fn finish(&mut self) {
+        self.chain = Some(self.middleware.clone().into());
+    }
+
+    pub(crate) fn destination(&self, req: &Request) -> Destination {
+        match self
+            .router
+            .resolve(req.method(), req.method_str(), req.path())
+        {
+            Resolved::Route { index, params } => Destination {
+                body_limit: self.router.routes[index].body_limit,
+                target: Target::Route { index, params },
+            },
+            Resolved::NotFound => Destination {
+                target: Target::NotFound,
+                body_limit: None,
+            },
+            Resolved::MethodNotAllowed(allow) => Destination {
+                target: Target::MethodNotAllowed(allow),
+                body_limit: None,
+            },
+        }
+    }
+
+    /// The route pattern a request went to, for logs and guard reports.
+    pub(crate) fn label(&self, target: &Target) -> Option<Rc<str>> {
+        match target {
+            Target::Route { index, .. } => Some(self.router.routes[*index].pattern.clone()),
+            _ => None,
+        }
+    }
+
+    /// Runs the middleware chain and the handler. Returns false if the
+    /// handler panicked (it has then been answered with 500).
+    pub(crate) fn dispatch(
+        &self,
+        lp: &Loop,
+        target: Target,
+        mut req: Request,
+        res: Responder,
+    ) -> bool {
+        let endpoint: Rc<dyn Handler> = match target {
+            Target::Route { index, params } => {
+                req.set_params(params);
+                self.router.routes[index].handler.clone()
+            }
+            Target::NotFound => Rc::new(|_: &Loop, req: Request, res: Responder| {
+                res.send(Response::text(404, format!("Not Found: {}\n", req.path())));
+            }),
+            Target::MethodNotAllowed(allow) => {
+                Rc::new(move |_: &Loop, req: Request, res: Responder| {
+                    res.send(
+                        Response::text(
+                            405,
+                            format!("Method Not Allowed: {} {}\n", req.method_str(), req.path()),
+                        )
+                        .header("Allow", allow.clone()),
+                    );
+                })
+            }
+        };
+        let next = Next {
+            chain: self
+                .chain
+                .clone()
+                .unwrap_or_else(|| self.middleware.clone().into()),
+            index: 0,
+            endpoint,
+        };
+        catch_unwind(AssertUnwindSafe(|| next.run(lp, req, res))).is_ok()
+    }
+}

@@ -1,0 +1,108 @@
+//! The `Date` header value (RFC 9110 §5.6.7 IMF-fixdate), formatted once per
+//! second rather than per response.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub const DATE_LEN: usize = 29;
+
+/// The current `Date` value, refreshed by the server on a 1 s timer.
+#[derive(Debug, Clone)]
+pub struct DateCache {
+    value: [u8; DATE_LEN],
+    second: u64,
+}
+
+impl Default for DateCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DateCache {
+    /// A cache holding the current time.
+    pub fn new() -> Self {
+        let mut c = DateCache {
+            value: [b' '; DATE_LEN],
+            second: u64::MAX,
+        };
+        c.refresh();
+        c
+    }
+
+    /// Re-formats if the wall-clock second changed.
+    pub fn refresh(&mut self) {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if secs != self.second {
+            self.second = secs;
+            self.value = format_imf_fixdate(secs);
+        }
+    }
+
+    /// The formatted value.
+    pub fn value(&self) -> &[u8; DATE_LEN] {
+        &self.value
+    }
+}
+
+/// Formats seconds since the Unix epoch as an IMF-fixdate.
+pub fn format_imf_fixdate(secs: u64) -> [u8; DATE_LEN] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (hour, minute, second) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    out[0..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    let two = |v: u64, at: &mut [u8]| {
+        at[0] = b'0' + (v / 10) as u8;
+        at[1] = b'0' + (v % 10) as u8;
+    };
+    two(day as u64, &mut out[5..7]);
+    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+    let y = year.clamp(0, 9999) as u64;
+    two(y / 100, &mut out[12..14]);
+    two(y % 100, &mut out[14..16]);
+    two(hour, &mut out[17..19]);
+    two(minute, &mut out[20..22]);
+    two(second, &mut out[23..25]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_imf_fixdate;
+
+    #[test]
+    fn formats_known_dates() {
+        let cases: [(u64, &str); 4] = [
+            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"),
+            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
+            (1_795_392_000, "Mon, 23 Nov 2026 00:00:00 GMT"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(
+                std::str::from_utf8(&format_imf_fixdate(secs)).unwrap(),
+                want
+            );
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! Request heads: the request line and header fields (RFC 9112 §2–§6).
+//!
+//! httparse does the tokenising; this module adds what a server must decide
+//! from the fields: framing of the body, persistence of the connection,
+//! `Expect: 100-continue`, and every rejection RFC 9112 asks for.
+
+use super::HttpError;
+
+/// Limits on a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    /// Longest request line (method, target, version) in bytes: 414 beyond.
+    pub max_request_line: usize,
+    /// Largest head (request line plus fields) in bytes: 431 beyond.
+    pub max_head_bytes: usize,
+    /// Most header fields: 431 beyond.
+    pub max_headers: usize,
+}
+
+/// Most header fields httparse may fill in one parse; `HeadLimits::max_headers`
+/// may only be lower.
+pub const HEADER_SLOTS: usize = 128;
+
+/// The protocol version of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0: connections close unless the client asks for keep-alive.
+    Http10,
+    /// HTTP/1.1: connections persist unless a side says `close`.
+    Http11,
+}
+
+/// How the request's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// The chunked transfer coding.
+    Chunked,
+}
+
+/// Byte ranges into the buffer the head was parsed from.
+pub type Span = (u32, u32);
+
+/// A parsed request head. Names and values are spans into the parsed buffer
+/// so the connection can keep them without copying each one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedHead {
+    /// Bytes the head occupies, final CRLF included.
+    pub len: usize,
+    /// The method token.
+    pub method: Span,
+    /// The request target as sent.
+    pub target: Span,
+    /// Protocol version.
+    pub version: Version,
+    /// (name, value) spans of every field, in order.
+    pub headers: Vec<(Span, Span)>,
+    /// How the body is delimited.
+    pub framing: BodyFraming,
+    /// Whether the connection may serve another request after this one.
+    pub keep_alive: bool,
+    /// The client sent `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+fn span(base: *const u8, part: &[u8]) -> Span {
+    let start = part.as_ptr() as usize - base as usize;
+    (start as u32, (start + part.len()) as u32)
+}
+
+/// True if `line` (a comma-separated list) contains `token`, ignoring case.
+fn list_has(value: &[u8], token: &str) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Parses a request head from the start of `buf`.
+///
+/// Returns `Ok(None)` when more bytes are needed (and the limits still allow
+/// them), `Ok(Some(head))` when complete, `Err` for a request to refuse.
+pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>, HttpError> {
+    // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received
+    // before the request line; the connection strips those before calling.
+    let line_end = memchr_newline(buf);
+    match line_end {
+        Some(i) if i > limits.max_request_line => {
+            return Err(HttpError::new(414, "request line too long"))
+        }
+        None if buf.len() > limits.max_request_line => {
+            return Err(HttpError::new(414, "request line too long"))
+        }
+        _ => {}
+    }
+
+    let mut slots = [httparse::EMPTY_HEADER; HEADER_SLOTS];
+    let max = limits.max_headers.min(HEADER_SLOTS);
+    let mut req = httparse::Request::new(&mut slots[..max]);
+    let status = match req.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HttpError::new(431, "too many header fields"))
+        }
+        Err(httparse::Error::Version) => {
+            return Err(HttpError::new(
+                505,
+                "only HTTP/1.0 and HTTP/1.1 are supported",
+            ))
+        }
+        Err(httparse::Error::HeaderName) => {
+            return Err(HttpError::bad_request(
+                "invalid header field name (or obs-fold)",
+            ))
+        }
+        Err(httparse::Error::HeaderValue) => {
+            return Err(HttpError::bad_request("invalid header field value"))
+        }
+        Err(httparse::Error::Token) => return Err(HttpError::bad_request("invalid request line")),
+        Err(httparse::Error::NewLine) => return Err(HttpError::bad_request("invalid line ending")),
+        Err(_) => return Err(HttpError::bad_request("malformed request")),
+    };
+    let len = match status {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => {
+            if buf.len() > limits.max_head_bytes {
+                return Err(HttpError::new(431, "request header block too large"));
+            }
+            return Ok(None);
+        }
+    };
+    if len > limits.max_head_bytes {
+        return Err(HttpError::new(431, "request header block too large"));
+    }
+    // RFC 9112 §2.2: a bare LF (or CR) is not a line terminator we accept in
+    // a request we answer; httparse tolerates bare LF, we do not.
+    if has_bare_lf(&buf[..len]) {
+        return Err(HttpError::bad_request("bare LF in request head"));
+    }
+
+    let base = buf.as_ptr();
+    let method = req.method.expect("complete request has a method");
+    let target = req.path.expect("complete request has a target");
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+    if !valid_target(method, target) {
+        return Err(HttpError::bad_request("invalid request target"));
+    }
+
+    let mut headers = Vec::with_capacity(req.headers.len());
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding = false;
+    let mut chunked = false;
+    let mut host_count = 0usize;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        headers.push((span(base, name), span(base, value)));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // RFC 9112 §6.3 (5): an invalid Content-Length is unrecoverable.
+            let n = parse_content_length(value)?;
+            match content_length {
+                Some(prev) if prev != n => {
+                    return Err(HttpError::bad_request("conflicting Content-Length fields"))
+                }
+                _ => content_length = Some(n),
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
+            // RFC 9112 §6.3 (4): chunked must be the final coding, once.
+            for coding in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if coding.is_empty() {
+                    continue;
+                }
+                if chunked {
+                    return Err(HttpError::bad_request(
+                        "chunked must be the final transfer coding",
+                    ));
+                }
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    chunked = true;
+                } else {
+                    // RFC 9112 §6.1: an unknown transfer coding we cannot decode.
+                    return Err(HttpError::new(501, "unsupported transfer coding"));
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"host") {
+            host_count += 1;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            conn_close |= list_has(value, "close");
+            conn_keep_alive |= list_has(value, "keep-alive");
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            } else {
+                return Err(HttpError::new(417, "unsupported expectation"));
+            }
+        }
+    }
+
+    // RFC 9112 §3.2: a 1.1 request without exactly one Host is refused.
+    if version == Version::Http11 && host_count != 1 {
+        return Err(HttpError::bad_request(if host_count == 0 {
+            "missing Host header"
+        } else {
+            "multiple Host headers"
+        }));
+    }
+    if host_count > 1 {
+        return Err(HttpError::bad_request("multiple Host headers"));
+    }
+
+    let framing = if transfer_encoding {
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+        if version == Version::Http10 {
+            return Err(HttpError::bad_request(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        // RFC 9112 §6.3 (3): both headers present is a smuggling attempt.
+        if content_length.is_some() {
+            return Err(HttpError::bad_request(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        if !chunked {
+            return Err(HttpError::bad_request(
+                "chunked must be the final transfer coding",
+            ));
+        }
+        BodyFraming::Chunked
+    } else {
+        match content_length {
+            None | Some(0) => BodyFraming::None,
+            Some(n) => BodyFraming::Length(n),
+        }
+    };
+
+    let keep_alive = match version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    };
+
+    Ok(Some(ParsedHead {
+        len,
+        method: span(base, method.as_bytes()),
+        target: span(base, target.as_bytes()),
+        version,
+        headers,
+        framing,
+        keep_alive,
+        expect_continue: expect_continue && version == Version::Http11,
+    }))
+}
+
+fn memchr_newline(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|b| *b == b'\n')
+}
+
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+/// RFC 9112 §3.2: origin-form (`/path?q`), absolute-form (`http://h/p`), or
+/// asterisk-form for OPTIONS. Authority-form (CONNECT) we do not serve.
+fn valid_target(method: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return true;
+    }
+    if target == "*" {
+        return method == "OPTIONS";
+    }
+    let lower = target
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// RFC 9110 §8.6: `Content-Length = 1*DIGIT`; a list of identical values
+/// (`5, 5`) may be accepted as one.
+fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
+    let mut result: Option<u64> = None;
+    for part in value.split(|b| *b == b',') {
+        let digits = part.trim_ascii();
+        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(HttpError::bad_request("invalid Content-Length"));
+        }
+        let n = digits
+            .iter()
+            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+        match result {
+            Some(prev) if prev != n => {
+                return Err(HttpError::bad_request("conflicting Content-Length fields"))
+            }
+            _ => result = Some(n),
+        }
+    }
+    result.ok_or(HttpError::bad_request("invalid Content-Length"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_request_line: 64,
+        max_head_bytes: 256,
+        max_headers: 8,
+    };
+
+    fn ok(raw: &str) -> ParsedHead {
+        parse_head(raw.as_bytes(), &LIMITS)
+            .unwrap_or_else(|e| panic!("{raw:?}: {e}"))
+            .unwrap_or_else(|| panic!("{raw:?}: incomplete"))
+    }
+
+    fn err(raw: &str, status: u16, message: &str) {
+        match parse_head(raw.as_bytes(), &LIMITS) {
+            Err(e) => {
+                assert_eq!((e.status, e.message), (status, message), "{raw:?}");
+            }
+            Ok(r) => panic!("{raw:?}: expected {status} {message}, got {r:?}"),
+        }
+    }
+
+    fn partial(raw: &str) {
+        assert_eq!(parse_head(raw.as_bytes(), &LIMITS), Ok(None), "{raw:?}");
+    }
+
+    #[test]
+    fn complete_heads() {
+        let h = ok("GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::None);
+        assert!(h.keep_alive);
+        assert_eq!(h.version, Version::Http11);
+        assert_eq!(h.len, 32);
+        assert_eq!(h.target, (4, 10));
+
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n").framing,
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n")
+                .framing,
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n").framing,
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").framing,
+            BodyFraming::Chunked
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: CHUNKED\r\n\r\n").framing,
+            BodyFraming::Chunked
+        );
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, Close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        assert!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+                .expect_continue
+        );
+        assert_eq!(ok("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").target, (8, 9));
+        ok("GET http://x/y HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+
+    #[test]
+    fn partial_heads() {
+        partial("GET / HTTP/1.1\r\nHost: x\r\n");
+        partial("GET / HTTP/1.1\r\n");
+        partial("GE");
+        partial("");
+    }
+
+    #[test]
+    fn rejections() {
+        // RFC 9112 §6.3 and RFC 9110 §8.6: Content-Length.
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            400,
+            "conflicting Content-Length fields",
+        );
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\n",
+            400,
+            "conflicting Content-Length fields",
+        );
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+            400,
+            "invalid Content-Length",
+        );
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            400,
+            "invalid Content-Length",
+        );
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n",
+            400,
+            "invalid Content-Length",
+        );
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n",
+            400,
+            "invalid Content-Length",
+        );
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            400,
+            "invalid Content-Length",
+        );
+        // RFC 9112 §6.1 and §6.3: Transfer-Encoding.
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+            "both Content-Length and Transfer-Encoding",
+        );
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            400,
+            "chunked must be the final transfer coding",
+        );
+        err("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", 400, "chunked must be the final transfer coding");
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+            "unsupported transfer coding",
+        );
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            501,
+            "unsupported transfer coding",
+        );
+        err(
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+            "Transfer-Encoding in an HTTP/1.0 request",
+        );
+        // RFC 9112 §5.2: obs-fold; §5.1: a field line needs a colon.
+        err(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n",
+            400,
+            "invalid header field name (or obs-fold)",
+        );
+        err(
+            "GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n",
+            400,
+            "invalid header field name (or obs-fold)",
+        );
+        err(
+            "GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
+            400,
+            "invalid header field name (or obs-fold)",
+        );
+        // RFC 9112 §2.2: bare LF.
+        err(
+            "GET / HTTP/1.1\nHost: x\r\n\r\n",
+            400,
+            "bare LF in request head",
+        );
+        err(
+            "GET / HTTP/1.1\r\nHost: x\n\r\n",
+            400,
+            "bare LF in request head",
+        );
+        // RFC 9112 §3.2: Host.
+        err("GET / HTTP/1.1\r\n\r\n", 400, "missing Host header");
+        err(
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            400,
+            "multiple Host headers",
+        );
+        // RFC 9112 §3: request line and target.
+        err(
+            "GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "invalid request line",
+        );
+        err(
+            "GET x HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "invalid request target",
+        );
+        err(
+            "GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "invalid request target",
+        );
+        err(
+            "CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "invalid request target",
+        );
+        // Versions and limits.
+        err(
+            "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+            505,
+            "only HTTP/1.0 and HTTP/1.1 are supported",
+        );
+        err(
+            "GET / HTTP/1.2\r\nHost: x\r\n\r\n",
+            505,
+            "only HTTP/1.0 and HTTP/1.1 are supported",
+        );
+        err(
+            &format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(80)),
+            414,
+            "request line too long",
+        );
+        err(
+            &format!("GET /{}", "a".repeat(80)),
+            414,
+            "request line too long",
+        );
+        err(
+            &format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+                "v".repeat(300)
+            ),
+            431,
+            "request header block too large",
+        );
+        err(
+            &format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}", "v".repeat(300)),
+            431,
+            "request header block too large",
+        );
+        err("GET / HTTP/1.1\r\nHost: x\r\na: 1\r\nb: 1\r\nc: 1\r\nd: 1\r\ne: 1\r\nf: 1\r\ng: 1\r\nh: 1\r\n\r\n", 431, "too many header fields");
+        err(
+            "POST / HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\n\r\n",
+            417,
+            "unsupported expectation",
+        );
+    }
+}

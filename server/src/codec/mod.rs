@@ -1,0 +1,18 @@
+//! The HTTP/1.1 codec: pure functions from bytes to requests and from
+//! responses to bytes. Nothing here touches a socket or the loop, so every
+//! rule is unit-tested with plain byte strings; `connection.rs` is the only
+//! code that knows about sockets.
+
+mod chunked;
+mod date;
+mod error;
+mod head;
+mod response;
+mod status;
+
+pub use chunked::ChunkedDecoder;
+pub use date::DateCache;
+pub use error::HttpError;
+pub use head::{parse_head, BodyFraming, HeadLimits, ParsedHead, Version};
+pub use response::{encode_continue, encode_head, ResponseHead};
+pub use status::reason_phrase;

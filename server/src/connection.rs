@@ -1,0 +1,649 @@
+//! One client connection: its buffers, its reading state, its queue of
+//! in-flight responses, and its deadline. The only code that touches the
+//! socket. `server.rs` drives it from loop callbacks.
+//!
+//! Invariants:
+//! - Responses leave in request order, whatever order handlers answer in.
+//! - An idle connection (nothing buffered, nothing in flight) holds no buffer.
+//! - Reading pauses while too many requests are in flight or too many
+//!   response bytes are unsent; it resumes when they drain.
+//! - After a request we refuse, nothing more is read: the error response is
+//!   queued after the in-flight ones, then the connection closes gracefully.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use phaseloop_core::{IoToken, TimerId};
+
+use crate::app::Target;
+use crate::codec::{
+    encode_continue, encode_head, parse_head, BodyFraming, ChunkedDecoder, HttpError, ResponseHead,
+    Version,
+};
+use crate::config::ServerConfig;
+use crate::request::{Method, Request};
+use crate::response::Response;
+
+/// Bytes read per `read` call at least (the buffer grows to fit).
+const READ_CHUNK: usize = 8 * 1024;
+/// Reads per readiness event before yielding to other connections.
+pub(crate) const READS_PER_EVENT: usize = 16;
+/// After we close our side, how long we read and discard what the client
+/// still sends, so our last response is not destroyed by a reset.
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
+/// Empty lines tolerated before a request line (RFC 9112 §2.2).
+const MAX_LEADING_EMPTY_LINES: usize = 8;
+
+/// A response waiting for its turn.
+pub(crate) struct Slot {
+    pub seq: u64,
+    /// Encoded bytes once the handler has answered.
+    pub bytes: Option<Vec<u8>>,
+    /// The response is sent as HEAD's: head only.
+    pub head_only: bool,
+    /// Close the connection after this response.
+    pub close: bool,
+    /// The request was HTTP/1.0 with keep-alive.
+    pub http10_keep_alive: bool,
+}
+
+/// Where the bytes of the current request go.
+pub(crate) enum Reading {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Reading a body for a request whose head is parsed.
+    Body(Box<PendingBody>),
+    /// Reading nothing more (after an error or a request asking to close).
+    Stopped,
+}
+
+pub(crate) struct PendingBody {
+    pub req: Request,
+    pub target: Target,
+    pub seq: u64,
+    pub framing: BodyDecoder,
+    pub limit: u64,
+}
+
+pub(crate) enum BodyDecoder {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// What the connection asks its driver to do next.
+pub(crate) enum Step {
+    /// Run the handler for this request.
+    Dispatch {
+        req: Request,
+        target: Target,
+        seq: u64,
+    },
+    /// Nothing to do until the next event.
+    Wait,
+    /// The read budget ran out with bytes possibly left: come back next tick.
+    Yield,
+    /// Close the connection now.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    /// Serving requests.
+    Open,
+    /// Our side is shut down; reading and discarding until EOF or LINGER.
+    Lingering,
+}
+
+/// Which timeout the connection's deadline enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeadlineKind {
+    Header,
+    Body,
+    Idle,
+    Send,
+    Linger,
+}
+
+pub(crate) struct Conn {
+    pub id: u64,
+    pub stream: TcpStream,
+    pub token: Option<IoToken>,
+    pub peer: Option<SocketAddr>,
+    pub inbuf: Vec<u8>,
+    pub outbuf: Vec<u8>,
+    pub out_pos: usize,
+    pub reading: Reading,
+    pub queue: VecDeque<Slot>,
+    pub next_seq: u64,
+    pub lifecycle: Lifecycle,
+    pub read_eof: bool,
+    pub paused: bool,
+    /// A read batch is running: responses are written once at its end.
+    pub batching: bool,
+    /// After the queue drains, close (a `Connection: close` was sent).
+    pub close_after_queue: bool,
+    pub timer: Option<TimerId>,
+    pub timer_due: Duration,
+    pub head_started: Option<Duration>,
+    pub last_read: Duration,
+    pub last_write: Duration,
+    pub idle_since: Duration,
+    pub linger_since: Duration,
+    pub requests: u64,
+}
+
+/// What connection code needs from its server while it runs.
+pub(crate) struct Ctx<'a> {
+    pub cfg: &'a ServerConfig,
+    pub app: &'a crate::App,
+    pub pool: &'a mut BufferPool,
+    pub date: &'a [u8; 29],
+    pub now: Duration,
+}
+
+/// A buffer pool shared by a server's connections, so idle connections
+/// return their buffers and busy ones do not allocate per request.
+pub(crate) struct BufferPool {
+    free: Vec<Vec<u8>>,
+    max: usize,
+}
+
+/// Buffers kept for reuse; beyond this they are freed.
+const POOL_MAX: usize = 256;
+/// Buffers that grew past this are freed rather than pooled.
+const POOLED_CAPACITY_MAX: usize = 64 * 1024;
+
+impl BufferPool {
+    pub fn new() -> Self {
+        BufferPool {
+            free: Vec::new(),
+            max: POOL_MAX,
+        }
+    }
+
+    pub fn take(&mut self) -> Vec<u8> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
+    }
+
+    pub fn give(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() == 0
+            || buf.capacity() > POOLED_CAPACITY_MAX
+            || self.free.len() >= self.max
+        {
+            return;
+        }
+        buf.clear();
+        self.free.push(buf);
+    }
+}
+
+impl Conn {
+    pub fn new(id: u64, stream: TcpStream, peer: Option<SocketAddr>, now: Duration) -> Conn {
+        Conn {
+            id,
+            stream,
+            token: None,
+            peer,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            out_pos: 0,
+            reading: Reading::Head,
+            queue: VecDeque::new(),
+            next_seq: 0,
+            lifecycle: Lifecycle::Open,
+            read_eof: false,
+            paused: false,
+            batching: false,
+            close_after_queue: false,
+            timer: None,
+            timer_due: Duration::ZERO,
+            head_started: Some(now),
+            last_read: now,
+            last_write: now,
+            idle_since: now,
+            linger_since: now,
+            requests: 0,
+        }
+    }
+
+    pub fn unsent(&self) -> usize {
+        self.outbuf.len() - self.out_pos
+    }
+
+    /// Nothing buffered, nothing in flight, nothing to write.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+            && self.inbuf.is_empty()
+            && self.unsent() == 0
+            && matches!(self.reading, Reading::Head)
+    }
+
+    fn over_limits(&self, cfg: &ServerConfig) -> bool {
+        self.queue.len() >= cfg.max_pipeline || self.unsent() >= cfg.write_high_water
+    }
+
+    /// Reading may resume: both limits are back under half.
+    pub fn may_resume(&self, cfg: &ServerConfig) -> bool {
+        self.paused
+            && self.queue.len() < cfg.max_pipeline.div_ceil(2)
+            && self.unsent() < cfg.write_high_water / 2
+    }
+
+    /// Returns idle buffers to the pool.
+    pub fn release_buffers(&mut self, pool: &mut BufferPool) {
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
+            pool.give(std::mem::take(&mut self.inbuf));
+        }
+        if self.unsent() == 0 && self.outbuf.capacity() > 0 {
+            self.out_pos = 0;
+            pool.give(std::mem::take(&mut self.outbuf));
+        }
+    }
+
+    /// Advances reading and parsing until a request is ready for its handler
+    /// or there is nothing more to do now.
+    pub fn next_step(&mut self, ctx: &mut Ctx<'_>, reads: &mut usize) -> Step {
+        let now = ctx.now;
+        loop {
+            if self.lifecycle == Lifecycle::Lingering {
+                return self.discard_input();
+            }
+            if let Some(step) = self.parse_buffered(ctx) {
+                return step;
+            }
+            // Parsing needs more bytes.
+            if self.read_eof {
+                return if self.queue.is_empty() && self.unsent() == 0 {
+                    Step::Close
+                } else {
+                    // Answer what was asked, then close.
+                    self.reading = Reading::Stopped;
+                    self.close_after_queue = true;
+                    Step::Wait
+                };
+            }
+            if matches!(self.reading, Reading::Stopped) {
+                return Step::Wait;
+            }
+            if self.over_limits(ctx.cfg) {
+                self.paused = true;
+                return Step::Wait;
+            }
+            if *reads >= READS_PER_EVENT {
+                return Step::Yield;
+            }
+            *reads += 1;
+            if self.inbuf.capacity() == 0 {
+                self.inbuf = ctx.pool.take();
+            }
+            if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 2 {
+                self.inbuf.reserve(READ_CHUNK);
+            }
+            let len = self.inbuf.len();
+            let cap = self.inbuf.capacity();
+            self.inbuf.resize(cap, 0);
+            let result = self.stream.read(&mut self.inbuf[len..]);
+            match result {
+                Ok(0) => {
+                    self.inbuf.truncate(len);
+                    self.read_eof = true;
+                }
+                Ok(n) => {
+                    self.inbuf.truncate(len + n);
+                    self.last_read = now;
+                    if matches!(self.reading, Reading::Head) && self.head_started.is_none() {
+                        self.head_started = Some(now);
+                    }
+                }
+                Err(e) => {
+                    self.inbuf.truncate(len);
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        return Step::Wait;
+                    }
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Step::Close;
+                }
+            }
+        }
+    }
+
+    /// Tries to complete a request from buffered bytes.
+    fn parse_buffered(&mut self, ctx: &mut Ctx<'_>) -> Option<Step> {
+        let now = ctx.now;
+        match &mut self.reading {
+            Reading::Stopped => Some(Step::Wait),
+            Reading::Head => {
+                self.skip_leading_empty_lines();
+                if self.inbuf.is_empty() {
+                    return None;
+                }
+                if self.head_started.is_none() {
+                    self.head_started = Some(now);
+                }
+                let parsed = match parse_head(&self.inbuf, &ctx.cfg.head_limits()) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        self.refuse(e, ctx);
+                        return Some(Step::Wait);
+                    }
+                };
+                let head_len = parsed.len;
+                let framing = parsed.framing;
+                let keep_alive = parsed.keep_alive;
+                let version = parsed.version;
+                let expect_continue = parsed.expect_continue;
+                let req = Request::from_head(&self.inbuf[..head_len], parsed, self.peer);
+                self.inbuf.drain(..head_len);
+                self.head_started = None;
+                self.requests += 1;
+
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.queue.push_back(Slot {
+                    seq,
+                    bytes: None,
+                    head_only: req.method() == Method::Head,
+                    close: !keep_alive,
+                    http10_keep_alive: keep_alive && version == Version::Http10,
+                });
+                if !keep_alive {
+                    // Nothing after this request is read (RFC 9112 §9.6).
+                    self.close_after_queue = true;
+                }
+                let dest = ctx.app.destination(&req);
+                let limit = dest.body_limit.unwrap_or(ctx.cfg.max_body);
+                let framing = match framing {
+                    BodyFraming::None => {
+                        if !keep_alive {
+                            self.reading = Reading::Stopped;
+                        }
+                        return Some(Step::Dispatch {
+                            req,
+                            target: dest.target,
+                            seq,
+                        });
+                    }
+                    BodyFraming::Length(n) if n > limit => {
+                        self.queue.pop_back();
+                        self.refuse(HttpError::new(413, "request body too large"), ctx);
+                        return Some(Step::Wait);
+                    }
+                    BodyFraming::Length(n) => BodyDecoder::Length(n),
+                    BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
+                };
+                // RFC 9110 §10.1.1: tell the client to send the body, unless
+                // it already started or earlier responses must go first.
+                if expect_continue && self.inbuf.is_empty() && self.queue.len() == 1 {
+                    if self.outbuf.capacity() == 0 {
+                        self.outbuf = ctx.pool.take();
+                    }
+                    encode_continue(&mut self.outbuf);
+                }
+                self.last_read = now;
+                self.reading = Reading::Body(Box::new(PendingBody {
+                    req,
+                    target: dest.target,
+                    seq,
+                    framing,
+                    limit,
+                }));
+                self.parse_buffered(ctx)
+            }
+            Reading::Body(pending) => {
+                let done = match &mut pending.framing {
+                    BodyDecoder::Length(remaining) => {
+                        let take = (*remaining as usize).min(self.inbuf.len());
+                        pending.req.body.extend_from_slice(&self.inbuf[..take]);
+                        self.inbuf.drain(..take);
+                        *remaining -= take as u64;
+                        *remaining == 0
+                    }
+                    BodyDecoder::Chunked(decoder) => {
+                        match decoder.decode(&self.inbuf, &mut pending.req.body, pending.limit) {
+                            Ok(used) => {
+                                self.inbuf.drain(..used);
+                                decoder.is_done()
+                            }
+                            Err(e) => {
+                                self.queue.pop_back();
+                                self.refuse(e, ctx);
+                                return Some(Step::Wait);
+                            }
+                        }
+                    }
+                };
+                if !done {
+                    return None;
+                }
+                let Reading::Body(pending) = std::mem::replace(&mut self.reading, Reading::Head)
+                else {
+                    unreachable!("matched above")
+                };
+                if self.close_after_queue {
+                    self.reading = Reading::Stopped;
+                }
+                let PendingBody {
+                    req, target, seq, ..
+                } = *pending;
+                Some(Step::Dispatch { req, target, seq })
+            }
+        }
+    }
+
+    fn skip_leading_empty_lines(&mut self) {
+        let mut skip = 0;
+        for _ in 0..MAX_LEADING_EMPTY_LINES {
+            if self.inbuf[skip..].starts_with(b"\r\n") {
+                skip += 2;
+            } else {
+                break;
+            }
+        }
+        if skip > 0 {
+            self.inbuf.drain(..skip);
+        }
+    }
+
+    /// Queues an error response after the in-flight ones and stops reading.
+    pub fn refuse(&mut self, error: HttpError, ctx: &mut Ctx<'_>) {
+        self.reading = Reading::Stopped;
+        self.inbuf.clear();
+        self.close_after_queue = true;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back(Slot {
+            seq,
+            bytes: None,
+            head_only: false,
+            close: true,
+            http10_keep_alive: false,
+        });
+        let response = Response::text(
+            error.status,
+            format!(
+                "{} {}: {}\n",
+                error.status,
+                crate::codec::reason_phrase(error.status),
+                error.message
+            ),
+        );
+        self.complete(seq, &response, ctx.date, ctx.pool);
+    }
+
+    /// Stores an answered response; moves every answered response at the
+    /// front of the queue into the output buffer, in order.
+    pub fn complete(
+        &mut self,
+        seq: u64,
+        response: &Response,
+        date: &[u8; 29],
+        pool: &mut BufferPool,
+    ) {
+        let Some(slot) = self
+            .queue
+            .iter_mut()
+            .find(|s| s.seq == seq && s.bytes.is_none())
+        else {
+            return; // already answered, or the queue was abandoned
+        };
+        let close = slot.close || self.close_after_queue && slot.seq + 1 == self.next_seq;
+        let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
+        let mut bytes = if at_front {
+            if self.outbuf.capacity() == 0 {
+                self.outbuf = pool.take();
+            }
+            std::mem::take(&mut self.outbuf)
+        } else {
+            Vec::new()
+        };
+        let slot = self
+            .queue
+            .iter_mut()
+            .find(|s| s.seq == seq)
+            .expect("found above");
+        encode_response(
+            &mut bytes,
+            response,
+            slot.head_only,
+            close,
+            slot.http10_keep_alive,
+            date,
+        );
+        slot.close = close;
+        slot.bytes = Some(bytes);
+        if at_front {
+            let front = self.queue.pop_front().expect("front exists");
+            self.outbuf = front.bytes.expect("just encoded");
+            if front.close {
+                self.finish_queue();
+                return;
+            }
+        }
+        self.drain_ready_front();
+    }
+
+    fn drain_ready_front(&mut self) {
+        while self.queue.front().is_some_and(|s| s.bytes.is_some()) {
+            let slot = self.queue.pop_front().expect("front exists");
+            let bytes = slot.bytes.expect("checked");
+            self.outbuf.extend_from_slice(&bytes);
+            if slot.close {
+                self.finish_queue();
+                return;
+            }
+        }
+    }
+
+    /// A `Connection: close` response is out: nothing after it is sent.
+    fn finish_queue(&mut self) {
+        self.queue.clear();
+        self.reading = Reading::Stopped;
+        self.close_after_queue = true;
+    }
+
+    /// Writes what it can. Returns Err on a broken connection.
+    pub fn flush(&mut self, now: Duration) -> io::Result<()> {
+        while self.out_pos < self.outbuf.len() {
+            match self.stream.write(&self.outbuf[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out_pos += n;
+                    self.last_write = now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.outbuf.clear();
+        self.out_pos = 0;
+        Ok(())
+    }
+
+    /// True when everything owed has been written and the connection should
+    /// now close (gracefully).
+    pub fn done_after_flush(&self) -> bool {
+        self.close_after_queue && self.queue.is_empty() && self.unsent() == 0
+    }
+
+    /// Shuts our side and starts discarding input (lingering close).
+    pub fn start_linger(&mut self, now: Duration) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        self.lifecycle = Lifecycle::Lingering;
+        self.linger_since = now;
+        self.inbuf.clear();
+    }
+
+    fn discard_input(&mut self) -> Step {
+        let mut scratch = [0u8; 4096];
+        for _ in 0..READS_PER_EVENT {
+            match self.stream.read(&mut scratch) {
+                Ok(0) => return Step::Close,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+        Step::Yield
+    }
+
+    /// The deadline the connection is under now, if any.
+    pub fn deadline(&self, cfg: &ServerConfig) -> Option<(Duration, DeadlineKind)> {
+        if self.lifecycle == Lifecycle::Lingering {
+            return Some((self.linger_since + LINGER, DeadlineKind::Linger));
+        }
+        if self.unsent() > 0 {
+            return Some((self.last_write + cfg.send_timeout, DeadlineKind::Send));
+        }
+        match &self.reading {
+            Reading::Body(_) => Some((self.last_read + cfg.body_timeout, DeadlineKind::Body)),
+            Reading::Head if self.queue.is_empty() => match self.head_started {
+                Some(started) if !self.inbuf.is_empty() || self.requests == 0 => {
+                    Some((started + cfg.header_timeout, DeadlineKind::Header))
+                }
+                _ => Some((self.idle_since + cfg.keep_alive_timeout, DeadlineKind::Idle)),
+            },
+            Reading::Head if !self.inbuf.is_empty() => self
+                .head_started
+                .map(|s| (s + cfg.header_timeout, DeadlineKind::Header)),
+            _ => None,
+        }
+    }
+}
+
+/// Encodes a whole response: head, then body unless `head_only`.
+pub(crate) fn encode_response(
+    out: &mut Vec<u8>,
+    response: &Response,
+    head_only: bool,
+    close: bool,
+    http10_keep_alive: bool,
+    date: &[u8; 29],
+) {
+    let body = response.body.as_bytes();
+    let head = ResponseHead {
+        status: response.status,
+        body_len: Some(body.len() as u64),
+        close,
+        http10_keep_alive: http10_keep_alive && !close,
+    };
+    encode_head(
+        out,
+        &head,
+        response.headers.iter().map(|(n, v)| (&**n, &**v)),
+        date,
+    );
+    let bodiless = response.status < 200 || response.status == 204 || response.status == 304;
+    if !head_only && !bodiless {
+        out.extend_from_slice(body);
+    }
+}

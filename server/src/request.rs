@@ -1,0 +1,326 @@
+//! A request as a handler sees it: owned, so it can travel into a timer
+//! callback, a pool job's callback or an `async` block.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use serde::de::DeserializeOwned;
+
+use crate::codec::{ParsedHead, Version};
+use crate::response::Response;
+
+type Span = (u32, u32);
+
+/// The request method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD (answered like GET, without the body)
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// PATCH
+    Patch,
+    /// OPTIONS
+    Options,
+    /// Any other token (see [`Request::method_str`]).
+    Other,
+}
+
+impl Method {
+    pub(crate) fn from_bytes(m: &[u8]) -> Method {
+        match m {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"PATCH" => Method::Patch,
+            b"OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Options => "OPTIONS",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
+/// An HTTP request with its whole body.
+pub struct Request {
+    head: Box<[u8]>,
+    method: Method,
+    method_span: Span,
+    path: Span,
+    query: Option<Span>,
+    version: Version,
+    headers: Vec<(Span, Span)>,
+    pub(crate) params: Vec<(Rc<str>, Span)>,
+    pub(crate) body: Vec<u8>,
+    peer: Option<SocketAddr>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method_str())
+            .field("path", &self.path())
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    /// Builds a request from a parsed head and a copy of its bytes.
+    pub(crate) fn from_head(
+        head_bytes: &[u8],
+        parsed: ParsedHead,
+        peer: Option<SocketAddr>,
+    ) -> Request {
+        let head: Box<[u8]> = head_bytes.into();
+        let target = parsed.target;
+        let raw = &head[target.0 as usize..target.1 as usize];
+        // Absolute-form (RFC 9112 §3.2.2): the path starts after the authority.
+        let mut start = target.0;
+        if raw.first() != Some(&b'/') && raw != b"*" {
+            let after_scheme = raw
+                .windows(3)
+                .position(|w| w == b"://")
+                .map_or(0, |i| i + 3);
+            let path_at = raw[after_scheme..]
+                .iter()
+                .position(|b| *b == b'/' || *b == b'?')
+                .map_or(raw.len(), |i| i + after_scheme);
+            start = target.0 + path_at as u32;
+        }
+        let rest = &head[start as usize..target.1 as usize];
+        let (path, query) = match rest.iter().position(|b| *b == b'?') {
+            Some(q) => (
+                (start, start + q as u32),
+                Some((start + q as u32 + 1, target.1)),
+            ),
+            None => ((start, target.1), None),
+        };
+        let method = Method::from_bytes(&head[parsed.method.0 as usize..parsed.method.1 as usize]);
+        Request {
+            head,
+            method,
+            method_span: parsed.method,
+            path,
+            query,
+            version: parsed.version,
+            headers: parsed.headers,
+            params: Vec::new(),
+            body: Vec::new(),
+            peer,
+        }
+    }
+
+    fn slice(&self, s: Span) -> &[u8] {
+        &self.head[s.0 as usize..s.1 as usize]
+    }
+
+    fn str(&self, s: Span) -> &str {
+        // httparse admits only visible ASCII (and obs-text in values) in the
+        // request line; paths and methods are therefore UTF-8.
+        std::str::from_utf8(self.slice(s)).unwrap_or("")
+    }
+
+    /// Stores route parameters given as offsets into the path.
+    pub(crate) fn set_params(&mut self, params: Vec<(Rc<str>, usize, usize)>) {
+        let base = self.path.0;
+        self.params = params
+            .into_iter()
+            .map(|(n, s, e)| (n, (base + s as u32, base + e as u32)))
+            .collect();
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The method as sent (for methods outside [`Method`]).
+    pub fn method_str(&self) -> &str {
+        self.str(self.method_span)
+    }
+
+    /// The path, undecoded (`/api/users/42`); `"/"` for an absolute-form
+    /// target without one.
+    pub fn path(&self) -> &str {
+        let p = self.str(self.path);
+        if p.is_empty() {
+            "/"
+        } else {
+            p
+        }
+    }
+
+    /// The query string after `?`, undecoded.
+    pub fn query(&self) -> Option<&str> {
+        self.query.map(|q| self.str(q))
+    }
+
+    /// The first query parameter called `name`, percent-decoded (`+` is a
+    /// space, as in HTML forms).
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k, true) == name).then(|| percent_decode(v, true))
+        })
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The first header field called `name` (case-insensitive), raw bytes.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| self.slice(*n).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| self.slice(*v))
+    }
+
+    /// The first header field called `name`, if it is valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Every header field as (name, value) in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(n, v)| (self.str(*n), self.slice(*v)))
+    }
+
+    /// A route parameter (`:id` in `/api/users/:id`), undecoded.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| self.str(*v))
+    }
+
+    /// A route parameter, percent-decoded.
+    pub fn param_decoded(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.param(name).map(|p| percent_decode(p, false))
+    }
+
+    /// The trailing wildcard of a `/*` route, undecoded, without its slash.
+    pub fn wildcard(&self) -> Option<&str> {
+        self.param("*")
+    }
+
+    /// The whole request body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Takes the body out of the request.
+    pub fn take_body(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.body)
+    }
+
+    /// The body parsed as JSON, or a ready `400` response saying what is wrong.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Response> {
+        if self.body.is_empty() {
+            return Err(Response::json_error(
+                400,
+                "request body is empty; JSON expected",
+            ));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Response::json_error(400, &format!("invalid JSON: {e}")))
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// True if the client accepts `coding` (e.g. "gzip") per Accept-Encoding.
+    pub fn accepts_encoding(&self, coding: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| self.slice(*n).eq_ignore_ascii_case(b"accept-encoding"))
+            .flat_map(|(_, v)| self.slice(*v).split(|b| *b == b','))
+            .any(|item| {
+                let mut parts = item.split(|b| *b == b';');
+                let name = parts.next().unwrap_or_default().trim_ascii();
+                let refused = parts.any(|p| {
+                    let p = p.trim_ascii();
+                    p.eq_ignore_ascii_case(b"q=0")
+                        || p.eq_ignore_ascii_case(b"q=0.0")
+                        || p.eq_ignore_ascii_case(b"q=0.00")
+                        || p.eq_ignore_ascii_case(b"q=0.000")
+                });
+                !refused && (name.eq_ignore_ascii_case(coding.as_bytes()) || name == b"*")
+            })
+    }
+}
+
+/// Decodes `%XX` escapes (and `+` as space when `plus` is set); invalid
+/// escapes are kept as they are, invalid UTF-8 is replaced.
+pub fn percent_decode(s: &str, plus: bool) -> Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'%' || (plus && b == b'+')) {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' if plus => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b", false), "a b");
+        assert_eq!(percent_decode("a+b", true), "a b");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(percent_decode("100%", false), "100%");
+        assert_eq!(percent_decode("%zz%4", false), "%zz%4");
+        assert_eq!(percent_decode("%e2%9c%93", false), "✓");
+        assert_eq!(percent_decode("%ff", false), "\u{fffd}");
+    }
+}

@@ -1,0 +1,108 @@
+//! `Responder`: the handler's one way to answer, now or later.
+
+use std::fmt;
+use std::rc::Rc;
+
+use phaseloop_core::Loop;
+use serde::Serialize;
+
+use crate::response::{Body, Response};
+use crate::server::ServerInner;
+
+type SendHook = Box<dyn FnOnce(&mut Response)>;
+
+/// Answers one request. Use it at once or move it into a callback and use it
+/// later; it must be used exactly once. Dropping it unused answers 500.
+pub struct Responder {
+    inner: Option<Rc<ServerInner>>,
+    key: usize,
+    conn_id: u64,
+    seq: u64,
+    hooks: Vec<SendHook>,
+}
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("conn", &self.conn_id)
+            .field("seq", &self.seq)
+            .finish()
+    }
+}
+
+impl Responder {
+    pub(crate) fn new(inner: Rc<ServerInner>, key: usize, conn_id: u64, seq: u64) -> Responder {
+        Responder {
+            inner: Some(inner),
+            key,
+            conn_id,
+            seq,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Registers `hook` to see (and may change) the response before it is
+    /// written: how middleware adds headers or logs the status.
+    pub fn on_send(&mut self, hook: impl FnOnce(&mut Response) + 'static) {
+        self.hooks.push(Box::new(hook));
+    }
+
+    /// Sends `response`. If the client has gone, it is dropped quietly.
+    pub fn send(mut self, response: Response) {
+        self.finish(response);
+    }
+
+    /// Sends a `text/plain` response.
+    pub fn text(self, status: u16, body: impl Into<Body>) {
+        self.send(Response::text(status, body));
+    }
+
+    /// Sends an `application/json` response.
+    pub fn json<T: Serialize + ?Sized>(self, status: u16, value: &T) {
+        self.send(Response::json(status, value));
+    }
+
+    /// Sends `{"error": message}`.
+    pub fn json_error(self, status: u16, message: &str) {
+        self.send(Response::json_error(status, message));
+    }
+
+    /// True while the connection that asked is still open.
+    pub fn is_connected(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|i| i.conn_alive(self.key, self.conn_id))
+    }
+
+    fn finish(&mut self, mut response: Response) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        for hook in self.hooks.drain(..) {
+            hook(&mut response);
+        }
+        let lp_done =
+            Loop::with_current(|lp| inner.complete(lp, self.key, self.conn_id, self.seq, response));
+        debug_assert!(
+            lp_done.is_some(),
+            "a Responder must be used on its server's loop thread"
+        );
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if self.inner.is_none() {
+            return;
+        }
+        let message = if std::thread::panicking() {
+            if let Some(inner) = &self.inner {
+                inner.note_handler_panic();
+            }
+            "Internal Server Error: the handler panicked\n"
+        } else {
+            "Internal Server Error: the handler finished without responding\n"
+        };
+        self.finish(Response::text(500, message));
+    }
+}

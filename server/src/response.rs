@@ -1,0 +1,208 @@
+//! A response as a handler builds it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Serialize;
+
+/// A response body.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Body {
+    /// No bytes.
+    Empty,
+    /// Bytes that live for the whole program (no copy, no allocation).
+    Static(&'static [u8]),
+    /// Owned bytes.
+    Bytes(Vec<u8>),
+}
+
+impl Body {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Body::Empty => &[],
+            Body::Static(b) => b,
+            Body::Bytes(b) => b,
+        }
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Body({} bytes)", self.as_bytes().len())
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Body {
+        Body::Static(s.as_bytes())
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(s: &'static [u8]) -> Body {
+        Body::Static(s)
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::Bytes(s.into_bytes())
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Body {
+        Body::Bytes(v)
+    }
+}
+
+/// An HTTP response: status, header fields, body. The connection adds
+/// `Date`, `Content-Length` and `Connection` itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(Cow<'static, str>, Cow<'static, [u8]>)>,
+    pub(crate) body: Body,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn valid_value(value: &[u8]) -> bool {
+    !value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// Fields the connection writes itself; a handler's copy would be wrong.
+fn reserved(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection", "date"]
+        .iter()
+        .any(|r| name.eq_ignore_ascii_case(r))
+}
+
+impl Response {
+    /// An empty response with `status` (100..=999; others become 500).
+    pub fn new(status: u16) -> Response {
+        Response {
+            status: if (100..=999).contains(&status) {
+                status
+            } else {
+                500
+            },
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: impl Into<Body>) -> Response {
+        Response::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body)
+    }
+
+    /// An `application/json` response serialising `value`.
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => Response::new(status)
+                .header("Content-Type", "application/json")
+                .body(bytes),
+            Err(e) => Response::text(500, format!("response serialisation failed: {e}\n")),
+        }
+    }
+
+    /// `{"error": message}` with `status`.
+    pub fn json_error(status: u16, message: &str) -> Response {
+        Response::json(status, &serde_json::json!({ "error": message }))
+    }
+
+    /// Adds a header field. Fields with an invalid name, a value containing
+    /// CR, LF or NUL (response splitting), or one the connection manages
+    /// (Content-Length, Transfer-Encoding, Connection, Date) are ignored.
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<HeaderValue>,
+    ) -> Response {
+        let name = name.into();
+        let value = value.into().0;
+        if valid_name(&name) && valid_value(&value) && !reserved(&name) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Body>) -> Response {
+        self.body = body.into();
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body.
+    pub fn body_bytes(&self) -> &[u8] {
+        self.body.as_bytes()
+    }
+
+    /// The first header called `name` (case-insensitive).
+    pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &**v)
+    }
+}
+
+/// A header value: from `&'static str`, `String`, bytes or numbers.
+#[derive(Debug, Clone)]
+pub struct HeaderValue(Cow<'static, [u8]>);
+
+impl From<&'static str> for HeaderValue {
+    fn from(s: &'static str) -> Self {
+        HeaderValue(Cow::Borrowed(s.as_bytes()))
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(s: String) -> Self {
+        HeaderValue(Cow::Owned(s.into_bytes()))
+    }
+}
+
+impl From<Vec<u8>> for HeaderValue {
+    fn from(v: Vec<u8>) -> Self {
+        HeaderValue(Cow::Owned(v))
+    }
+}
+
+impl From<u64> for HeaderValue {
+    fn from(n: u64) -> Self {
+        HeaderValue(Cow::Owned(n.to_string().into_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_headers_are_dropped() {
+        let r = Response::new(200)
+            .header("X-Ok", "fine")
+            .header("X-Split", "a\r\nSet-Cookie: evil=1")
+            .header("Bad Name", "v")
+            .header("Content-Length", "5")
+            .header("connection", "keep-alive");
+        assert_eq!(r.headers.len(), 1);
+        assert_eq!(r.header_value("x-ok"), Some(&b"fine"[..]));
+        assert_eq!(Response::new(42).status(), 500);
+    }
+}

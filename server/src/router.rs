@@ -1,0 +1,251 @@
+//! Routes: a method and a path pattern (`/api/users/:id`, `/files/*`) to a
+//! handler. Matching runs when a request head arrives, so a route's own body
+//! limit applies before its body is read.
+
+use std::rc::Rc;
+
+use crate::handler::Handler;
+use crate::request::Method;
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Static(Box<str>),
+    Param(Rc<str>),
+    Wildcard,
+}
+
+pub(crate) struct Route {
+    method: Method,
+    segments: Vec<Segment>,
+    pub pattern: Rc<str>,
+    pub handler: Rc<dyn Handler>,
+    pub body_limit: Option<u64>,
+}
+
+/// Where a request goes.
+pub(crate) enum Resolved {
+    /// A route: its handler, label (pattern), body limit and parameters as
+    /// (name, start, end) offsets into the path.
+    Route {
+        index: usize,
+        params: Vec<(Rc<str>, usize, usize)>,
+    },
+    /// The path exists for other methods: 405 with this `Allow` value.
+    MethodNotAllowed(String),
+    /// No route has this path: 404.
+    NotFound,
+}
+
+/// An ordered list of routes; the first match wins.
+#[derive(Default)]
+pub(crate) struct Router {
+    pub routes: Vec<Route>,
+}
+
+fn parse_pattern(pattern: &str) -> Vec<Segment> {
+    assert!(
+        pattern.starts_with('/'),
+        "route pattern {pattern:?} must start with '/'"
+    );
+    let mut segments = Vec::new();
+    let parts: Vec<&str> = pattern[1..].split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if *part == "*" {
+            assert!(
+                i == parts.len() - 1,
+                "'*' must be the last segment of {pattern:?}"
+            );
+            segments.push(Segment::Wildcard);
+        } else if let Some(name) = part.strip_prefix(':') {
+            assert!(!name.is_empty(), "empty parameter name in {pattern:?}");
+            segments.push(Segment::Param(name.into()));
+        } else {
+            segments.push(Segment::Static((*part).into()));
+        }
+    }
+    segments
+}
+
+impl Router {
+    pub fn add(&mut self, method: Method, pattern: &str, handler: Rc<dyn Handler>) {
+        self.routes.push(Route {
+            method,
+            segments: parse_pattern(pattern),
+            pattern: format!("{} {}", method.as_str(), pattern).into(),
+            handler,
+            body_limit: None,
+        });
+    }
+
+    fn matches(route: &Route, path: &str, params: &mut Vec<(Rc<str>, usize, usize)>) -> bool {
+        params.clear();
+        let mut rest = &path[1.min(path.len())..];
+        let mut offset = 1.min(path.len());
+        let mut segs = route.segments.iter().peekable();
+        while let Some(seg) = segs.next() {
+            if let Segment::Wildcard = seg {
+                params.push(("*".into(), offset, path.len()));
+                return true;
+            }
+            let (part, tail) = match rest.find('/') {
+                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                None => (rest, None),
+            };
+            match seg {
+                Segment::Static(s) => {
+                    if **s != *part {
+                        return false;
+                    }
+                }
+                Segment::Param(name) => {
+                    if part.is_empty() {
+                        return false;
+                    }
+                    params.push((name.clone(), offset, offset + part.len()));
+                }
+                Segment::Wildcard => unreachable!(),
+            }
+            match tail {
+                Some(t) => {
+                    if segs.peek().is_none() {
+                        return false; // the path has more segments
+                    }
+                    offset += part.len() + 1;
+                    rest = t;
+                }
+                None => {
+                    // The path ends: only a trailing wildcard may remain.
+                    return match segs.next() {
+                        None => true,
+                        Some(Segment::Wildcard) => {
+                            params.push(("*".into(), path.len(), path.len()));
+                            segs.next().is_none()
+                        }
+                        Some(_) => false,
+                    };
+                }
+            }
+        }
+        false
+    }
+
+    pub fn resolve(&self, method: Method, method_str: &str, path: &str) -> Resolved {
+        let mut params = Vec::new();
+        let mut allow: Vec<&'static str> = Vec::new();
+        let mut head_fallback = None;
+        for (index, route) in self.routes.iter().enumerate() {
+            if !Self::matches(route, path, &mut params) {
+                continue;
+            }
+            if route.method == method
+                && (method != Method::Other || method_str == route.method.as_str())
+            {
+                return Resolved::Route { index, params };
+            }
+            if method == Method::Head && route.method == Method::Get && head_fallback.is_none() {
+                head_fallback = Some((index, params.clone()));
+            }
+            let m = route.method.as_str();
+            if !allow.contains(&m) {
+                allow.push(m);
+            }
+        }
+        if let Some((index, params)) = head_fallback {
+            return Resolved::Route { index, params };
+        }
+        if allow.is_empty() {
+            return Resolved::NotFound;
+        }
+        if allow.contains(&"GET") && !allow.contains(&"HEAD") {
+            allow.push("HEAD");
+        }
+        Resolved::MethodNotAllowed(allow.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> Router {
+        let mut r = Router::default();
+        let h: Rc<dyn Handler> =
+            Rc::new(|_: &phaseloop_core::Loop, _: crate::Request, _: crate::Responder| {});
+        r.add(Method::Get, "/", h.clone());
+        r.add(Method::Get, "/api/users/:id", h.clone());
+        r.add(Method::Post, "/api/orders", h.clone());
+        r.add(Method::Get, "/api/orders/:id", h.clone());
+        r.add(Method::Get, "/files/*", h.clone());
+        r.add(Method::Get, "/a/:x/b/:y", h);
+        r
+    }
+
+    fn found(r: &Router, m: Method, path: &str) -> (usize, Vec<(String, String)>) {
+        match r.resolve(m, m.as_str(), path) {
+            Resolved::Route { index, params } => (
+                index,
+                params
+                    .into_iter()
+                    .map(|(n, s, e)| (n.to_string(), path[s..e].to_string()))
+                    .collect(),
+            ),
+            _ => panic!("{path} not found"),
+        }
+    }
+
+    #[test]
+    fn matches_static_params_and_wildcards() {
+        let r = router();
+        assert_eq!(found(&r, Method::Get, "/"), (0, vec![]));
+        assert_eq!(
+            found(&r, Method::Get, "/api/users/42"),
+            (1, vec![("id".into(), "42".into())])
+        );
+        assert_eq!(
+            found(&r, Method::Get, "/files/a/b.txt"),
+            (4, vec![("*".into(), "a/b.txt".into())])
+        );
+        assert_eq!(
+            found(&r, Method::Get, "/files/"),
+            (4, vec![("*".into(), "".into())])
+        );
+        assert_eq!(
+            found(&r, Method::Get, "/files"),
+            (4, vec![("*".into(), "".into())])
+        );
+        assert_eq!(
+            found(&r, Method::Get, "/a/1/b/2"),
+            (5, vec![("x".into(), "1".into()), ("y".into(), "2".into())])
+        );
+        assert_eq!(
+            found(&r, Method::Head, "/api/users/7").0,
+            1,
+            "HEAD falls back to GET"
+        );
+    }
+
+    #[test]
+    fn not_found_and_method_not_allowed() {
+        let r = router();
+        for p in [
+            "/api/users",
+            "/api/users/",
+            "/api/users/1/x",
+            "/nope",
+            "/api/ordersx",
+        ] {
+            assert!(
+                matches!(r.resolve(Method::Get, "GET", p), Resolved::NotFound),
+                "{p}"
+            );
+        }
+        match r.resolve(Method::Delete, "DELETE", "/api/orders") {
+            Resolved::MethodNotAllowed(allow) => assert_eq!(allow, "POST"),
+            _ => panic!(),
+        }
+        match r.resolve(Method::Post, "POST", "/api/users/1") {
+            Resolved::MethodNotAllowed(allow) => assert_eq!(allow, "GET, HEAD"),
+            _ => panic!(),
+        }
+    }
+}

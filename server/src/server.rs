@@ -1,0 +1,629 @@
+//! The server on the loop: the listener, the connections slab, and the glue
+//! from loop callbacks (accept, read, write, timers) to connection code.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::Interest;
+use phaseloop_core::{IoEvent, IoOutcome, IoToken, Loop, TimerId};
+use slab::Slab;
+
+use crate::app::App;
+use crate::codec::DateCache;
+use crate::config::ServerConfig;
+use crate::connection::{BufferPool, Conn, Ctx, DeadlineKind, Lifecycle, Step};
+use crate::listener::bind_listener;
+use crate::responder::Responder;
+use crate::response::Response;
+
+/// Connections accepted per listener event before yielding to the others.
+const ACCEPTS_PER_EVENT: usize = 128;
+/// Requests dispatched per connection event before yielding.
+const REQUESTS_PER_EVENT: usize = 64;
+
+/// Counters a server keeps (read with [`Server::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections closed (counted in the loop's close phase).
+    pub closed: u64,
+    /// Requests dispatched to handlers.
+    pub requests: u64,
+    /// Responses by class: 1xx..5xx at index 1..5.
+    pub responses_by_class: [u64; 6],
+    /// Requests refused by the codec (400, 413, 414, 431, 501, 505...).
+    pub refused: u64,
+    /// Connections closed by a timeout.
+    pub timeouts: u64,
+    /// accept() failures, EMFILE/ENFILE included.
+    pub accept_errors: u64,
+    /// Times accepting paused because descriptors ran out.
+    pub accept_pauses: u64,
+    /// Handlers that panicked.
+    pub handler_panics: u64,
+}
+
+type ShutdownCallback = Box<dyn FnOnce(&Loop)>;
+
+pub(crate) struct ServerInner {
+    pub app: App,
+    pub cfg: ServerConfig,
+    listener: RefCell<Option<TcpListener>>,
+    listener_token: Cell<Option<IoToken>>,
+    local_addr: SocketAddr,
+    conns: RefCell<Slab<Conn>>,
+    pool: RefCell<BufferPool>,
+    date: RefCell<DateCache>,
+    date_timer: Cell<Option<TimerId>>,
+    next_conn_id: Cell<u64>,
+    stats: RefCell<ServerStats>,
+    accept_paused: Cell<bool>,
+    shutting_down: Cell<bool>,
+    on_shutdown: RefCell<Vec<ShutdownCallback>>,
+}
+
+/// An HTTP/1.1 server running on a [`Loop`].
+///
+/// ```no_run
+/// use phaseloop::{App, Server, ServerConfig};
+/// use phaseloop_core::{Loop, RunMode};
+///
+/// let lp = Loop::new().unwrap();
+/// let app = App::new().get("/", |_lp, _req, res| res.text(200, "Hello, World!"));
+/// let server = Server::bind(&lp, "127.0.0.1:3000".parse().unwrap(), app, ServerConfig::default()).unwrap();
+/// println!("listening on {}", server.local_addr());
+/// lp.run(RunMode::Default);
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    inner: Rc<ServerInner>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Listens on `addr` and serves `app` on `lp` (once `lp` runs).
+    pub fn bind(lp: &Loop, addr: SocketAddr, app: App, cfg: ServerConfig) -> io::Result<Server> {
+        let listener = bind_listener(addr, cfg.backlog, cfg.reuse_port)?;
+        Server::from_listener(lp, listener, app, cfg)
+    }
+
+    /// Serves `app` on an already bound, nonblocking listener.
+    pub fn from_listener(
+        lp: &Loop,
+        mut listener: TcpListener,
+        mut app: App,
+        cfg: ServerConfig,
+    ) -> io::Result<Server> {
+        app.finish();
+        let local_addr = listener.local_addr()?;
+        let inner = Rc::new(ServerInner {
+            app,
+            cfg,
+            listener: RefCell::new(None),
+            listener_token: Cell::new(None),
+            local_addr,
+            conns: RefCell::new(Slab::new()),
+            pool: RefCell::new(BufferPool::new()),
+            date: RefCell::new(DateCache::new()),
+            date_timer: Cell::new(None),
+            next_conn_id: Cell::new(1),
+            stats: RefCell::new(ServerStats::default()),
+            accept_paused: Cell::new(false),
+            shutting_down: Cell::new(false),
+            on_shutdown: RefCell::new(Vec::new()),
+        });
+        let weak = Rc::downgrade(&inner);
+        let token = lp.register_io(&mut listener, Interest::READABLE, move |lp, _ev| match weak
+            .upgrade()
+        {
+            Some(inner) => inner.accept(lp),
+            None => IoOutcome::Drained,
+        })?;
+        *inner.listener.borrow_mut() = Some(listener);
+        inner.listener_token.set(Some(token));
+        // The Date header changes once a second; so does our copy of it.
+        let weak = Rc::downgrade(&inner);
+        let timer = lp.set_interval(Duration::from_secs(1), move |_| {
+            if let Some(inner) = weak.upgrade() {
+                inner.date.borrow_mut().refresh();
+            }
+        });
+        lp.unref_timer(timer);
+        inner.date_timer.set(Some(timer));
+        Ok(Server { inner })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// A copy of the server's counters.
+    pub fn stats(&self) -> ServerStats {
+        self.inner.stats.borrow().clone()
+    }
+
+    /// Graceful shutdown: stop accepting, close idle connections, let
+    /// in-flight requests finish (their responses say `Connection: close`),
+    /// and force-close whatever remains after `deadline`. `done` runs when
+    /// the last connection is gone.
+    pub fn shutdown(&self, lp: &Loop, deadline: Duration, done: impl FnOnce(&Loop) + 'static) {
+        self.inner.begin_shutdown(lp, deadline, Box::new(done));
+    }
+}
+
+impl ServerInner {
+    fn now(lp: &Loop) -> Duration {
+        lp.now()
+    }
+
+    pub fn conn_alive(&self, key: usize, id: u64) -> bool {
+        self.conns.borrow().get(key).is_some_and(|c| c.id == id)
+    }
+
+    pub fn note_handler_panic(&self) {
+        self.stats.borrow_mut().handler_panics += 1;
+    }
+
+    // ----- accepting ----------------------------------------------------------
+
+    fn accept(self: Rc<Self>, lp: &Loop) -> IoOutcome {
+        if self.accept_paused.get() || self.shutting_down.get() {
+            return IoOutcome::Drained;
+        }
+        for _ in 0..ACCEPTS_PER_EVENT {
+            let accepted = match self.listener.borrow().as_ref() {
+                Some(l) => l.accept(),
+                None => return IoOutcome::Drained,
+            };
+            match accepted {
+                Ok((stream, peer)) => self.add_conn(lp, stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return IoOutcome::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.stats.borrow_mut().accept_errors += 1;
+                    if is_fd_exhaustion(&e) {
+                        // Out of descriptors: the pending connection stays in
+                        // the backlog and the listener stays readable. Retrying
+                        // now would spin; pause, then try again.
+                        self.stats.borrow_mut().accept_pauses += 1;
+                        self.accept_paused.set(true);
+                        let inner = self.clone();
+                        lp.set_timeout(self.cfg.accept_pause, move |lp| {
+                            inner.accept_paused.set(false);
+                            if inner.accept(lp) == IoOutcome::Again {
+                                // More waiting: the next readiness event or
+                                // this same path picks it up.
+                                lp.set_immediate(|_| {});
+                            }
+                        });
+                        return IoOutcome::Drained;
+                    }
+                    // ECONNABORTED and friends: that one connection is gone.
+                }
+            }
+        }
+        IoOutcome::Again
+    }
+
+    fn add_conn(self: &Rc<Self>, lp: &Loop, stream: mio::net::TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let id = self.next_conn_id.get();
+        self.next_conn_id.set(id + 1);
+        let key = {
+            let mut conns = self.conns.borrow_mut();
+            let entry = conns.vacant_entry();
+            let key = entry.key();
+            entry.insert(Conn::new(id, stream, Some(peer), Self::now(lp)));
+            key
+        };
+        let weak = Rc::downgrade(self);
+        let registered = {
+            let mut conns = self.conns.borrow_mut();
+            let conn = &mut conns[key];
+            lp.register_io(
+                &mut conn.stream,
+                Interest::READABLE | Interest::WRITABLE,
+                move |lp, ev| match weak.upgrade() {
+                    Some(inner) => inner.on_event(lp, key, id, ev),
+                    None => IoOutcome::Drained,
+                },
+            )
+        };
+        match registered {
+            Ok(token) => {
+                self.conns.borrow_mut()[key].token = Some(token);
+                let mut stats = self.stats.borrow_mut();
+                stats.accepted += 1;
+                stats.open += 1;
+                drop(stats);
+                self.update_deadline(lp, key);
+            }
+            Err(_) => {
+                self.conns.borrow_mut().remove(key);
+            }
+        }
+    }
+
+    // ----- connection events ----------------------------------------------
+
+    fn on_event(self: Rc<Self>, lp: &Loop, key: usize, id: u64, ev: IoEvent) -> IoOutcome {
+        if !self.conn_alive(key, id) {
+            return IoOutcome::Drained;
+        }
+        if ev.writable && !self.flush(lp, key) {
+            return IoOutcome::Drained;
+        }
+        if ev.readable || ev.read_closed || ev.error {
+            return self.drive(lp, key);
+        }
+        IoOutcome::Drained
+    }
+
+    /// Reads, parses and dispatches until the connection must wait.
+    fn drive(self: &Rc<Self>, lp: &Loop, key: usize) -> IoOutcome {
+        let mut dispatched = 0;
+        let mut reads = 0;
+        let outcome = loop {
+            let step = {
+                let mut conns = self.conns.borrow_mut();
+                let Some(conn) = conns.get_mut(key) else {
+                    return IoOutcome::Drained;
+                };
+                conn.batching = true;
+                let mut pool = self.pool.borrow_mut();
+                let date = self.date.borrow();
+                let mut ctx = Ctx {
+                    cfg: &self.cfg,
+                    app: &self.app,
+                    pool: &mut pool,
+                    date: date.value(),
+                    now: Self::now(lp),
+                };
+                let before = conn.queue.len();
+                let step = conn.next_step(&mut ctx, &mut reads);
+                if conn.queue.len() > before && !matches!(step, Step::Dispatch { .. }) {
+                    // A refused request was queued (an error response).
+                    self.stats.borrow_mut().refused += 1;
+                }
+                (step, conn.id)
+            };
+            match step {
+                (Step::Dispatch { req, target, seq }, id) => {
+                    dispatched += 1;
+                    self.stats.borrow_mut().requests += 1;
+                    let res = Responder::new(self.clone(), key, id, seq);
+                    lp.set_label(self.app.label(&target));
+                    let ok = self.app.dispatch(lp, target, req, res);
+                    lp.set_label(None);
+                    if !ok {
+                        eprintln!("phaseloop: a handler panicked; answered 500");
+                    }
+                    if dispatched >= REQUESTS_PER_EVENT {
+                        break IoOutcome::Again;
+                    }
+                }
+                (Step::Wait, _) => {
+                    // Flushing may let a paused connection read again.
+                    if self.finish_batch(lp, key) {
+                        continue;
+                    }
+                    return IoOutcome::Drained;
+                }
+                (Step::Yield, _) => break IoOutcome::Again,
+                (Step::Close, _) => {
+                    self.close_conn(lp, key);
+                    return IoOutcome::Drained;
+                }
+            }
+        };
+        self.finish_batch(lp, key);
+        outcome
+    }
+
+    /// Ends a read batch: writes the batch's responses in one go. Returns
+    /// true if the connection was paused and may now read again.
+    fn finish_batch(self: &Rc<Self>, lp: &Loop, key: usize) -> bool {
+        if let Some(conn) = self.conns.borrow_mut().get_mut(key) {
+            conn.batching = false;
+        }
+        if !self.flush(lp, key) {
+            return false;
+        }
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key) else {
+            return false;
+        };
+        if conn.may_resume(&self.cfg) {
+            conn.paused = false;
+            return true;
+        }
+        false
+    }
+
+    /// Writes pending output; handles closing after the last response.
+    /// Returns false if the connection is gone.
+    fn flush(self: &Rc<Self>, lp: &Loop, key: usize) -> bool {
+        let now = Self::now(lp);
+        let result = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(key) else {
+                return false;
+            };
+            conn.flush(now).map(|()| {
+                let done = conn.done_after_flush() && conn.lifecycle == Lifecycle::Open;
+                if done {
+                    conn.start_linger(now);
+                }
+                if conn.is_idle() {
+                    conn.idle_since = now;
+                    conn.release_buffers(&mut self.pool.borrow_mut());
+                }
+                done
+            })
+        };
+        match result {
+            Err(_) => {
+                self.close_conn(lp, key);
+                false
+            }
+            Ok(lingering) => {
+                if lingering && !self.drive_linger(lp, key) {
+                    return false; // the client had already closed: done
+                }
+                self.update_deadline(lp, key);
+                true
+            }
+        }
+    }
+
+    fn drive_linger(self: &Rc<Self>, lp: &Loop, key: usize) -> bool {
+        let step = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(key) else {
+                return false;
+            };
+            let mut pool = self.pool.borrow_mut();
+            let date = self.date.borrow();
+            let mut ctx = Ctx {
+                cfg: &self.cfg,
+                app: &self.app,
+                pool: &mut pool,
+                date: date.value(),
+                now: Self::now(lp),
+            };
+            conn.next_step(&mut ctx, &mut 0)
+        };
+        if let Step::Close = step {
+            self.close_conn(lp, key);
+            return false;
+        }
+        true
+    }
+
+    /// A handler answered: queue the response in order and write if we are
+    /// not inside a read batch.
+    pub fn complete(self: &Rc<Self>, lp: &Loop, key: usize, id: u64, seq: u64, response: Response) {
+        let status_class = (response.status / 100).min(5) as usize;
+        let write_now = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(key).filter(|c| c.id == id) else {
+                return; // the client left
+            };
+            let date = self.date.borrow();
+            conn.complete(seq, &response, date.value(), &mut self.pool.borrow_mut());
+            !conn.batching
+        };
+        self.stats.borrow_mut().responses_by_class[status_class] += 1;
+        if write_now && self.flush(lp, key) {
+            let resume = {
+                let mut conns = self.conns.borrow_mut();
+                conns.get_mut(key).is_some_and(|c| {
+                    let r = c.may_resume(&self.cfg);
+                    if r {
+                        c.paused = false;
+                    }
+                    r
+                })
+            };
+            if resume && self.drive(lp, key) == IoOutcome::Again {
+                // Budget spent: the socket may still hold requests, and no
+                // new edge will say so. Come back in the next tick.
+                let inner = self.clone();
+                lp.defer(move |lp| {
+                    if inner.conns.borrow().contains(key) {
+                        inner.drive(lp, key);
+                    }
+                });
+            }
+        }
+    }
+
+    // ----- deadlines --------------------------------------------------------
+
+    /// Arms the connection's single timer for its current deadline. The timer
+    /// is lazy: moving a deadline later costs nothing; when the timer fires
+    /// early it re-arms for the new time.
+    fn update_deadline(self: &Rc<Self>, lp: &Loop, key: usize) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let Some((due, _)) = conn.deadline(&self.cfg) else {
+            return; // a pending timer finds no deadline and stops
+        };
+        if conn.timer.is_some() && conn.timer_due <= due {
+            return;
+        }
+        if let Some(t) = conn.timer.take() {
+            lp.clear_timer(t);
+        }
+        let id = conn.id;
+        let inner = Rc::downgrade(self);
+        let delay = due.saturating_sub(Self::now(lp));
+        let timer = lp.set_timeout(delay, move |lp| {
+            if let Some(inner) = inner.upgrade() {
+                inner.on_deadline(lp, key, id);
+            }
+        });
+        lp.unref_timer(timer);
+        conn.timer = Some(timer);
+        conn.timer_due = due;
+    }
+
+    fn on_deadline(self: Rc<Self>, lp: &Loop, key: usize, id: u64) {
+        let now = Self::now(lp);
+        let kind = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(key).filter(|c| c.id == id) else {
+                return;
+            };
+            conn.timer = None;
+            match conn.deadline(&self.cfg) {
+                None => return,
+                Some((due, _)) if due > now => None,
+                Some((_, kind)) => Some(kind),
+            }
+        };
+        let Some(kind) = kind else {
+            self.update_deadline(lp, key);
+            return;
+        };
+        self.stats.borrow_mut().timeouts += 1;
+        match kind {
+            DeadlineKind::Header | DeadlineKind::Body => {
+                // RFC 9110 §15.5.9: 408, then close.
+                {
+                    let mut conns = self.conns.borrow_mut();
+                    let conn = &mut conns[key];
+                    let mut pool = self.pool.borrow_mut();
+                    let date = self.date.borrow();
+                    let mut ctx = Ctx {
+                        cfg: &self.cfg,
+                        app: &self.app,
+                        pool: &mut pool,
+                        date: date.value(),
+                        now,
+                    };
+                    if matches!(conn.reading, crate::connection::Reading::Body(_)) {
+                        conn.queue.pop_back();
+                    }
+                    conn.refuse(
+                        crate::codec::HttpError::new(408, "request not received in time"),
+                        &mut ctx,
+                    );
+                }
+                self.flush(lp, key);
+            }
+            DeadlineKind::Idle | DeadlineKind::Send | DeadlineKind::Linger => {
+                self.close_conn(lp, key)
+            }
+        }
+    }
+
+    // ----- closing -----------------------------------------------------------
+
+    fn close_conn(self: &Rc<Self>, lp: &Loop, key: usize) {
+        let Some(mut conn) = self.conns.borrow_mut().try_remove(key) else {
+            return;
+        };
+        if let Some(token) = conn.token.take() {
+            let _ = lp.deregister_io(token, &mut conn.stream);
+        }
+        if let Some(t) = conn.timer.take() {
+            lp.clear_timer(t);
+        }
+        conn.inbuf.clear();
+        conn.out_pos = 0;
+        conn.outbuf.clear();
+        conn.release_buffers(&mut self.pool.borrow_mut());
+        drop(conn); // closes the socket
+        self.stats.borrow_mut().open -= 1;
+        let inner = self.clone();
+        lp.on_close(move |lp| {
+            inner.stats.borrow_mut().closed += 1;
+            if inner.shutting_down.get() && inner.conns.borrow().is_empty() {
+                inner.finish_shutdown(lp);
+            }
+        });
+    }
+
+    fn begin_shutdown(
+        self: &Rc<Self>,
+        lp: &Loop,
+        deadline: Duration,
+        done: Box<dyn FnOnce(&Loop)>,
+    ) {
+        self.on_shutdown.borrow_mut().push(done);
+        if self.shutting_down.replace(true) {
+            return;
+        }
+        if let Some(mut listener) = self.listener.borrow_mut().take() {
+            if let Some(token) = self.listener_token.take() {
+                let _ = lp.deregister_io(token, &mut listener);
+            }
+        }
+        if let Some(t) = self.date_timer.take() {
+            lp.clear_timer(t);
+        }
+        let keys: Vec<usize> = self.conns.borrow().iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let idle = {
+                let mut conns = self.conns.borrow_mut();
+                let conn = &mut conns[key];
+                // In-flight requests finish; their last response says close.
+                conn.close_after_queue = true;
+                if !matches!(conn.reading, crate::connection::Reading::Body(_)) {
+                    conn.reading = crate::connection::Reading::Stopped;
+                }
+                conn.queue.is_empty()
+                    && conn.unsent() == 0
+                    && !matches!(conn.reading, crate::connection::Reading::Body(_))
+            };
+            if idle {
+                self.close_conn(lp, key);
+            }
+        }
+        if self.conns.borrow().is_empty() {
+            let inner = self.clone();
+            lp.on_close(move |lp| inner.finish_shutdown(lp));
+            return;
+        }
+        let inner = self.clone();
+        let force = lp.set_timeout(deadline, move |lp| {
+            let keys: Vec<usize> = inner.conns.borrow().iter().map(|(k, _)| k).collect();
+            for key in keys {
+                inner.close_conn(lp, key);
+            }
+        });
+        lp.unref_timer(force);
+    }
+
+    fn finish_shutdown(&self, lp: &Loop) {
+        let callbacks = std::mem::take(&mut *self.on_shutdown.borrow_mut());
+        for cb in callbacks {
+            cb(lp);
+        }
+    }
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
