@@ -133,6 +133,8 @@ pub(crate) struct Conn {
     pub idle_since: Duration,
     pub linger_since: Duration,
     pub requests: u64,
+    /// Requests refused by the codec on this connection.
+    pub refusals: u64,
 }
 
 /// What connection code needs from its server while it runs.
@@ -208,6 +210,7 @@ impl Conn {
             idle_since: now,
             linger_since: now,
             requests: 0,
+            refusals: 0,
         }
     }
 
@@ -454,6 +457,7 @@ impl Conn {
 
     /// Queues an error response after the in-flight ones and stops reading.
     pub fn refuse(&mut self, error: HttpError, ctx: &mut Ctx<'_>) {
+        self.refusals += 1;
         self.reading = Reading::Stopped;
         self.inbuf.clear();
         self.close_after_queue = true;

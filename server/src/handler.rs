@@ -92,9 +92,9 @@ where
     move |lp: &Loop, req: Request, res: Responder| {
         let fut = f(req);
         lp.spawn(async move {
-            // A panic inside the future drops `res`, which answers 500.
-            if let Ok(response) = CatchUnwind(Box::pin(fut)).await {
-                res.send(response);
+            match CatchUnwind(Box::pin(fut)).await {
+                Ok(response) => res.send(response),
+                Err(()) => res.answer_panic(),
             }
         });
     }

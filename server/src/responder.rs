@@ -11,6 +11,8 @@ use crate::server::ServerInner;
 
 type SendHook = Box<dyn FnOnce(&mut Response)>;
 
+const PANICKED: &str = "Internal Server Error: the handler panicked\n";
+
 /// Answers one request. Use it at once or move it into a callback and use it
 /// later; it must be used exactly once. Dropping it unused answers 500.
 pub struct Responder {
@@ -74,6 +76,14 @@ impl Responder {
             .is_some_and(|i| i.conn_alive(self.key, self.conn_id))
     }
 
+    /// Answers 500 for a handler that panicked.
+    pub(crate) fn answer_panic(mut self) {
+        if let Some(inner) = &self.inner {
+            inner.note_handler_panic();
+        }
+        self.finish(Response::text(500, PANICKED));
+    }
+
     fn finish(&mut self, mut response: Response) {
         let Some(inner) = self.inner.take() else {
             return;
@@ -99,7 +109,7 @@ impl Drop for Responder {
             if let Some(inner) = &self.inner {
                 inner.note_handler_panic();
             }
-            "Internal Server Error: the handler panicked\n"
+            PANICKED
         } else {
             "Internal Server Error: the handler finished without responding\n"
         };

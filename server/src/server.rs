@@ -294,10 +294,9 @@ impl ServerInner {
                     date: date.value(),
                     now: Self::now(lp),
                 };
-                let before = conn.queue.len();
+                let before = conn.refusals;
                 let step = conn.next_step(&mut ctx, &mut reads);
-                if conn.queue.len() > before && !matches!(step, Step::Dispatch { .. }) {
-                    // A refused request was queued (an error response).
+                if conn.refusals > before {
                     self.stats.borrow_mut().refused += 1;
                 }
                 (step, conn.id)

@@ -1,0 +1,95 @@
+//! Connection persistence: keep-alive reuse, HTTP/1.0, Connection: close, HEAD.
+
+mod util;
+
+use phaseloop::App;
+use util::{text_response, TestServer};
+
+fn app() -> App {
+    App::new()
+        .get("/", |_, _, res| res.text(200, "Hello, World!"))
+        .get("/n/:n", |_, req, res| {
+            let n = req.param("n").unwrap().to_string();
+            res.text(200, n)
+        })
+}
+
+#[test]
+fn keep_alive_reuses_one_connection() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    for i in 0..5 {
+        c.send(format!("GET /n/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        assert_eq!(c.response(), text_response("200 OK", &i.to_string(), ""));
+    }
+    let stats = server.stats();
+    assert_eq!(stats.accepted, 1);
+    assert_eq!(stats.requests, 5);
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        c.response(),
+        text_response("200 OK", "Hello, World!", "")
+            .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+    );
+    assert!(c.closed(), "the server closed after Connection: close");
+}
+
+#[test]
+fn http10_closes_unless_keep_alive_is_asked() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(
+        c.response(),
+        text_response("200 OK", "Hello, World!", "")
+            .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+    );
+    assert!(c.closed());
+
+    let mut c = server.connect();
+    for _ in 0..2 {
+        c.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(
+            c.response(),
+            text_response("200 OK", "Hello, World!", "")
+                .replace("\r\n\r\n", "\r\nConnection: keep-alive\r\n\r\n")
+        );
+    }
+}
+
+#[test]
+fn head_has_get_headers_and_no_body() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = c.head_response();
+    assert_eq!(
+        head,
+        text_response("200 OK", "", "").replace("Content-Length: 0", "Content-Length: 13")
+    );
+    // The connection is still in sync: the next response is whole.
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response(), text_response("200 OK", "Hello, World!", ""));
+}
+
+#[test]
+fn client_half_close_still_gets_its_answer() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.shutdown_write();
+    // Answered (it may or may not say close: the end of input can be seen
+    // after the response was already encoded), then closed.
+    let r = c.response();
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("Hello, World!"),
+        "{r}"
+    );
+    assert!(c.closed());
+}

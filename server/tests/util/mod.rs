@@ -1,0 +1,201 @@
+//! Helpers for the server's socket tests: a server on its own loop thread,
+//! and a blocking client that reads exact responses.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use phaseloop::{App, Server, ServerConfig, ServerStats};
+use phaseloop_core::{Loop, LoopHandle, RunMode};
+
+/// A server running on a loop in a background thread; stopped on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handle: LoopHandle,
+    thread: Option<JoinHandle<()>>,
+    stats_rx: mpsc::Receiver<ServerStats>,
+    stats_tx: mpsc::SyncSender<ServerStats>,
+}
+
+thread_local! {
+    static SERVER: std::cell::RefCell<Option<Server>> = const { std::cell::RefCell::new(None) };
+}
+
+impl TestServer {
+    pub fn start(build: fn() -> App) -> TestServer {
+        Self::with_config(build, ServerConfig::default())
+    }
+
+    pub fn with_config(build: fn() -> App, cfg: ServerConfig) -> TestServer {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let lp = Loop::builder().block_warnings(false).build().unwrap();
+            let server = Server::bind(&lp, "127.0.0.1:0".parse().unwrap(), build(), cfg).unwrap();
+            tx.send((server.local_addr(), lp.handle())).unwrap();
+            SERVER.with(|s| *s.borrow_mut() = Some(server));
+            lp.run(RunMode::Default);
+            SERVER.with(|s| s.borrow_mut().take());
+        });
+        let (addr, handle) = rx.recv().unwrap();
+        let (stats_tx, stats_rx) = mpsc::sync_channel(1);
+        TestServer {
+            addr,
+            handle,
+            thread: Some(thread),
+            stats_rx,
+            stats_tx,
+        }
+    }
+
+    /// The server's counters, read on its loop.
+    pub fn stats(&self) -> ServerStats {
+        let tx = self.stats_tx.clone();
+        self.handle
+            .post(move |_| {
+                let stats = SERVER
+                    .with(|s| s.borrow().as_ref().map(|s| s.stats()))
+                    .unwrap();
+                tx.send(stats).unwrap();
+            })
+            .unwrap();
+        self.stats_rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    }
+
+    /// Runs `f` with the server on its loop thread.
+    pub fn on_loop(&self, f: impl FnOnce(&Loop, &Server) + Send + 'static) {
+        self.handle
+            .post(move |lp| SERVER.with(|s| f(lp, s.borrow().as_ref().unwrap())))
+            .unwrap();
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.handle.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A blocking client with a read timeout.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// Reads one response (head + Content-Length body) and returns it whole,
+    /// with the Date value replaced by `<date>` so it can be compared exactly.
+    pub fn response(&mut self) -> String {
+        self.response_for(false)
+    }
+
+    /// Reads one response to a HEAD request (no body follows the head).
+    pub fn head_response(&mut self) -> String {
+        self.response_for(true)
+    }
+
+    fn response_for(&mut self, head_only: bool) -> String {
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(
+                self.fill(),
+                "connection closed before a response head; got {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        let len = if head_only || head.starts_with("HTTP/1.1 1") {
+            0
+        } else {
+            head.lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .map(|v| v.trim().parse::<usize>().unwrap())
+                .expect("responses carry Content-Length")
+        };
+        while self.buf.len() < head_end + len {
+            assert!(self.fill(), "connection closed inside a body");
+        }
+        let whole: Vec<u8> = self.buf.drain(..head_end + len).collect();
+        redact_date(&String::from_utf8_lossy(&whole))
+    }
+
+    /// True if the server closed the connection (EOF) with nothing more sent.
+    pub fn closed(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        !self.fill()
+    }
+
+    pub fn shutdown_write(&self) {
+        self.stream.shutdown(Shutdown::Write).unwrap();
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+pub fn redact_date(s: &str) -> String {
+    match s.find("Date: ") {
+        Some(i) => format!("{}Date: <date>{}", &s[..i], &s[i + 6 + 29..]),
+        None => s.to_string(),
+    }
+}
+
+/// The exact bytes of a text/plain response from our server.
+pub fn text_response(status: &str, body: &str, extra: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nDate: <date>\r\nContent-Type: text/plain; charset=utf-8\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The exact bytes of a refusal: text body, Connection: close.
+pub fn refusal(status: &str, message: &str) -> String {
+    let body = format!("{status}: {message}\n");
+    format!(
+        "HTTP/1.1 {status}\r\nDate: <date>\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
