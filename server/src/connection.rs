@@ -214,6 +214,16 @@ impl Conn {
         }
     }
 
+    pub fn buffered_bytes(&self) -> usize {
+        self.inbuf.capacity()
+            + self.outbuf.capacity()
+            + self
+                .queue
+                .iter()
+                .map(|s| s.bytes.as_ref().map_or(0, Vec::capacity))
+                .sum::<usize>()
+    }
+
     pub fn unsent(&self) -> usize {
         self.outbuf.len() - self.out_pos
     }
@@ -255,6 +265,13 @@ impl Conn {
         loop {
             if self.lifecycle == Lifecycle::Lingering {
                 return self.discard_input();
+            }
+            // Between requests, respect the limits before taking another one
+            // from the buffer: a pipelining client that never reads must not
+            // make us produce unbounded output.
+            if matches!(self.reading, Reading::Head) && self.over_limits(ctx.cfg) {
+                self.paused = true;
+                return Step::Wait;
             }
             if let Some(step) = self.parse_buffered(ctx) {
                 return step;

@@ -152,6 +152,18 @@ impl Server {
         self.inner.local_addr
     }
 
+    /// Bytes of buffer memory held by connections now (read and write
+    /// buffers plus answered responses waiting for their turn). Idle
+    /// keep-alive connections hold none.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner
+            .conns
+            .borrow()
+            .iter()
+            .map(|(_, c)| c.buffered_bytes())
+            .sum()
+    }
+
     /// A copy of the server's counters.
     pub fn stats(&self) -> ServerStats {
         self.inner.stats.borrow().clone()

@@ -1,0 +1,70 @@
+//! Graceful shutdown: accepting stops, idle connections close, in-flight
+//! requests finish (answered with Connection: close), then done runs.
+
+mod util;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use phaseloop::App;
+use util::{text_response, TestServer};
+
+fn app() -> App {
+    App::new()
+        .get("/", |_, _, res| res.text(200, "ok"))
+        .get("/slow", |lp, _, res| {
+            lp.set_timeout(Duration::from_millis(300), move |_| {
+                res.text(200, "finished")
+            });
+        })
+}
+
+#[test]
+fn in_flight_requests_finish_and_idle_connections_close() {
+    let server = TestServer::start(app);
+    let mut idle = server.connect();
+    idle.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(idle.response(), text_response("200 OK", "ok", ""));
+
+    let mut busy = server.connect();
+    busy.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(50)); // the request is in flight
+
+    let (tx, rx) = mpsc::channel();
+    server.on_loop(move |lp, s| {
+        s.shutdown(lp, Duration::from_secs(5), move |_| {
+            tx.send("done").unwrap()
+        });
+    });
+    assert!(idle.closed(), "the idle connection is closed at once");
+    assert_eq!(
+        busy.response(),
+        text_response("200 OK", "finished", "")
+            .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+    );
+    assert!(busy.closed());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "done");
+    assert!(
+        std::net::TcpStream::connect(server.addr).is_err(),
+        "no longer accepting"
+    );
+}
+
+#[test]
+fn shutdown_deadline_force_closes_stragglers() {
+    let server = TestServer::start(app);
+    let mut busy = server.connect();
+    busy.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    let (tx, rx) = mpsc::channel();
+    server.on_loop(move |lp, s| {
+        s.shutdown(lp, Duration::from_millis(100), move |_| {
+            tx.send("done").unwrap()
+        });
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "done");
+    assert!(
+        busy.closed(),
+        "forced closed before its 300 ms handler answered"
+    );
+}
