@@ -34,6 +34,7 @@ mod microtasks;
 pub mod oneshot;
 pub mod pool;
 mod remote;
+mod signal;
 mod sleep;
 mod task;
 mod timers;

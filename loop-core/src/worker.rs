@@ -135,7 +135,9 @@ impl<In: Send + 'static> Worker<In> {
         let spawned = std::thread::Builder::new()
             .name(format!("phaseloop-worker-{id}"))
             .spawn(move || {
-                let worker_loop = match Loop::new() {
+                // A worker exists to run long computations: the starvation
+                // guard would only report what it is for.
+                let worker_loop = match Loop::builder().block_threshold(None).build() {
                     Ok(l) => l,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));

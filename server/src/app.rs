@@ -196,6 +196,7 @@ impl App {
         let endpoint: Rc<dyn Handler> = match target {
             Target::Route { index, params } => {
                 req.set_params(params);
+                req.route = Some(self.router.routes[index].pattern.clone());
                 self.router.routes[index].handler.clone()
             }
             Target::NotFound => Rc::new(|_: &Loop, req: Request, res: Responder| {

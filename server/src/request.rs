@@ -74,6 +74,7 @@ pub struct Request {
     headers: Vec<(Span, Span)>,
     pub(crate) params: Vec<(Rc<str>, Span)>,
     pub(crate) body: Vec<u8>,
+    pub(crate) route: Option<Rc<str>>,
     peer: Option<SocketAddr>,
 }
 
@@ -129,6 +130,7 @@ impl Request {
             headers: parsed.headers,
             params: Vec::new(),
             body: Vec::new(),
+            route: None,
             peer,
         }
     }
@@ -150,6 +152,12 @@ impl Request {
             .into_iter()
             .map(|(n, s, e)| (n, (base + s as u32, base + e as u32)))
             .collect();
+    }
+
+    /// The pattern of the route this request matched (`GET /api/users/:id`),
+    /// or `None` for a 404/405.
+    pub fn route(&self) -> Option<&Rc<str>> {
+        self.route.as_ref()
     }
 
     /// The method.

@@ -1,0 +1,121 @@
+//! Command-line flags and environment variables.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const HELP: &str = "\
+demo-api: the seed articles' high-traffic API on phaseloop
+
+USAGE: demo-api [FLAGS]
+
+FLAGS (each also read from the environment variable in brackets):
+  --addr <ip>          address to listen on           [PHASELOOP_ADDR]  default 127.0.0.1
+  --port <n>           port (0 = any free port)       [PORT]            default 3000
+  --data-dir <path>    users, orders and public files [PHASELOOP_DATA]  default ./data
+  --pool-size <n>      thread-pool threads            [PHASELOOP_THREADPOOL_SIZE] default 4
+  --cache-ttl <secs>   users cache TTL                [PHASELOOP_CACHE_TTL] default 3600
+  --loops <n>          event loops (cluster mode)     [PHASELOOP_LOOPS] default 1
+  --log-level <lvl>    error | info | debug           [PHASELOOP_LOG]   default info
+  -h, --help           this text
+";
+
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub pool_size: usize,
+    pub cache_ttl: Duration,
+    pub loops: usize,
+    pub debug: bool,
+    pub quiet: bool,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+pub fn parse() -> Result<Option<Args>, String> {
+    let mut ip: IpAddr = env("PHASELOOP_ADDR")
+        .unwrap_or_else(|| "127.0.0.1".into())
+        .parse()
+        .map_err(|e| format!("PHASELOOP_ADDR: {e}"))?;
+    let mut port: u16 = env("PORT")
+        .map(|p| p.parse().map_err(|e| format!("PORT: {e}")))
+        .transpose()?
+        .unwrap_or(3000);
+    let mut data_dir = PathBuf::from(env("PHASELOOP_DATA").unwrap_or_else(|| "data".into()));
+    let mut pool_size: usize = env("PHASELOOP_THREADPOOL_SIZE")
+        .map(|p| {
+            p.parse()
+                .map_err(|e| format!("PHASELOOP_THREADPOOL_SIZE: {e}"))
+        })
+        .transpose()?
+        .unwrap_or(4);
+    let mut ttl: u64 = env("PHASELOOP_CACHE_TTL")
+        .map(|p| p.parse().map_err(|e| format!("PHASELOOP_CACHE_TTL: {e}")))
+        .transpose()?
+        .unwrap_or(3600);
+    let mut loops: usize = env("PHASELOOP_LOOPS")
+        .map(|p| p.parse().map_err(|e| format!("PHASELOOP_LOOPS: {e}")))
+        .transpose()?
+        .unwrap_or(1);
+    let mut level = env("PHASELOOP_LOG").unwrap_or_else(|| "info".into());
+
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--addr" => {
+                ip = value("--addr")?
+                    .parse()
+                    .map_err(|e| format!("--addr: {e}"))?
+            }
+            "--port" => {
+                port = value("--port")?
+                    .parse()
+                    .map_err(|e| format!("--port: {e}"))?
+            }
+            "--data-dir" => data_dir = value("--data-dir")?.into(),
+            "--pool-size" => {
+                pool_size = value("--pool-size")?
+                    .parse()
+                    .map_err(|e| format!("--pool-size: {e}"))?
+            }
+            "--cache-ttl" => {
+                ttl = value("--cache-ttl")?
+                    .parse()
+                    .map_err(|e| format!("--cache-ttl: {e}"))?
+            }
+            "--loops" => {
+                loops = value("--loops")?
+                    .parse()
+                    .map_err(|e| format!("--loops: {e}"))?
+            }
+            "--log-level" => level = value("--log-level")?,
+            other => return Err(format!("unknown flag {other:?} (see --help)")),
+        }
+    }
+    if !(1..=1024).contains(&pool_size) {
+        return Err("--pool-size must be 1..=1024".into());
+    }
+    if loops != 1 {
+        return Err("--loops other than 1 needs cluster mode, which is not built yet".into());
+    }
+    let (debug, quiet) = match level.as_str() {
+        "debug" => (true, false),
+        "info" => (false, false),
+        "error" => (false, true),
+        other => return Err(format!("unknown log level {other:?}")),
+    };
+    Ok(Some(Args {
+        addr: SocketAddr::new(ip, port),
+        data_dir,
+        pool_size,
+        cache_ttl: Duration::from_secs(ttl),
+        loops,
+        debug,
+        quiet,
+    }))
+}

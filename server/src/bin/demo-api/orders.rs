@@ -1,0 +1,273 @@
+//! Orders: validated, saved durably (fsync) before the 201, then the
+//! restaurant notified from `set_immediate` — durably too, and replayed after
+//! a crash so that every acknowledged order gets exactly one notification.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use phaseloop::{Request, Responder, Response};
+use phaseloop_core::Loop;
+use serde_json::{json, Value};
+
+use crate::journal::Journal;
+
+/// The body limit of `POST /api/orders` (the seed's `express.json({limit: "10kb"})`).
+pub const ORDER_BODY_LIMIT: u64 = 10 * 1024;
+
+struct Entry {
+    offset: u64,
+    len: u32,
+    notified: bool,
+    /// A notification append is under way: never start a second one.
+    notifying: bool,
+    /// What happened to the order in this process, in order.
+    timeline: Vec<&'static str>,
+}
+
+pub struct Orders {
+    orders: Rc<Journal>,
+    notes: Rc<Journal>,
+    index: RefCell<HashMap<u64, Entry>>,
+    next_id: Cell<u64>,
+    pub notified: Cell<u64>,
+    pub replayed: Cell<u64>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Checks an order body; the error names the field.
+pub fn validate(body: &Value) -> Result<(), String> {
+    let obj = body.as_object().ok_or("the order must be a JSON object")?;
+    match obj.get("restaurant_id").and_then(Value::as_u64) {
+        Some(id) if id > 0 => {}
+        _ => return Err("invalid field restaurant_id: a positive integer is required".into()),
+    }
+    match obj.get("customer").and_then(Value::as_str) {
+        Some(c) if !c.trim().is_empty() && c.chars().count() <= 100 => {}
+        _ => {
+            return Err(
+                "invalid field customer: a non-empty string of at most 100 characters is required"
+                    .into(),
+            )
+        }
+    }
+    let items = match obj.get("items").and_then(Value::as_array) {
+        Some(items) if !items.is_empty() && items.len() <= 50 => items,
+        _ => return Err("invalid field items: an array of 1 to 50 items is required".into()),
+    };
+    for (i, item) in items.iter().enumerate() {
+        match item.get("name").and_then(Value::as_str) {
+            Some(n) if !n.trim().is_empty() && n.chars().count() <= 100 => {}
+            _ => {
+                return Err(format!(
+                    "invalid field items[{i}].name: a non-empty string is required"
+                ))
+            }
+        }
+        match item.get("qty").and_then(Value::as_u64) {
+            Some(q) if (1..=100).contains(&q) => {}
+            _ => {
+                return Err(format!(
+                    "invalid field items[{i}].qty: an integer from 1 to 100 is required"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Orders {
+    /// Opens both logs, cutting torn tails. Returns the orders whose
+    /// notification is not on record, to be notified again.
+    pub fn open(data_dir: &Path) -> std::io::Result<(Rc<Orders>, Vec<u64>)> {
+        let (orders, order_records) = Journal::open(data_dir.join("orders.log"))?;
+        let (notes, note_records) = Journal::open(data_dir.join("notifications.log"))?;
+        let notified: HashSet<u64> = note_records
+            .iter()
+            .filter_map(|(_, _, p)| serde_json::from_slice::<Value>(p).ok())
+            .filter_map(|v| v.get("order_id").and_then(Value::as_u64))
+            .collect();
+        let mut index = HashMap::new();
+        let mut max_id = 0;
+        let mut unnotified = Vec::new();
+        for (offset, len, payload) in order_records {
+            let Some(id) = serde_json::from_slice::<Value>(&payload)
+                .ok()
+                .and_then(|v| v.get("id").and_then(Value::as_u64))
+            else {
+                continue;
+            };
+            max_id = max_id.max(id);
+            let was_notified = notified.contains(&id);
+            if !was_notified {
+                unnotified.push(id);
+            }
+            index.insert(
+                id,
+                Entry {
+                    offset,
+                    len,
+                    notified: was_notified,
+                    notifying: false,
+                    timeline: vec!["saved (before restart)"],
+                },
+            );
+        }
+        Ok((
+            Rc::new(Orders {
+                orders,
+                notes,
+                index: RefCell::new(index),
+                next_id: Cell::new(max_id + 1),
+                notified: Cell::new(0),
+                replayed: Cell::new(0),
+            }),
+            unnotified,
+        ))
+    }
+
+    pub fn count(&self) -> usize {
+        self.index.borrow().len()
+    }
+
+    pub fn journal_pending(&self) -> usize {
+        self.orders.pending() + self.notes.pending()
+    }
+
+    /// `POST /api/orders`.
+    pub fn create(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
+        let body: Value = match req.json() {
+            Ok(v) => v,
+            Err(bad) => return res.send(bad),
+        };
+        if let Err(message) = validate(&body) {
+            return res.json_error(400, &message);
+        }
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        // The notification intent is part of the order's own record: the
+        // record on disk is the promise that a notification will follow.
+        let record = json!({ "id": id, "created_ms": now_ms(), "order": body, "notify": true });
+        let payload = record.to_string().into_bytes();
+        let orders = self.clone();
+        self.orders
+            .append(lp, &payload, move |lp, result| match result {
+                Ok((offset, len)) => {
+                    orders.index.borrow_mut().insert(
+                        id,
+                        Entry {
+                            offset,
+                            len,
+                            notified: false,
+                            notifying: false,
+                            timeline: vec!["saved"],
+                        },
+                    );
+                    res.json(
+                        201,
+                        &json!({ "id": id, "status": "accepted", "notification": "scheduled" }),
+                    );
+                    orders.mark(id, "responded");
+                    // The seed's pattern: answer now, notify right after.
+                    let orders2 = orders.clone();
+                    lp.set_immediate(move |lp| orders2.notify(lp, id));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => res.send(
+                    Response::json_error(503, "server busy, retry").header("Retry-After", "1"),
+                ),
+                Err(e) => res.json_error(500, &format!("order not saved: {e}")),
+            });
+    }
+
+    fn mark(&self, id: u64, what: &'static str) {
+        if let Some(e) = self.index.borrow_mut().get_mut(&id) {
+            if e.timeline.len() < 8 {
+                e.timeline.push(what);
+            }
+        }
+    }
+
+    /// Delivers (records) the restaurant notification of order `id`, once.
+    pub fn notify(self: &Rc<Self>, lp: &Loop, id: u64) {
+        {
+            let mut index = self.index.borrow_mut();
+            let Some(entry) = index.get_mut(&id) else {
+                return;
+            };
+            if entry.notified || entry.notifying {
+                return;
+            }
+            entry.notifying = true;
+        }
+        let note = json!({ "order_id": id, "delivered_ms": now_ms() }).to_string();
+        let orders = self.clone();
+        self.notes.append(lp, note.as_bytes(), move |lp, result| {
+            let ok = result.is_ok();
+            if let Some(e) = orders.index.borrow_mut().get_mut(&id) {
+                e.notifying = false;
+                e.notified = ok;
+            }
+            match result {
+                Ok(_) => {
+                    orders.mark(id, "notified");
+                    orders.notified.set(orders.notified.get() + 1);
+                }
+                Err(e) => {
+                    eprintln!("demo-api: notification of order {id} failed ({e}); retrying");
+                    let o = orders.clone();
+                    lp.set_timeout(std::time::Duration::from_millis(100), move |lp| {
+                        o.notify(lp, id)
+                    });
+                }
+            }
+        });
+    }
+
+    /// Re-sends the notifications a crash left undelivered.
+    pub fn replay(self: &Rc<Self>, lp: &Loop, ids: Vec<u64>) {
+        for id in ids {
+            self.replayed.set(self.replayed.get() + 1);
+            let orders = self.clone();
+            lp.set_immediate(move |lp| orders.notify(lp, id));
+        }
+    }
+
+    /// `GET /api/orders/:id`.
+    pub fn get(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
+        let Some(id) = req.param("id").and_then(crate::users::parse_id) else {
+            return res.json_error(400, "Invalid order ID");
+        };
+        let (offset, len, notified, timeline) = match self.index.borrow().get(&id) {
+            Some(e) => (e.offset, e.len, e.notified, e.timeline.clone()),
+            None => return res.json_error(404, "Order not found"),
+        };
+        self.orders
+            .read(lp, offset, len, move |_, result| match result {
+                Ok(payload) => {
+                    let record: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+                    res.json(
+                        200,
+                        &json!({
+                            "id": id,
+                            "order": record.get("order"),
+                            "created_ms": record.get("created_ms"),
+                            "notification": if notified { "delivered" } else { "pending" },
+                            "timeline": timeline,
+                        }),
+                    )
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => res.send(
+                    Response::json_error(503, "server busy, retry").header("Retry-After", "1"),
+                ),
+                Err(e) => res.json_error(500, &format!("order store: {e}")),
+            });
+    }
+}

@@ -1,0 +1,158 @@
+//! Users: an embedded file-backed store (one JSON file per user, read
+//! through the thread pool) behind a TTL cache on the loop.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use phaseloop::{Request, Responder, Response};
+use phaseloop_core::{fs, Loop};
+
+/// Sample users written on first run.
+const SAMPLE_USERS: u64 = 100;
+/// Most users the cache holds; past it, expired entries go first, then the
+/// oldest.
+const CACHE_CAPACITY: usize = 10_000;
+
+pub struct Users {
+    dir: PathBuf,
+    ttl: Duration,
+    cache: RefCell<HashMap<u64, (Rc<[u8]>, Duration)>>,
+    /// Requests waiting for a store read already under way (one read per id).
+    waiting: RefCell<HashMap<u64, Vec<Responder>>>,
+    pub hits: std::cell::Cell<u64>,
+    pub misses: std::cell::Cell<u64>,
+    pub store_reads: std::cell::Cell<u64>,
+}
+
+const NAMES: [&str; 10] = [
+    "Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Edsger", "Radia",
+];
+
+/// Creates `data/users/<id>.json` for the sample users if the store is new.
+pub fn init_store(data_dir: &Path) -> std::io::Result<PathBuf> {
+    let dir = data_dir.join("users");
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)?;
+        for id in 1..=SAMPLE_USERS {
+            let name = NAMES[(id as usize - 1) % NAMES.len()];
+            let user = serde_json::json!({
+                "id": id,
+                "name": format!("{name} {id}"),
+                "email": format!("{}{id}@example.com", name.to_lowercase()),
+            });
+            std::fs::write(dir.join(format!("{id}.json")), user.to_string())?;
+        }
+    }
+    Ok(dir)
+}
+
+/// Node's `parseInt(id)` check, made strict: digits only, 1..=u64::MAX.
+pub fn parse_id(raw: &str) -> Option<u64> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse::<u64>().ok().filter(|id| *id > 0)
+}
+
+impl Users {
+    pub fn new(dir: PathBuf, ttl: Duration) -> Users {
+        Users {
+            dir,
+            ttl,
+            cache: RefCell::new(HashMap::new()),
+            waiting: RefCell::new(HashMap::new()),
+            hits: Default::default(),
+            misses: Default::default(),
+            store_reads: Default::default(),
+        }
+    }
+
+    fn cached(&self, lp: &Loop, id: u64) -> Option<Rc<[u8]>> {
+        let mut cache = self.cache.borrow_mut();
+        match cache.get(&id) {
+            Some((json, expires)) if *expires > lp.now() => Some(json.clone()),
+            Some(_) => {
+                cache.remove(&id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&self, lp: &Loop, id: u64, json: Rc<[u8]>) {
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= CACHE_CAPACITY {
+            let now = lp.now();
+            cache.retain(|_, (_, exp)| *exp > now);
+            if cache.len() >= CACHE_CAPACITY {
+                if let Some(oldest) = cache
+                    .iter()
+                    .min_by_key(|(_, (_, exp))| *exp)
+                    .map(|(k, _)| *k)
+                {
+                    cache.remove(&oldest);
+                }
+            }
+        }
+        cache.insert(id, (json, lp.now() + self.ttl));
+    }
+
+    /// `GET /api/users/:id`.
+    pub fn get(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
+        // 1. Quick validation (sync, cheap).
+        let Some(id) = req.param("id").and_then(parse_id) else {
+            return res.json_error(400, "Invalid user ID");
+        };
+        // 2. Cache.
+        if let Some(json) = self.cached(lp, id) {
+            self.hits.set(self.hits.get() + 1);
+            return res.send(json_bytes(200, &json));
+        }
+        self.misses.set(self.misses.get() + 1);
+        // 3. The store, through the pool; concurrent misses share one read.
+        if let Some(waiters) = self.waiting.borrow_mut().get_mut(&id) {
+            waiters.push(res);
+            return;
+        }
+        self.waiting.borrow_mut().insert(id, vec![res]);
+        self.store_reads.set(self.store_reads.get() + 1);
+        let users = self.clone();
+        let submitted =
+            fs::read_file(self.dir.join(format!("{id}.json"))).submit(lp, move |lp, result| {
+                let waiters = users.waiting.borrow_mut().remove(&id).unwrap_or_default();
+                let response = match result {
+                    Ok(Ok(bytes)) => {
+                        let json: Rc<[u8]> = bytes.into();
+                        users.insert(lp, id, json.clone());
+                        json_bytes(200, &json)
+                    }
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Response::json_error(404, "User not found")
+                    }
+                    Ok(Err(e)) => Response::json_error(500, &format!("user store: {e}")),
+                    Err(e) => Response::json_error(503, &format!("{e}")).header("Retry-After", "1"),
+                };
+                for waiter in waiters {
+                    waiter.send(response.clone());
+                }
+            });
+        if submitted.is_err() {
+            let waiters = self.waiting.borrow_mut().remove(&id).unwrap_or_default();
+            for waiter in waiters {
+                waiter.send(
+                    Response::json_error(503, "server busy: thread pool queue is full")
+                        .header("Retry-After", "1"),
+                );
+            }
+        }
+    }
+}
+
+fn json_bytes(status: u16, json: &[u8]) -> Response {
+    Response::new(status)
+        .header("Content-Type", "application/json")
+        .body(json.to_vec())
+}
