@@ -5,9 +5,10 @@
 //! line is complete and its checksum matches, so a torn write at the tail
 //! (a crash mid-append) is detected at start-up and cut off, never parsed.
 //!
-//! Appends queue on the loop and go to the pool in batches: while one write
-//! + fsync is under way, new records wait and then share the next one. The
-//! queue is bounded; a full queue is an error the caller turns into 503.
+//! Appends queue on the loop and go to the pool in batches: while one
+//! write-and-fsync is under way, new records wait and then share the next
+//! one. The queue is bounded; a full queue is an error the caller turns
+//! into 503.
 
 use std::cell::{Cell, RefCell};
 use std::fs::OpenOptions;
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use phaseloop_core::{Job, Lane, Loop};
+
+/// A record found at start-up: (offset, line length, payload).
+pub type Recovered = (u64, u32, Vec<u8>);
 
 /// Records waiting for the next group commit, at most.
 pub const MAX_PENDING: usize = 4096;
@@ -47,7 +51,7 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
 
 /// Reads every whole, valid record; cuts the file after the last one.
 /// Returns (offset, line length, payload) per record.
-pub fn recover(path: &Path) -> io::Result<Vec<(u64, u32, Vec<u8>)>> {
+pub fn recover(path: &Path) -> io::Result<Vec<Recovered>> {
     let data = match std::fs::read(path) {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -83,7 +87,7 @@ pub fn recover(path: &Path) -> io::Result<Vec<(u64, u32, Vec<u8>)>> {
 }
 
 impl Journal {
-    pub fn open(path: PathBuf) -> io::Result<(Rc<Journal>, Vec<(u64, u32, Vec<u8>)>)> {
+    pub fn open(path: PathBuf) -> io::Result<(Rc<Journal>, Vec<Recovered>)> {
         let records = recover(&path)?;
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         Ok((

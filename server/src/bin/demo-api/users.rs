@@ -16,10 +16,13 @@ const SAMPLE_USERS: u64 = 100;
 /// oldest.
 const CACHE_CAPACITY: usize = 10_000;
 
+type CachedUser = (Rc<[u8]>, Duration);
+
 pub struct Users {
     dir: PathBuf,
     ttl: Duration,
-    cache: RefCell<HashMap<u64, (Rc<[u8]>, Duration)>>,
+    /// id -> (user JSON, expiry in loop time).
+    cache: RefCell<HashMap<u64, CachedUser>>,
     /// Requests waiting for a store read already under way (one read per id).
     waiting: RefCell<HashMap<u64, Vec<Responder>>>,
     pub hits: std::cell::Cell<u64>,
