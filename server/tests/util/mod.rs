@@ -199,3 +199,104 @@ pub fn refusal(status: &str, message: &str) -> String {
         body.len()
     )
 }
+
+/// The demo-api binary running as a child process on a free port with its
+/// own data directory; killed on drop.
+pub struct Demo {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Demo {
+    pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> Demo {
+        Self::start_with(data_dir, extra, "")
+    }
+
+    /// Starts it through `sh -c '<prefix>; exec demo-api ...'` (e.g. a ulimit).
+    pub fn start_with(data_dir: &std::path::Path, extra: &[&str], shell_prefix: &str) -> Demo {
+        use std::io::BufRead;
+        let bin = env!("CARGO_BIN_EXE_demo-api");
+        let mut cmd = if shell_prefix.is_empty() {
+            std::process::Command::new(bin)
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c")
+                .arg(format!("{shell_prefix} && exec \"$0\" \"$@\""))
+                .arg(bin);
+            c
+        };
+        cmd.args(["--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        let mut child = cmd.spawn().expect("starting demo-api");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines.next().expect("demo-api printed its address").unwrap();
+            if let Some(rest) = line.strip_prefix("demo-api listening on http://") {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Demo {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// One request on a fresh connection; returns the whole response.
+    pub fn request(&self, raw: &str) -> String {
+        let mut c = self.connect();
+        c.send(raw.as_bytes());
+        c.response()
+    }
+
+    pub fn get(&self, path: &str) -> String {
+        self.request(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> String {
+        self.request(&format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("phaseloop-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The body of a response string.
+pub fn body_of(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// The status line of a response string.
+pub fn status_of(response: &str) -> &str {
+    response.lines().next().unwrap_or("")
+}

@@ -1,0 +1,286 @@
+//! The demo API over real sockets: every route and error status, the users
+//! cache, the order → 201 → notification ordering, and the loop staying
+//! responsive (or not, on purpose).
+
+mod util;
+
+use std::time::Duration;
+
+use util::{body_of, status_of, temp_dir, Demo};
+
+#[test]
+fn routes_and_statuses() {
+    let dir = temp_dir("demo-routes");
+    let demo = Demo::start(&dir, &[]);
+
+    let r = demo.get("/");
+    assert_eq!(status_of(&r), "HTTP/1.1 200 OK");
+    assert!(body_of(&r).contains("GET  /api/users/:id"));
+
+    let r = demo.get("/health");
+    let v: serde_json::Value = serde_json::from_str(body_of(&r)).unwrap();
+    assert_eq!(v["status"], "healthy");
+    assert!(v["timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+
+    assert_eq!(body_of(&demo.get("/fast")), "Fast response");
+    assert_eq!(
+        demo.get("/plaintext"),
+        "HTTP/1.1 200 OK\r\nDate: <date>\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 13\r\n\r\nHello, World!"
+    );
+    assert_eq!(
+        body_of(&demo.get("/json")),
+        r#"{"message":"Hello, World!"}"#
+    );
+
+    // Users: validation, store, 404.
+    assert_eq!(
+        body_of(&demo.get("/api/users/7")),
+        r#"{"email":"dennis7@example.com","id":7,"name":"Dennis 7"}"#
+    );
+    for bad in ["abc", "0", "-1", "99999999999999999999", "1.5", "%31"] {
+        let r = demo.get(&format!("/api/users/{bad}"));
+        assert_eq!(status_of(&r), "HTTP/1.1 400 Bad Request", "{bad}");
+        assert_eq!(body_of(&r), r#"{"error":"Invalid user ID"}"#);
+    }
+    let r = demo.get("/api/users/100000");
+    assert_eq!(status_of(&r), "HTTP/1.1 404 Not Found");
+    assert_eq!(body_of(&r), r#"{"error":"User not found"}"#);
+
+    // Orders.
+    let order = r#"{"restaurant_id":3,"customer":"Ann","items":[{"name":"pho","qty":2}]}"#;
+    let r = demo.post("/api/orders", order);
+    assert_eq!(status_of(&r), "HTTP/1.1 201 Created");
+    assert_eq!(
+        body_of(&r),
+        r#"{"id":1,"notification":"scheduled","status":"accepted"}"#
+    );
+    let r = demo.post("/api/orders", "{not json");
+    assert_eq!(status_of(&r), "HTTP/1.1 400 Bad Request");
+    assert!(
+        body_of(&r).starts_with(r#"{"error":"invalid JSON: "#),
+        "{r}"
+    );
+    let r = demo.post(
+        "/api/orders",
+        r#"{"restaurant_id":3,"customer":"","items":[{"name":"pho","qty":2}]}"#,
+    );
+    assert_eq!(
+        body_of(&r),
+        r#"{"error":"invalid field customer: a non-empty string of at most 100 characters is required"}"#
+    );
+    let r = demo.post(
+        "/api/orders",
+        r#"{"restaurant_id":3,"customer":"A","items":[{"name":"pho","qty":101}]}"#,
+    );
+    assert_eq!(
+        body_of(&r),
+        r#"{"error":"invalid field items[0].qty: an integer from 1 to 100 is required"}"#
+    );
+    let r = demo.post("/api/orders", r#"{"customer":"A","items":[]}"#);
+    assert_eq!(
+        body_of(&r),
+        r#"{"error":"invalid field restaurant_id: a positive integer is required"}"#
+    );
+    let big = format!(
+        r#"{{"restaurant_id":3,"customer":"A","items":[{{"name":"{}","qty":1}}]}}"#,
+        "x".repeat(11 * 1024)
+    );
+    let r = demo.post("/api/orders", &big);
+    assert_eq!(status_of(&r), "HTTP/1.1 413 Content Too Large");
+    assert_eq!(
+        status_of(&demo.get("/api/orders/999")),
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(
+        status_of(&demo.get("/api/orders/x")),
+        "HTTP/1.1 400 Bad Request"
+    );
+
+    // Hash.
+    let r = demo.post("/api/hash", r#"{"password":"password","salt":"salt"}"#);
+    let v: serde_json::Value = serde_json::from_str(body_of(&r)).unwrap();
+    assert!(
+        v["hash"].as_str().unwrap().starts_with("867f70cf1ade02cf")
+            || v["hash"].as_str().unwrap().len() == 128
+    );
+    assert_eq!(v["iterations"], 100_000);
+    let r = demo.post("/api/hash", r#"{"password":"","salt":"s"}"#);
+    assert_eq!(
+        body_of(&r),
+        r#"{"error":"invalid field password: a string of 1 to 1024 bytes is required"}"#
+    );
+
+    // Files.
+    let r = demo.get("/files/index.html");
+    assert!(
+        r.contains("Content-Type: text/html; charset=utf-8\r\n")
+            && body_of(&r).contains("Served by phaseloop")
+    );
+    let r = demo.request(
+        "GET /files/loop.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, deflate\r\n\r\n",
+    );
+    assert!(r.contains("Content-Encoding: gzip\r\n"), "{}", &r[..200]);
+    let r = demo
+        .request("GET /files/loop.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=0\r\n\r\n");
+    assert!(!r.contains("Content-Encoding"), "q=0 refuses gzip");
+    for bad in ["..%2F..%2Fetc%2Fpasswd", ".hidden", "a%00b"] {
+        assert_eq!(
+            status_of(&demo.get(&format!("/files/{bad}"))),
+            "HTTP/1.1 400 Bad Request",
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        status_of(&demo.get("/files/nope.txt")),
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(
+        status_of(&demo.get("/files/../Cargo.toml")),
+        "HTTP/1.1 404 Not Found"
+    );
+
+    // Primes and echo.
+    assert_eq!(
+        body_of(&demo.get("/primes?limit=100")),
+        r#"{"computed_on":"worker thread","limit":100,"primes":25}"#
+    );
+    assert_eq!(
+        body_of(&demo.get("/primes-blocking?limit=100")),
+        r#"{"computed_on":"event loop (blocking)","limit":100,"primes":25}"#
+    );
+    assert_eq!(
+        status_of(&demo.get("/primes?limit=999999999")),
+        "HTTP/1.1 400 Bad Request"
+    );
+    let r = demo.request("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+    assert_eq!(body_of(&r), "abcde");
+
+    let m = body_of(&demo.get("/metrics")).to_string();
+    for needle in [
+        "phaseloop_http_requests_total{route=\"GET /health\",status=\"200\"} 1",
+        "phaseloop_http_requests_total{route=\"GET /api/users/:id\",status=\"400\"} 6",
+        "phaseloop_event_loop_delay_seconds{quantile=\"0.99\"}",
+        "phaseloop_loop_phase_seconds_total{phase=\"poll\"}",
+        "phaseloop_pool_queue_wait_seconds{lane=\"crypto\",quantile=\"0.99\"}",
+        "phaseloop_connections_open 1",
+        "phaseloop_orders_stored 1",
+        "phaseloop_loop_blocks_total",
+    ] {
+        assert!(m.contains(needle), "metrics lack {needle}:\n{m}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn users_cache_reads_the_store_once_per_id() {
+    let dir = temp_dir("demo-cache");
+    let demo = Demo::start(&dir, &[]);
+    let mut c = demo.connect();
+    for _ in 0..5 {
+        c.send(b"GET /api/users/3 HTTP/1.1\r\nHost: x\r\n\r\nGET /api/users/4 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(c.response().ends_with(r#""id":3,"name":"Linus 3"}"#));
+        assert!(c.response().ends_with(r#""id":4,"name":"Barbara 4"}"#));
+    }
+    let m = demo.get("/metrics");
+    assert!(m.contains("phaseloop_users_store_reads_total 2\n"), "{m}");
+    assert!(m.contains("phaseloop_users_cache_hits_total 8\n"), "{m}");
+    // With a 1 s TTL, the store is read again after expiry.
+    drop(demo);
+    let demo = Demo::start(&dir, &["--cache-ttl", "1"]);
+    demo.get("/api/users/3");
+    std::thread::sleep(Duration::from_millis(1100));
+    demo.get("/api/users/3");
+    assert!(demo
+        .get("/metrics")
+        .contains("phaseloop_users_store_reads_total 2\n"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn order_is_saved_then_answered_then_notified() {
+    let dir = temp_dir("demo-order");
+    let demo = Demo::start(&dir, &[]);
+    let r = demo.post(
+        "/api/orders",
+        r#"{"restaurant_id":1,"customer":"Bo","items":[{"name":"bun","qty":1}]}"#,
+    );
+    assert_eq!(status_of(&r), "HTTP/1.1 201 Created");
+    // The 201 is on disk already: the order log holds it.
+    let log = std::fs::read_to_string(dir.join("orders.log")).unwrap();
+    assert!(log.contains(r#""customer":"Bo""#));
+    let mut v = serde_json::Value::Null;
+    for _ in 0..100 {
+        v = serde_json::from_str(body_of(&demo.get("/api/orders/1"))).unwrap();
+        if v["notification"] == "delivered" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        v["timeline"],
+        serde_json::json!(["saved", "responded", "notified"])
+    );
+    let notes = std::fs::read_to_string(dir.join("notifications.log")).unwrap();
+    assert_eq!(notes.matches(r#""order_id":1"#).count(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn slow_does_not_block_fast() {
+    let dir = temp_dir("demo-slow");
+    let demo = Demo::start(&dir, &[]);
+    let addr = demo.addr;
+    let slow = std::thread::spawn(move || {
+        let mut c = util::Client::connect(addr);
+        c.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = c.response();
+        (std::time::Instant::now(), r)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..20 {
+        assert_eq!(body_of(&demo.get("/fast")), "Fast response");
+    }
+    let fast_done = std::time::Instant::now();
+    let (slow_done, r) = slow.join().unwrap();
+    assert_eq!(body_of(&r), "Slow response");
+    assert!(
+        fast_done < slow_done,
+        "20 /fast answers came while /slow waited on its timer"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Sends `first` and, once it is surely being computed, /health; returns
+/// whether /health was answered before `first`.
+fn health_answered_first(demo: &Demo, first: &str) -> bool {
+    let addr = demo.addr;
+    let req = format!("GET {first} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let heavy = std::thread::spawn(move || {
+        let mut c = util::Client::connect(addr);
+        c.send(req.as_bytes());
+        let r = c.response();
+        assert_eq!(status_of(&r), "HTTP/1.1 200 OK");
+        std::time::Instant::now()
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    let r = demo.get("/health");
+    assert_eq!(status_of(&r), "HTTP/1.1 200 OK");
+    let health_done = std::time::Instant::now();
+    let heavy_done = heavy.join().unwrap();
+    health_done < heavy_done
+}
+
+#[test]
+fn primes_blocking_delays_health_but_primes_on_worker_does_not() {
+    let dir = temp_dir("demo-primes");
+    let demo = Demo::start(&dir, &[]);
+    assert!(
+        health_answered_first(&demo, "/primes?limit=500000"),
+        "/health must not wait for primes computed on the worker"
+    );
+    assert!(
+        !health_answered_first(&demo, "/primes-blocking?limit=500000"),
+        "/health waits for primes computed on the loop"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
