@@ -15,6 +15,7 @@ FLAGS (each also read from the environment variable in brackets):
   --data-dir <path>    users, orders and public files [PHASELOOP_DATA]  default ./data
   --pool-size <n>      thread-pool threads            [PHASELOOP_THREADPOOL_SIZE] default 4
   --cache-ttl <secs>   users cache TTL                [PHASELOOP_CACHE_TTL] default 3600
+  --keep-alive <secs>  idle keep-alive timeout        [PHASELOOP_KEEP_ALIVE] default 5
   --loops <n>          event loops (cluster mode)     [PHASELOOP_LOOPS] default 1
   --log-level <lvl>    error | info | debug           [PHASELOOP_LOG]   default info
   -h, --help           this text
@@ -27,6 +28,7 @@ pub struct Args {
     pub pool_size: usize,
     pub cache_ttl: Duration,
     pub loops: usize,
+    pub keep_alive: Duration,
     pub debug: bool,
     pub quiet: bool,
 }
@@ -60,6 +62,10 @@ pub fn parse() -> Result<Option<Args>, String> {
         .map(|p| p.parse().map_err(|e| format!("PHASELOOP_LOOPS: {e}")))
         .transpose()?
         .unwrap_or(1);
+    let mut keep_alive: u64 = env("PHASELOOP_KEEP_ALIVE")
+        .map(|p| p.parse().map_err(|e| format!("PHASELOOP_KEEP_ALIVE: {e}")))
+        .transpose()?
+        .unwrap_or(5);
     let mut level = env("PHASELOOP_LOG").unwrap_or_else(|| "info".into());
 
     let mut it = std::env::args().skip(1);
@@ -88,6 +94,11 @@ pub fn parse() -> Result<Option<Args>, String> {
                     .parse()
                     .map_err(|e| format!("--cache-ttl: {e}"))?
             }
+            "--keep-alive" => {
+                keep_alive = value("--keep-alive")?
+                    .parse()
+                    .map_err(|e| format!("--keep-alive: {e}"))?
+            }
             "--loops" => {
                 loops = value("--loops")?
                     .parse()
@@ -115,6 +126,7 @@ pub fn parse() -> Result<Option<Args>, String> {
         pool_size,
         cache_ttl: Duration::from_secs(ttl),
         loops,
+        keep_alive: Duration::from_secs(keep_alive.max(1)),
         debug,
         quiet,
     }))

@@ -202,7 +202,11 @@ fn run(args: args::Args) -> std::io::Result<()> {
             })
     };
 
-    let server = Server::bind(&lp, args.addr, app, ServerConfig::default())?;
+    let cfg = ServerConfig {
+        keep_alive_timeout: args.keep_alive,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(&lp, args.addr, app, cfg)?;
     *server_slot.borrow_mut() = Some(server.clone());
     println!(
         "demo-api listening on http://{} (data: {}, pool: {} threads, cache TTL: {} s, loops: {})",
