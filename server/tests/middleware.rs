@@ -1,0 +1,47 @@
+//! Middleware composes around handlers, first added runs first, and can
+//! answer itself or change the response on its way out.
+
+mod util;
+
+use phaseloop::{middleware, App, Response};
+use util::{body_of, TestServer};
+
+fn app() -> App {
+    App::new()
+        .wrap(middleware::request_id())
+        .wrap(
+            |lp: &phaseloop_core::Loop,
+             req: phaseloop::Request,
+             mut res: phaseloop::Responder,
+             next: phaseloop::Next| {
+                if req.header("authorization") != Some("Bearer ok") {
+                    return res.send(Response::json_error(401, "missing or bad token"));
+                }
+                res.on_send(|r| {
+                    *r = std::mem::replace(r, Response::new(200)).header("X-Checked", "yes")
+                });
+                next.run(lp, req, res)
+            },
+        )
+        .get("/secret", |_, _, res| res.text(200, "the secret"))
+}
+
+#[test]
+fn middleware_chain_runs_in_order() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET /secret HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.response();
+    assert!(r.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{r}");
+    assert!(
+        r.contains("X-Request-Id: 1\r\n"),
+        "the outer middleware saw the inner's answer: {r}"
+    );
+    c.send(b"GET /secret HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ok\r\nX-Request-Id: abc-123\r\n\r\n");
+    let r = c.response();
+    assert!(
+        r.contains("X-Checked: yes\r\n") && r.contains("X-Request-Id: abc-123\r\n"),
+        "{r}"
+    );
+    assert_eq!(body_of(&r), "the secret");
+}
