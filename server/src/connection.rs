@@ -24,6 +24,7 @@ use crate::codec::{
     Version,
 };
 use crate::config::ServerConfig;
+use crate::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
 use crate::request::{Method, Request};
 use crate::response::Response;
 
@@ -115,7 +116,7 @@ pub(crate) struct Conn {
     pub stream: TcpStream,
     pub token: Option<IoToken>,
     pub peer: Option<SocketAddr>,
-    pub inbuf: Vec<u8>,
+    pub inbuf: ReadBuffer,
     pub outbuf: Vec<u8>,
     pub out_pos: usize,
     pub reading: Reading,
@@ -153,6 +154,7 @@ pub(crate) struct Ctx<'a> {
 /// return their buffers and busy ones do not allocate per request.
 pub(crate) struct BufferPool {
     free: Vec<Vec<u8>>,
+    free_read: Vec<Vec<u8>>,
     max: usize,
 }
 
@@ -165,10 +167,12 @@ impl BufferPool {
     pub fn new() -> Self {
         BufferPool {
             free: Vec::new(),
+            free_read: Vec::new(),
             max: POOL_MAX,
         }
     }
 
+    /// A write buffer: empty, with capacity.
     pub fn take(&mut self) -> Vec<u8> {
         self.free
             .pop()
@@ -185,6 +189,18 @@ impl BufferPool {
         buf.clear();
         self.free.push(buf);
     }
+
+    /// A read buffer: initialised storage (see `ReadBuffer`), kept as is
+    /// between uses so it is never zeroed twice.
+    pub fn take_read(&mut self) -> Vec<u8> {
+        self.free_read.pop().unwrap_or_default()
+    }
+
+    pub fn give_read(&mut self, buf: Vec<u8>) {
+        if buf.len() == READ_BUFFER_SIZE && self.free_read.len() < self.max {
+            self.free_read.push(buf);
+        }
+    }
 }
 
 impl Conn {
@@ -194,7 +210,7 @@ impl Conn {
             stream,
             token: None,
             peer,
-            inbuf: Vec::new(),
+            inbuf: ReadBuffer::default(),
             outbuf: Vec::new(),
             out_pos: 0,
             reading: Reading::Head,
@@ -252,8 +268,8 @@ impl Conn {
 
     /// Returns idle buffers to the pool.
     pub fn release_buffers(&mut self, pool: &mut BufferPool) {
-        if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
-            pool.give(std::mem::take(&mut self.inbuf));
+        if let Some(storage) = self.inbuf.detach_if_empty() {
+            pool.give_read(storage);
         }
         if self.unsent() == 0 && self.outbuf.capacity() > 0 {
             self.out_pos = 0;
@@ -301,30 +317,23 @@ impl Conn {
                 return Step::Yield;
             }
             *reads += 1;
-            if self.inbuf.capacity() == 0 {
-                self.inbuf = ctx.pool.take();
+            if !self.inbuf.has_storage() {
+                self.inbuf.attach(ctx.pool.take_read());
             }
-            if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 2 {
-                self.inbuf.reserve(READ_CHUNK);
-            }
-            let len = self.inbuf.len();
-            let cap = self.inbuf.capacity();
-            self.inbuf.resize(cap, 0);
-            let result = self.stream.read(&mut self.inbuf[len..]);
+            // Room for the largest head plus a read's worth of body bytes.
+            let max = ctx.cfg.max_head_bytes + READ_CHUNK * 2;
+            let result = self.inbuf.read_from(&mut self.stream, max);
             match result {
                 Ok(0) => {
-                    self.inbuf.truncate(len);
                     self.read_eof = true;
                 }
-                Ok(n) => {
-                    self.inbuf.truncate(len + n);
+                Ok(_) => {
                     self.last_read = now;
                     if matches!(self.reading, Reading::Head) && self.head_started.is_none() {
                         self.head_started = Some(now);
                     }
                 }
                 Err(e) => {
-                    self.inbuf.truncate(len);
                     if e.kind() == io::ErrorKind::WouldBlock {
                         return Step::Wait;
                     }
@@ -350,7 +359,7 @@ impl Conn {
                 if self.head_started.is_none() {
                     self.head_started = Some(now);
                 }
-                let parsed = match parse_head(&self.inbuf, &ctx.cfg.head_limits()) {
+                let parsed = match parse_head(self.inbuf.data(), &ctx.cfg.head_limits()) {
                     Ok(Some(p)) => p,
                     Ok(None) => return None,
                     Err(e) => {
@@ -363,8 +372,8 @@ impl Conn {
                 let keep_alive = parsed.keep_alive;
                 let version = parsed.version;
                 let expect_continue = parsed.expect_continue;
-                let req = Request::from_head(&self.inbuf[..head_len], parsed, self.peer);
-                self.inbuf.drain(..head_len);
+                let req = Request::from_head(&self.inbuf.data()[..head_len], parsed, self.peer);
+                self.inbuf.consume(head_len);
                 self.head_started = None;
                 self.requests += 1;
 
@@ -424,15 +433,22 @@ impl Conn {
                 let done = match &mut pending.framing {
                     BodyDecoder::Length(remaining) => {
                         let take = (*remaining as usize).min(self.inbuf.len());
-                        pending.req.body.extend_from_slice(&self.inbuf[..take]);
-                        self.inbuf.drain(..take);
+                        pending
+                            .req
+                            .body
+                            .extend_from_slice(&self.inbuf.data()[..take]);
+                        self.inbuf.consume(take);
                         *remaining -= take as u64;
                         *remaining == 0
                     }
                     BodyDecoder::Chunked(decoder) => {
-                        match decoder.decode(&self.inbuf, &mut pending.req.body, pending.limit) {
+                        match decoder.decode(
+                            self.inbuf.data(),
+                            &mut pending.req.body,
+                            pending.limit,
+                        ) {
                             Ok(used) => {
-                                self.inbuf.drain(..used);
+                                self.inbuf.consume(used);
                                 decoder.is_done()
                             }
                             Err(e) => {
@@ -464,14 +480,14 @@ impl Conn {
     fn skip_leading_empty_lines(&mut self) {
         let mut skip = 0;
         for _ in 0..MAX_LEADING_EMPTY_LINES {
-            if self.inbuf[skip..].starts_with(b"\r\n") {
+            if self.inbuf.data()[skip..].starts_with(b"\r\n") {
                 skip += 2;
             } else {
                 break;
             }
         }
         if skip > 0 {
-            self.inbuf.drain(..skip);
+            self.inbuf.consume(skip);
         }
     }
 
@@ -663,7 +679,12 @@ pub(crate) fn encode_response(
     encode_head(
         out,
         &head,
-        response.headers.iter().map(|(n, v)| (&**n, &**v)),
+        response
+            .content_type
+            .as_deref()
+            .map(|v| ("Content-Type", v))
+            .into_iter()
+            .chain(response.headers.iter().map(|(n, v)| (&**n, &**v))),
         date,
     );
     let bodiless = response.status < 200 || response.status == 204 || response.status == 304;

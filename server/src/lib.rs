@@ -31,6 +31,7 @@ mod connection;
 mod handler;
 mod listener;
 pub mod middleware;
+mod read_buffer;
 mod request;
 mod responder;
 mod response;
@@ -44,7 +45,7 @@ pub use listener::bind_listener;
 pub use request::{percent_decode, Method, Request};
 pub use responder::Responder;
 pub use response::{Body, HeaderValue, Response};
-pub use server::{Server, ServerStats};
+pub use server::{RouteStats, Server, ServerStats};
 
 pub use phaseloop_core as core;
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::rc::Rc;
+use std::time::Duration;
 
 use phaseloop_core::Loop;
 use serde::Serialize;
@@ -20,6 +21,10 @@ pub struct Responder {
     key: usize,
     conn_id: u64,
     seq: u64,
+    route: u32,
+    /// Loop time at dispatch: the loop's cached clock costs no system call,
+    /// and its resolution (one tick) is what a queued request experiences.
+    started: Duration,
     hooks: Vec<SendHook>,
 }
 
@@ -33,12 +38,21 @@ impl fmt::Debug for Responder {
 }
 
 impl Responder {
-    pub(crate) fn new(inner: Rc<ServerInner>, key: usize, conn_id: u64, seq: u64) -> Responder {
+    pub(crate) fn new(
+        inner: Rc<ServerInner>,
+        key: usize,
+        conn_id: u64,
+        seq: u64,
+        route: u32,
+        started: Duration,
+    ) -> Responder {
         Responder {
             inner: Some(inner),
             key,
             conn_id,
             seq,
+            route,
+            started,
             hooks: Vec::new(),
         }
     }
@@ -91,8 +105,14 @@ impl Responder {
         for hook in self.hooks.drain(..) {
             hook(&mut response);
         }
-        let lp_done =
-            Loop::with_current(|lp| inner.complete(lp, self.key, self.conn_id, self.seq, response));
+        let lp_done = Loop::with_current(|lp| {
+            inner.record(
+                self.route,
+                response.status(),
+                lp.now().saturating_sub(self.started),
+            );
+            inner.complete(lp, self.key, self.conn_id, self.seq, response)
+        });
         debug_assert!(
             lp_done.is_some(),
             "a Responder must be used on its server's loop thread"

@@ -62,6 +62,9 @@ impl From<Vec<u8>> for Body {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub(crate) status: u16,
+    /// Kept apart from `headers`: nearly every response has one, and a
+    /// field costs no allocation.
+    pub(crate) content_type: Option<Cow<'static, [u8]>>,
     pub(crate) headers: Vec<(Cow<'static, str>, Cow<'static, [u8]>)>,
     pub(crate) body: Body,
 }
@@ -93,6 +96,7 @@ impl Response {
             } else {
                 500
             },
+            content_type: None,
             headers: Vec::new(),
             body: Body::Empty,
         }
@@ -100,17 +104,19 @@ impl Response {
 
     /// A `text/plain` response.
     pub fn text(status: u16, body: impl Into<Body>) -> Response {
-        Response::new(status)
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .body(body)
+        let mut r = Response::new(status).body(body);
+        r.content_type = Some(Cow::Borrowed(b"text/plain; charset=utf-8"));
+        r
     }
 
     /// An `application/json` response serialising `value`.
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
         match serde_json::to_vec(value) {
-            Ok(bytes) => Response::new(status)
-                .header("Content-Type", "application/json")
-                .body(bytes),
+            Ok(bytes) => {
+                let mut r = Response::new(status).body(bytes);
+                r.content_type = Some(Cow::Borrowed(b"application/json"));
+                r
+            }
             Err(e) => Response::text(500, format!("response serialisation failed: {e}\n")),
         }
     }
@@ -131,7 +137,11 @@ impl Response {
         let name = name.into();
         let value = value.into().0;
         if valid_name(&name) && valid_value(&value) && !reserved(&name) {
-            self.headers.push((name, value));
+            if name.eq_ignore_ascii_case("content-type") {
+                self.content_type = Some(value);
+            } else {
+                self.headers.push((name, value));
+            }
         }
         self
     }
@@ -154,6 +164,9 @@ impl Response {
 
     /// The first header called `name` (case-insensitive).
     pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+        if name.eq_ignore_ascii_case("content-type") {
+            return self.content_type.as_deref();
+        }
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -202,6 +215,10 @@ mod tests {
             .header("Content-Length", "5")
             .header("connection", "keep-alive");
         assert_eq!(r.headers.len(), 1);
+        assert_eq!(
+            Response::text(200, "x").header_value("Content-Type"),
+            Some(&b"text/plain; charset=utf-8"[..])
+        );
         assert_eq!(r.header_value("x-ok"), Some(&b"fine"[..]));
         assert_eq!(Response::new(42).status(), 500);
     }

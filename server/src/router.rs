@@ -2,6 +2,7 @@
 //! handler. Matching runs when a request head arrives, so a route's own body
 //! limit applies before its body is read.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::handler::Handler;
@@ -36,10 +37,16 @@ pub(crate) enum Resolved {
     NotFound,
 }
 
+/// Number of `Method` variants (the exact-route table's width).
+const METHODS: usize = 8;
+
 /// An ordered list of routes; the first match wins.
 #[derive(Default)]
 pub(crate) struct Router {
     pub routes: Vec<Route>,
+    /// Routes without parameters, by exact method and path: most requests
+    /// resolve here without walking the list.
+    exact: HashMap<Box<str>, [Option<usize>; METHODS]>,
 }
 
 fn parse_pattern(pattern: &str) -> Vec<Segment> {
@@ -68,9 +75,18 @@ fn parse_pattern(pattern: &str) -> Vec<Segment> {
 
 impl Router {
     pub fn add(&mut self, method: Method, pattern: &str, handler: Rc<dyn Handler>) {
+        let segments = parse_pattern(pattern);
+        let is_static = segments.iter().all(|s| matches!(s, Segment::Static(_)));
+        if is_static && method != Method::Other {
+            // The first route added for a path wins, as in the scan.
+            let slot = &mut self.exact.entry(pattern.into()).or_default()[method as usize];
+            if slot.is_none() {
+                *slot = Some(self.routes.len());
+            }
+        }
         self.routes.push(Route {
             method,
-            segments: parse_pattern(pattern),
+            segments,
             pattern: format!("{} {}", method.as_str(), pattern).into(),
             handler,
             body_limit: None,
@@ -87,7 +103,7 @@ impl Router {
                 params.push(("*".into(), offset, path.len()));
                 return true;
             }
-            let (part, tail) = match rest.find('/') {
+            let (part, tail) = match rest.bytes().position(|b| b == b'/') {
                 Some(i) => (&rest[..i], Some(&rest[i + 1..])),
                 None => (rest, None),
             };
@@ -130,6 +146,16 @@ impl Router {
     }
 
     pub fn resolve(&self, method: Method, method_str: &str, path: &str) -> Resolved {
+        if let Some(index) = self
+            .exact
+            .get(path)
+            .and_then(|by_method| by_method[method as usize])
+        {
+            return Resolved::Route {
+                index,
+                params: Vec::new(),
+            };
+        }
         let mut params = Vec::new();
         let mut allow: Vec<&'static str> = Vec::new();
         let mut head_fallback = None;

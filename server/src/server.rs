@@ -52,6 +52,18 @@ pub struct ServerStats {
 
 type ShutdownCallback = Box<dyn FnOnce(&Loop)>;
 
+/// Responses of one route, by status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteStats {
+    /// The route's pattern (`GET /api/users/:id`), or `unmatched` for 404/405.
+    pub route: Rc<str>,
+    /// (status, responses) in order of first appearance.
+    pub by_status: Vec<(u16, u64)>,
+}
+
+/// Highest handler latency the histogram tracks, in microseconds (an hour).
+const LATENCY_MAX_US: u64 = 3_600_000_000;
+
 pub(crate) struct ServerInner {
     pub app: App,
     pub cfg: ServerConfig,
@@ -67,6 +79,11 @@ pub(crate) struct ServerInner {
     accept_paused: Cell<bool>,
     shutting_down: Cell<bool>,
     on_shutdown: RefCell<Vec<ShutdownCallback>>,
+    /// Per route (last: unmatched), (status, count) pairs: bounded by the
+    /// routes and the statuses handlers use.
+    route_stats: RefCell<Vec<Vec<(u16, u64)>>>,
+    /// Time from dispatch to response, microseconds.
+    latency_us: RefCell<hdrhistogram::Histogram<u64>>,
 }
 
 /// An HTTP/1.1 server running on a [`Loop`].
@@ -125,7 +142,14 @@ impl Server {
             accept_paused: Cell::new(false),
             shutting_down: Cell::new(false),
             on_shutdown: RefCell::new(Vec::new()),
+            route_stats: RefCell::new(Vec::new()),
+            latency_us: RefCell::new(
+                hdrhistogram::Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
+                    .expect("static bounds are valid"),
+            ),
         });
+        let routes = inner.app.router.routes.len();
+        *inner.route_stats.borrow_mut() = vec![Vec::new(); routes + 1];
         let weak = Rc::downgrade(&inner);
         let token = lp.register_io(&mut listener, Interest::READABLE, move |lp, _ev| match weak
             .upgrade()
@@ -164,6 +188,30 @@ impl Server {
             .sum()
     }
 
+    /// Responses by route and status.
+    pub fn route_stats(&self) -> Vec<RouteStats> {
+        let routes = &self.inner.app.router.routes;
+        self.inner
+            .route_stats
+            .borrow()
+            .iter()
+            .enumerate()
+            .map(|(i, by_status)| RouteStats {
+                route: routes
+                    .get(i)
+                    .map_or_else(|| "unmatched".into(), |r| r.pattern.clone()),
+                by_status: by_status.clone(),
+            })
+            .collect()
+    }
+
+    /// Time from dispatch to response of every request so far, in
+    /// microseconds, measured on the loop's clock (one tick resolution:
+    /// answers given during the dispatch count as 1 µs).
+    pub fn latency_histogram(&self) -> hdrhistogram::Histogram<u64> {
+        self.inner.latency_us.borrow().clone()
+    }
+
     /// A copy of the server's counters.
     pub fn stats(&self) -> ServerStats {
         self.inner.stats.borrow().clone()
@@ -185,6 +233,19 @@ impl ServerInner {
 
     pub fn conn_alive(&self, key: usize, id: u64) -> bool {
         self.conns.borrow().get(key).is_some_and(|c| c.id == id)
+    }
+
+    /// Counts a response for its route and records its latency.
+    pub fn record(&self, route: u32, status: u16, took: Duration) {
+        let mut stats = self.route_stats.borrow_mut();
+        let last = stats.len() - 1;
+        let by_status = &mut stats[(route as usize).min(last)];
+        match by_status.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => by_status.push((status, 1)),
+        }
+        let us = took.as_micros().clamp(1, u128::from(LATENCY_MAX_US)) as u64;
+        self.latency_us.borrow_mut().saturating_record(us);
     }
 
     pub fn note_handler_panic(&self) {
@@ -317,7 +378,11 @@ impl ServerInner {
                 (Step::Dispatch { req, target, seq }, id) => {
                     dispatched += 1;
                     self.stats.borrow_mut().requests += 1;
-                    let res = Responder::new(self.clone(), key, id, seq);
+                    let route = match &target {
+                        crate::app::Target::Route { index, .. } => *index as u32,
+                        _ => u32::MAX,
+                    };
+                    let res = Responder::new(self.clone(), key, id, seq, route, lp.now());
                     lp.set_label(self.app.label(&target));
                     let ok = self.app.dispatch(lp, target, req, res);
                     lp.set_label(None);

@@ -96,10 +96,13 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         _ => {}
     }
 
-    let mut slots = [httparse::EMPTY_HEADER; HEADER_SLOTS];
+    // Uninitialised slots: initialising 128 headers would cost a 4 KiB
+    // memset per request; httparse writes each slot before it is read.
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_SLOTS];
     let max = limits.max_headers.min(HEADER_SLOTS);
-    let mut req = httparse::Request::new(&mut slots[..max]);
-    let status = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(buf, &mut slots[..max]) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HttpError::new(431, "too many header fields"))
@@ -164,45 +167,51 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         let name = h.name.as_bytes();
         let value = h.value;
         headers.push((span(base, name), span(base, value)));
-        if name.eq_ignore_ascii_case(b"content-length") {
-            // RFC 9112 §6.3 (5): an invalid Content-Length is unrecoverable.
-            let n = parse_content_length(value)?;
-            match content_length {
-                Some(prev) if prev != n => {
-                    return Err(HttpError::bad_request("conflicting Content-Length fields"))
+        // Dispatch on length first: most fields are none of these five.
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // RFC 9112 §6.3 (5): an invalid Content-Length is unrecoverable.
+                let n = parse_content_length(value)?;
+                match content_length {
+                    Some(prev) if prev != n => {
+                        return Err(HttpError::bad_request("conflicting Content-Length fields"))
+                    }
+                    _ => content_length = Some(n),
                 }
-                _ => content_length = Some(n),
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer_encoding = true;
-            // RFC 9112 §6.3 (4): chunked must be the final coding, once.
-            for coding in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                if coding.is_empty() {
-                    continue;
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                transfer_encoding = true;
+                // RFC 9112 §6.3 (4): chunked must be the final coding, once.
+                for coding in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    if coding.is_empty() {
+                        continue;
+                    }
+                    if chunked {
+                        return Err(HttpError::bad_request(
+                            "chunked must be the final transfer coding",
+                        ));
+                    }
+                    if coding.eq_ignore_ascii_case(b"chunked") {
+                        chunked = true;
+                    } else {
+                        // RFC 9112 §6.1: an unknown transfer coding we cannot decode.
+                        return Err(HttpError::new(501, "unsupported transfer coding"));
+                    }
                 }
-                if chunked {
-                    return Err(HttpError::bad_request(
-                        "chunked must be the final transfer coding",
-                    ));
-                }
-                if coding.eq_ignore_ascii_case(b"chunked") {
-                    chunked = true;
+            }
+            4 if name.eq_ignore_ascii_case(b"host") => host_count += 1,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                conn_close |= list_has(value, "close");
+                conn_keep_alive |= list_has(value, "keep-alive");
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = true;
                 } else {
-                    // RFC 9112 §6.1: an unknown transfer coding we cannot decode.
-                    return Err(HttpError::new(501, "unsupported transfer coding"));
+                    return Err(HttpError::new(417, "unsupported expectation"));
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"host") {
-            host_count += 1;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            conn_close |= list_has(value, "close");
-            conn_keep_alive |= list_has(value, "keep-alive");
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = true;
-            } else {
-                return Err(HttpError::new(417, "unsupported expectation"));
-            }
+            _ => {}
         }
     }
 
@@ -266,9 +275,11 @@ fn memchr_newline(buf: &[u8]) -> Option<usize> {
 }
 
 fn has_bare_lf(head: &[u8]) -> bool {
-    head.iter()
-        .enumerate()
-        .any(|(i, b)| *b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+    // Every LF must follow a CR: count both and compare, a branch-free pass
+    // the compiler vectorises.
+    let lf = head.iter().filter(|b| **b == b'\n').count();
+    let crlf = head.windows(2).filter(|w| w == b"\r\n").count();
+    lf != crlf
 }
 
 /// RFC 9112 §3.2: origin-form (`/path?q`), absolute-form (`http://h/p`), or

@@ -38,16 +38,21 @@ pub fn encode_head<'h>(
     headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
     date: &[u8; DATE_LEN],
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
     let s = head.status.clamp(100, 999);
-    out.extend_from_slice(&[
-        b'0' + (s / 100) as u8,
-        b'0' + (s / 10 % 10) as u8,
-        b'0' + (s % 10) as u8,
-        b' ',
-    ]);
-    out.extend_from_slice(reason_phrase(s).as_bytes());
-    out.extend_from_slice(b"\r\nDate: ");
+    if s == 200 {
+        // The common case in one copy.
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nDate: ");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(&[
+            b'0' + (s / 100) as u8,
+            b'0' + (s / 10 % 10) as u8,
+            b'0' + (s % 10) as u8,
+            b' ',
+        ]);
+        out.extend_from_slice(reason_phrase(s).as_bytes());
+        out.extend_from_slice(b"\r\nDate: ");
+    }
     out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");
     for (name, value) in headers {

@@ -129,22 +129,16 @@ fn run(args: args::Args) -> std::io::Result<()> {
     let lp = Loop::builder().pool(pool).build()?;
     let users = Rc::new(users::Users::new(users_dir, args.cache_ttl));
     let primes = Rc::new(primes::Primes::start(&lp)?);
-    let request_metrics = metrics::RequestMetrics::new();
     let server_slot: Rc<RefCell<Option<Server>>> = Rc::default();
 
-    let mut app = App::new().wrap(request_metrics.middleware());
+    let mut app = App::new();
     if args.debug {
         app = app.wrap(middleware::logger());
     }
     let app = {
         let (u, o1, o2) = (users.clone(), orders.clone(), orders.clone());
         let (p, dir) = (primes.clone(), public_dir.clone());
-        let (m_users, m_orders, m_server, m_req) = (
-            users.clone(),
-            orders.clone(),
-            server_slot.clone(),
-            request_metrics.clone(),
-        );
+        let (m_users, m_orders, m_server) = (users.clone(), orders.clone(), server_slot.clone());
         app.get("/", |_, _, res| res.text(200, INDEX))
             .post("/echo", |_, mut req, res| {
                 let body = req.take_body();
@@ -179,11 +173,9 @@ fn run(args: args::Args) -> std::io::Result<()> {
             .get("/primes", move |_, req, res| p.on_worker(req, res))
             .get("/primes-blocking", |_, req, res| primes::blocking(req, res))
             .get("/metrics", move |lp, _, res| {
-                let stats = m_server
-                    .borrow()
-                    .as_ref()
-                    .map(Server::stats)
-                    .unwrap_or_default();
+                let Some(server) = m_server.borrow().clone() else {
+                    return res.json_error(503, "starting up");
+                };
                 let demo = metrics::DemoFigures {
                     cache_hits: m_users.hits.get(),
                     cache_misses: m_users.misses.get(),
@@ -193,7 +185,7 @@ fn run(args: args::Args) -> std::io::Result<()> {
                     replayed: m_orders.replayed.get(),
                     journal_pending: m_orders.journal_pending(),
                 };
-                let text = metrics::render(lp, &m_req, &stats, &demo);
+                let text = metrics::render(lp, &server, &demo);
                 res.send(
                     Response::new(200)
                         .header("Content-Type", "text/plain; version=0.0.4")

@@ -1,58 +1,9 @@
-//! `/metrics` in the Prometheus text format, and the per-route counters a
-//! middleware keeps for it.
+//! `/metrics` in the Prometheus text format.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::rc::Rc;
-use std::time::Instant;
 
-use hdrhistogram::Histogram;
-use phaseloop::{Next, Request, Responder, ServerStats};
+use phaseloop::Server;
 use phaseloop_core::{Lane, Loop, Phase};
-
-/// Requests counted by (route, status) and a latency histogram. Bounded:
-/// routes and statuses are finite; unmatched paths count as one route.
-pub struct RequestMetrics {
-    counts: RefCell<BTreeMap<(Rc<str>, u16), u64>>,
-    latency_us: RefCell<Histogram<u64>>,
-    unmatched: Rc<str>,
-}
-
-impl RequestMetrics {
-    pub fn new() -> Rc<RequestMetrics> {
-        Rc::new(RequestMetrics {
-            counts: RefCell::new(BTreeMap::new()),
-            latency_us: RefCell::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds"),
-            ),
-            unmatched: "unmatched".into(),
-        })
-    }
-
-    /// The middleware that counts every response.
-    pub fn middleware(self: &Rc<Self>) -> impl Fn(&Loop, Request, Responder, Next) + 'static {
-        let metrics = self.clone();
-        move |lp, req, mut res, next| {
-            let route = req
-                .route()
-                .cloned()
-                .unwrap_or_else(|| metrics.unmatched.clone());
-            let start = Instant::now();
-            let m = metrics.clone();
-            res.on_send(move |response| {
-                *m.counts
-                    .borrow_mut()
-                    .entry((route, response.status()))
-                    .or_insert(0) += 1;
-                m.latency_us
-                    .borrow_mut()
-                    .saturating_record(start.elapsed().as_micros().max(1) as u64);
-            });
-            next.run(lp, req, res)
-        }
-    }
-}
 
 /// Figures the demo itself keeps.
 pub struct DemoFigures {
@@ -65,12 +16,8 @@ pub struct DemoFigures {
     pub journal_pending: usize,
 }
 
-pub fn render(
-    lp: &Loop,
-    req_metrics: &RequestMetrics,
-    server: &ServerStats,
-    demo: &DemoFigures,
-) -> String {
+pub fn render(lp: &Loop, server: &Server, demo: &DemoFigures) -> String {
+    let server_stats = server.stats();
     let mut out = String::with_capacity(4096);
     let w = &mut out;
     let _ = writeln!(
@@ -78,13 +25,18 @@ pub fn render(
         "# HELP phaseloop_http_requests_total Responses sent, by route and status."
     );
     let _ = writeln!(w, "# TYPE phaseloop_http_requests_total counter");
-    for ((route, status), n) in req_metrics.counts.borrow().iter() {
-        let _ = writeln!(
-            w,
-            "phaseloop_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-        );
+    for route in server.route_stats() {
+        let mut by_status = route.by_status.clone();
+        by_status.sort_unstable();
+        for (status, n) in by_status {
+            let _ = writeln!(
+                w,
+                "phaseloop_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                route.route
+            );
+        }
     }
-    let lat = req_metrics.latency_us.borrow();
+    let lat = server.latency_histogram();
     let _ = writeln!(
         w,
         "# HELP phaseloop_http_request_duration_seconds Time from dispatch to response."
@@ -180,20 +132,32 @@ pub fn render(
         w,
         "# HELP phaseloop_connections_open Open client connections."
     );
-    let _ = writeln!(w, "phaseloop_connections_open {}", server.open);
+    let _ = writeln!(w, "phaseloop_connections_open {}", server_stats.open);
     let _ = writeln!(
         w,
         "phaseloop_connections_accepted_total {}",
-        server.accepted
+        server_stats.accepted
     );
-    let _ = writeln!(w, "phaseloop_accept_errors_total {}", server.accept_errors);
-    let _ = writeln!(w, "phaseloop_accept_pauses_total {}", server.accept_pauses);
-    let _ = writeln!(w, "phaseloop_requests_refused_total {}", server.refused);
-    let _ = writeln!(w, "phaseloop_timeouts_total {}", server.timeouts);
+    let _ = writeln!(
+        w,
+        "phaseloop_accept_errors_total {}",
+        server_stats.accept_errors
+    );
+    let _ = writeln!(
+        w,
+        "phaseloop_accept_pauses_total {}",
+        server_stats.accept_pauses
+    );
+    let _ = writeln!(
+        w,
+        "phaseloop_requests_refused_total {}",
+        server_stats.refused
+    );
+    let _ = writeln!(w, "phaseloop_timeouts_total {}", server_stats.timeouts);
     let _ = writeln!(
         w,
         "phaseloop_handler_panics_total {}",
-        server.handler_panics
+        server_stats.handler_panics
     );
 
     let _ = writeln!(w, "phaseloop_users_cache_hits_total {}", demo.cache_hits);
