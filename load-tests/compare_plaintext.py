@@ -86,9 +86,16 @@ def raise_nofile():
 
 
 def parse_ms(value):
-    m = re.match(r"([\d.]+)(us|ms|s)", value)
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", value)
+    if not m:
+        return float("nan")
     n, unit = float(m.group(1)), m.group(2)
-    return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
+    return {"us": n / 1000, "ms": n, "s": n * 1000, "m": n * 60000}[unit]
+
+
+def latency(out, pct):
+    m = re.search(pct + r"%\s+(\S+)", out)
+    return parse_ms(m.group(1)) if m else float("nan")
 
 
 def wrk(port, conns, duration, pipeline):
@@ -100,10 +107,14 @@ def wrk(port, conns, duration, pipeline):
     if pipeline > 1:
         cmd += ["--", str(pipeline)]
     out = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=raise_nofile).stdout
-    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    m = re.search(r"(\d+) requests in", out)
+    if not m:
+        sys.exit(f"wrk failed:\n{out}")
+    reqs = int(m.group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = parse_ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = parse_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    # wrk's latency is per request batch when pipelining: not comparable.
+    p50 = latency(out, "50") if pipeline == 1 else float("nan")
+    p99 = latency(out, "99") if pipeline == 1 else float("nan")
     errs = re.search(r"Socket errors: (.*)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = (errs.group(1) if errs else "0") + (f", non-2xx {non2xx.group(1)}" if non2xx else "")

@@ -284,3 +284,40 @@ fn primes_blocking_delays_health_but_primes_on_worker_does_not() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn hash_answers_503_with_retry_after_when_the_pool_queue_is_full() {
+    let dir = temp_dir("demo-hash-full");
+    // One thread, room for two waiting jobs: the sixth concurrent hash finds
+    // the queue full.
+    let demo = Demo::start(&dir, &["--pool-size", "1", "--pool-queue", "2"]);
+    let body = r#"{"password":"pw","salt":"salt"}"#;
+    let req = format!(
+        "POST /api/hash HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut clients: Vec<_> = (0..8).map(|_| demo.connect()).collect();
+    for c in clients.iter_mut() {
+        c.send(req.as_bytes());
+    }
+    let responses: Vec<String> = clients.iter_mut().map(|c| c.response()).collect();
+    let busy: Vec<&String> = responses
+        .iter()
+        .filter(|r| status_of(r) == "HTTP/1.1 503 Service Unavailable")
+        .collect();
+    let ok = responses
+        .iter()
+        .filter(|r| status_of(r) == "HTTP/1.1 200 OK")
+        .count();
+    assert!(!busy.is_empty(), "some requests found the queue full");
+    assert!(ok >= 1, "the ones that got in were answered");
+    assert_eq!(busy.len() + ok, 8);
+    for r in busy {
+        assert!(r.contains("\r\nRetry-After: 1\r\n"), "{r}");
+        assert_eq!(
+            body_of(r),
+            r#"{"error":"server busy: the thread pool queue is full"}"#
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -14,6 +14,7 @@ FLAGS (each also read from the environment variable in brackets):
   --port <n>           port (0 = any free port)       [PORT]            default 3000
   --data-dir <path>    users, orders and public files [PHASELOOP_DATA]  default ./data
   --pool-size <n>      thread-pool threads            [PHASELOOP_THREADPOOL_SIZE] default 4
+  --pool-queue <n>     jobs that may wait in the pool [PHASELOOP_POOL_QUEUE] default 1024
   --cache-ttl <secs>   users cache TTL                [PHASELOOP_CACHE_TTL] default 3600
   --keep-alive <secs>  idle keep-alive timeout        [PHASELOOP_KEEP_ALIVE] default 5
   --loops <n>          event loops (cluster mode)     [PHASELOOP_LOOPS] default 1
@@ -26,6 +27,7 @@ pub struct Args {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub pool_size: usize,
+    pub pool_queue: usize,
     pub cache_ttl: Duration,
     pub loops: usize,
     pub keep_alive: Duration,
@@ -54,6 +56,10 @@ pub fn parse() -> Result<Option<Args>, String> {
         })
         .transpose()?
         .unwrap_or(4);
+    let mut pool_queue: usize = env("PHASELOOP_POOL_QUEUE")
+        .map(|p| p.parse().map_err(|e| format!("PHASELOOP_POOL_QUEUE: {e}")))
+        .transpose()?
+        .unwrap_or(phaseloop_core::pool::DEFAULT_QUEUE_CAPACITY);
     let mut ttl: u64 = env("PHASELOOP_CACHE_TTL")
         .map(|p| p.parse().map_err(|e| format!("PHASELOOP_CACHE_TTL: {e}")))
         .transpose()?
@@ -88,6 +94,11 @@ pub fn parse() -> Result<Option<Args>, String> {
                 pool_size = value("--pool-size")?
                     .parse()
                     .map_err(|e| format!("--pool-size: {e}"))?
+            }
+            "--pool-queue" => {
+                pool_queue = value("--pool-queue")?
+                    .parse()
+                    .map_err(|e| format!("--pool-queue: {e}"))?
             }
             "--cache-ttl" => {
                 ttl = value("--cache-ttl")?
@@ -124,6 +135,7 @@ pub fn parse() -> Result<Option<Args>, String> {
         addr: SocketAddr::new(ip, port),
         data_dir,
         pool_size,
+        pool_queue: pool_queue.max(1),
         cache_ttl: Duration::from_secs(ttl),
         loops,
         keep_alive: Duration::from_secs(keep_alive.max(1)),

@@ -125,7 +125,10 @@ fn run(args: args::Args) -> std::io::Result<()> {
     let public_dir = Rc::new(files::init_public(&args.data_dir)?);
     let (orders, unnotified) = orders::Orders::open(&args.data_dir)?;
 
-    let pool = Pool::builder().threads(args.pool_size).build();
+    let pool = Pool::builder()
+        .threads(args.pool_size)
+        .queue_capacity(args.pool_queue)
+        .build();
     let lp = Loop::builder().pool(pool).build()?;
     let users = Rc::new(users::Users::new(users_dir, args.cache_ttl));
     let primes = Rc::new(primes::Primes::start(&lp)?);
