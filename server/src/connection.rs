@@ -49,6 +49,11 @@ pub(crate) struct Slot {
     pub close: bool,
     /// The request was HTTP/1.0 with keep-alive.
     pub http10_keep_alive: bool,
+    /// The request was HTTP/1.0 (no chunked coding for its response).
+    pub http10: bool,
+    /// A streamed response still open: its bytes leave as they come but the
+    /// slot stays at the front until the stream ends.
+    pub streaming: bool,
 }
 
 /// Where the bytes of the current request go.
@@ -385,6 +390,8 @@ impl Conn {
                     head_only: req.method() == Method::Head,
                     close: !keep_alive,
                     http10_keep_alive: keep_alive && version == Version::Http10,
+                    http10: version == Version::Http10,
+                    streaming: false,
                 });
                 if !keep_alive {
                     // Nothing after this request is read (RFC 9112 §9.6).
@@ -505,6 +512,8 @@ impl Conn {
             head_only: false,
             close: true,
             http10_keep_alive: false,
+            http10: false,
+            streaming: false,
         });
         let response = Response::text(
             error.status,
@@ -527,54 +536,160 @@ impl Conn {
         date: &[u8; 29],
         pool: &mut BufferPool,
     ) {
+        self.answer(seq, response, date, pool, false);
+    }
+
+    /// Starts a streamed response (head now, body in chunks). Returns false
+    /// if the request is no longer waiting (the connection moved on).
+    pub fn start_stream(
+        &mut self,
+        seq: u64,
+        response: &Response,
+        date: &[u8; 29],
+        pool: &mut BufferPool,
+    ) -> bool {
+        self.answer(seq, response, date, pool, true)
+    }
+
+    fn answer(
+        &mut self,
+        seq: u64,
+        response: &Response,
+        date: &[u8; 29],
+        pool: &mut BufferPool,
+        streaming: bool,
+    ) -> bool {
+        let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
+        let last_seq = self.next_seq.saturating_sub(1);
+        let close_after_queue = self.close_after_queue;
         let Some(slot) = self
             .queue
             .iter_mut()
             .find(|s| s.seq == seq && s.bytes.is_none())
         else {
-            return; // already answered, or the queue was abandoned
+            return false; // already answered, or the queue was abandoned
         };
-        let close = slot.close || self.close_after_queue && slot.seq + 1 == self.next_seq;
-        let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
-        let mut bytes = if at_front {
+        let mut close = slot.close || close_after_queue && slot.seq == last_seq;
+        // HTTP/1.0 has no chunked coding: a stream there ends with the
+        // connection (RFC 9112 §6.3 (8)).
+        if streaming && slot.http10 {
+            close = true;
+        }
+        slot.close = close;
+        slot.streaming = streaming;
+        // At the front, encode straight into the output buffer.
+        let mut own = Vec::new();
+        let out = if at_front {
             if self.outbuf.capacity() == 0 {
                 self.outbuf = pool.take();
             }
-            std::mem::take(&mut self.outbuf)
+            &mut self.outbuf
         } else {
-            Vec::new()
+            &mut own
         };
-        let slot = self
-            .queue
-            .iter_mut()
-            .find(|s| s.seq == seq)
-            .expect("found above");
-        encode_response(
-            &mut bytes,
-            response,
-            slot.head_only,
-            close,
-            slot.http10_keep_alive,
-            date,
-        );
-        slot.close = close;
-        slot.bytes = Some(bytes);
-        if at_front {
-            let front = self.queue.pop_front().expect("front exists");
-            self.outbuf = front.bytes.expect("just encoded");
-            if front.close {
-                self.finish_queue();
-                return;
+        if streaming {
+            encode_stream_head(
+                out,
+                response,
+                slot.head_only,
+                close,
+                slot.http10_keep_alive,
+                !slot.http10,
+                date,
+            );
+            slot.bytes = Some(own);
+            // Whatever body the response already had is the first piece.
+            let body = response.body.as_bytes();
+            if !body.is_empty() {
+                let _ = self.stream_chunk(seq, body, usize::MAX);
             }
+        } else {
+            encode_response(
+                out,
+                response,
+                slot.head_only,
+                close,
+                slot.http10_keep_alive,
+                date,
+            );
+            slot.bytes = Some(own);
+        }
+        self.drain_ready_front();
+        true
+    }
+
+    /// Appends a piece of a streamed body. Refuses (without queueing) when
+    /// more than `high_water` bytes are already waiting to be sent.
+    pub fn stream_chunk(
+        &mut self,
+        seq: u64,
+        data: &[u8],
+        high_water: usize,
+    ) -> Result<(), StreamError> {
+        let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
+        let unsent = self.unsent();
+        let Some(slot) = self.queue.iter_mut().find(|s| s.seq == seq && s.streaming) else {
+            return Err(StreamError::Closed);
+        };
+        let waiting = unsent + slot.bytes.as_ref().map_or(0, Vec::len);
+        if waiting >= high_water {
+            return Err(StreamError::Congested);
+        }
+        if slot.head_only || data.is_empty() {
+            return Ok(()); // an empty chunk would end the body
+        }
+        let chunked = !slot.http10;
+        let out = if at_front {
+            &mut self.outbuf
+        } else {
+            slot.bytes.as_mut().expect("streaming slots are answered")
+        };
+        if chunked {
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Ends a streamed body: the last chunk, or (when `abort`) a cut that
+    /// leaves the body visibly incomplete and closes the connection.
+    pub fn end_stream(&mut self, seq: u64, abort: bool) {
+        let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
+        let Some(slot) = self.queue.iter_mut().find(|s| s.seq == seq && s.streaming) else {
+            return;
+        };
+        slot.streaming = false;
+        if abort {
+            slot.close = true;
+        } else if !slot.head_only && !slot.http10 {
+            let out = if at_front {
+                &mut self.outbuf
+            } else {
+                slot.bytes.as_mut().expect("streaming slots are answered")
+            };
+            out.extend_from_slice(b"0\r\n\r\n");
         }
         self.drain_ready_front();
     }
 
+    /// Moves answered responses at the front into the output buffer, in
+    /// order; stops at an open stream (its later bytes follow directly).
     fn drain_ready_front(&mut self) {
-        while self.queue.front().is_some_and(|s| s.bytes.is_some()) {
+        while let Some(front) = self.queue.front_mut() {
+            let Some(bytes) = front.bytes.as_mut() else {
+                break;
+            };
+            if !bytes.is_empty() {
+                self.outbuf.extend_from_slice(bytes);
+                *bytes = Vec::new();
+            }
+            if front.streaming {
+                break;
+            }
             let slot = self.queue.pop_front().expect("front exists");
-            let bytes = slot.bytes.expect("checked");
-            self.outbuf.extend_from_slice(&bytes);
             if slot.close {
                 self.finish_queue();
                 return;
@@ -660,6 +775,58 @@ impl Conn {
     }
 }
 
+/// Why a piece of a streamed body was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamError {
+    /// The client is gone or the stream has ended.
+    Closed,
+    /// Too many bytes are waiting for the client: try again later.
+    Congested,
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StreamError::Closed => "the response stream is closed",
+            StreamError::Congested => "the client is not reading fast enough",
+        })
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+/// Encodes the head of a streamed response: chunked for HTTP/1.1, or no
+/// framing at all (the connection's end ends the body) for HTTP/1.0.
+fn encode_stream_head(
+    out: &mut Vec<u8>,
+    response: &Response,
+    head_only: bool,
+    close: bool,
+    http10_keep_alive: bool,
+    chunked: bool,
+    date: &[u8; 29],
+) {
+    let _ = head_only;
+    let head = ResponseHead {
+        status: response.status,
+        body_len: None,
+        until_close: !chunked,
+        close,
+        http10_keep_alive: http10_keep_alive && !close,
+    };
+    encode_head(
+        out,
+        &head,
+        response
+            .content_type
+            .as_deref()
+            .map(|v| ("Content-Type", v))
+            .into_iter()
+            .chain(response.headers.iter().map(|(n, v)| (&**n, &**v))),
+        date,
+    );
+}
+
 /// Encodes a whole response: head, then body unless `head_only`.
 pub(crate) fn encode_response(
     out: &mut Vec<u8>,
@@ -673,6 +840,7 @@ pub(crate) fn encode_response(
     let head = ResponseHead {
         status: response.status,
         body_len: Some(body.len() as u64),
+        until_close: false,
         close,
         http10_keep_alive: http10_keep_alive && !close,
     };

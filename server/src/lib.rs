@@ -40,10 +40,11 @@ mod server;
 
 pub use app::App;
 pub use config::*;
+pub use connection::StreamError;
 pub use handler::{Handler, Middleware, Next};
 pub use listener::bind_listener;
 pub use request::{percent_decode, Method, Request};
-pub use responder::Responder;
+pub use responder::{BodyWriter, Responder};
 pub use response::{Body, HeaderValue, Response};
 pub use server::{RouteStats, Server, ServerStats};
 

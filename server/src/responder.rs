@@ -7,6 +7,7 @@ use std::time::Duration;
 use phaseloop_core::Loop;
 use serde::Serialize;
 
+use crate::connection::StreamError;
 use crate::response::{Body, Response};
 use crate::server::ServerInner;
 
@@ -90,6 +91,34 @@ impl Responder {
             .is_some_and(|i| i.conn_alive(self.key, self.conn_id))
     }
 
+    /// Starts a streamed response: `response`'s status and headers go out
+    /// now with `Transfer-Encoding: chunked` (HTTP/1.0 clients get the body
+    /// delimited by the connection's end), its body (if any) as the first
+    /// piece; the rest follows through the returned [`BodyWriter`].
+    pub fn stream(mut self, mut response: Response) -> BodyWriter {
+        let inner = self.inner.take();
+        for hook in self.hooks.drain(..) {
+            hook(&mut response);
+        }
+        let started = inner.as_ref().is_some_and(|inner| {
+            Loop::with_current(|lp| {
+                inner.record(
+                    self.route,
+                    response.status(),
+                    lp.now().saturating_sub(self.started),
+                );
+                inner.stream_start(lp, self.key, self.conn_id, self.seq, response)
+            })
+            .unwrap_or(false)
+        });
+        BodyWriter {
+            inner: if started { inner } else { None },
+            key: self.key,
+            conn_id: self.conn_id,
+            seq: self.seq,
+        }
+    }
+
     /// Answers 500 for a handler that panicked.
     pub(crate) fn answer_panic(mut self) {
         if let Some(inner) = &self.inner {
@@ -134,5 +163,54 @@ impl Drop for Responder {
             "Internal Server Error: the handler finished without responding\n"
         };
         self.finish(Response::text(500, message));
+    }
+}
+
+/// The body of a streamed response, written piece by piece from any callback
+/// on the loop. [`BodyWriter::finish`] ends it; dropping it unfinished cuts
+/// the body short (the client sees it incomplete) and closes the connection.
+pub struct BodyWriter {
+    inner: Option<Rc<ServerInner>>,
+    key: usize,
+    conn_id: u64,
+    seq: u64,
+}
+
+impl fmt::Debug for BodyWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyWriter")
+            .field("conn", &self.conn_id)
+            .field("open", &self.inner.is_some())
+            .finish()
+    }
+}
+
+impl BodyWriter {
+    /// Sends `data` as the next piece. `Err(Congested)` means the client
+    /// has not taken the earlier pieces yet (nothing was queued: retry from a
+    /// later callback); `Err(Closed)` that it is gone.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StreamError> {
+        let Some(inner) = &self.inner else {
+            return Err(StreamError::Closed);
+        };
+        Loop::with_current(|lp| inner.stream_write(lp, self.key, self.conn_id, self.seq, data))
+            .unwrap_or(Err(StreamError::Closed))
+    }
+
+    /// Ends the body.
+    pub fn finish(mut self) {
+        self.end(false);
+    }
+
+    fn end(&mut self, abort: bool) {
+        if let Some(inner) = self.inner.take() {
+            Loop::with_current(|lp| inner.stream_end(lp, self.key, self.conn_id, self.seq, abort));
+        }
+    }
+}
+
+impl Drop for BodyWriter {
+    fn drop(&mut self) {
+        self.end(true);
     }
 }

@@ -15,7 +15,7 @@ use slab::Slab;
 use crate::app::App;
 use crate::codec::DateCache;
 use crate::config::ServerConfig;
-use crate::connection::{BufferPool, Conn, Ctx, DeadlineKind, Lifecycle, Step};
+use crate::connection::{BufferPool, Conn, Ctx, DeadlineKind, Lifecycle, Step, StreamError};
 use crate::listener::bind_listener;
 use crate::responder::Responder;
 use crate::response::Response;
@@ -495,37 +495,107 @@ impl ServerInner {
     /// not inside a read batch.
     pub fn complete(self: &Rc<Self>, lp: &Loop, key: usize, id: u64, seq: u64, response: Response) {
         let status_class = (response.status / 100).min(5) as usize;
-        let write_now = {
+        let done = self.with_conn(key, id, |conn, date, pool| {
+            conn.complete(seq, &response, date, pool);
+        });
+        if done.is_some() {
+            self.stats.borrow_mut().responses_by_class[status_class] += 1;
+            self.after_output(lp, key);
+        }
+    }
+
+    /// A handler starts a streamed response. False if the client left.
+    pub fn stream_start(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        seq: u64,
+        response: Response,
+    ) -> bool {
+        let status_class = (response.status / 100).min(5) as usize;
+        let started = self
+            .with_conn(key, id, |conn, date, pool| {
+                conn.start_stream(seq, &response, date, pool)
+            })
+            .unwrap_or(false);
+        if started {
+            self.stats.borrow_mut().responses_by_class[status_class] += 1;
+            self.after_output(lp, key);
+        }
+        started
+    }
+
+    /// A piece of a streamed body.
+    pub fn stream_write(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        seq: u64,
+        data: &[u8],
+    ) -> Result<(), StreamError> {
+        let high_water = self.cfg.write_high_water;
+        let result = self
+            .with_conn(key, id, |conn, _, _| {
+                conn.stream_chunk(seq, data, high_water)
+            })
+            .unwrap_or(Err(StreamError::Closed));
+        if result.is_ok() {
+            self.after_output(lp, key);
+        }
+        result
+    }
+
+    /// The end of a streamed body (`abort`: cut it short and close).
+    pub fn stream_end(self: &Rc<Self>, lp: &Loop, key: usize, id: u64, seq: u64, abort: bool) {
+        if self
+            .with_conn(key, id, |conn, _, _| conn.end_stream(seq, abort))
+            .is_some()
+        {
+            self.after_output(lp, key);
+        }
+    }
+
+    /// Runs `f` on connection `key` if it is still connection `id`.
+    fn with_conn<R>(
+        &self,
+        key: usize,
+        id: u64,
+        f: impl FnOnce(&mut Conn, &[u8; 29], &mut BufferPool) -> R,
+    ) -> Option<R> {
+        let mut conns = self.conns.borrow_mut();
+        let conn = conns.get_mut(key).filter(|c| c.id == id)?;
+        let date = self.date.borrow();
+        Some(f(conn, date.value(), &mut self.pool.borrow_mut()))
+    }
+
+    /// After a handler produced output outside a read batch: write it now,
+    /// and let a paused connection read again if that drained it.
+    fn after_output(self: &Rc<Self>, lp: &Loop, key: usize) {
+        let batching = self.conns.borrow().get(key).is_some_and(|c| c.batching);
+        if batching || !self.flush(lp, key) {
+            return;
+        }
+        let resume = {
             let mut conns = self.conns.borrow_mut();
-            let Some(conn) = conns.get_mut(key).filter(|c| c.id == id) else {
-                return; // the client left
-            };
-            let date = self.date.borrow();
-            conn.complete(seq, &response, date.value(), &mut self.pool.borrow_mut());
-            !conn.batching
+            conns.get_mut(key).is_some_and(|c| {
+                let r = c.may_resume(&self.cfg);
+                if r {
+                    c.paused = false;
+                }
+                r
+            })
         };
-        self.stats.borrow_mut().responses_by_class[status_class] += 1;
-        if write_now && self.flush(lp, key) {
-            let resume = {
-                let mut conns = self.conns.borrow_mut();
-                conns.get_mut(key).is_some_and(|c| {
-                    let r = c.may_resume(&self.cfg);
-                    if r {
-                        c.paused = false;
-                    }
-                    r
-                })
-            };
-            if resume && self.drive(lp, key) == IoOutcome::Again {
-                // Budget spent: the socket may still hold requests, and no
-                // new edge will say so. Come back in the next tick.
-                let inner = self.clone();
-                lp.defer(move |lp| {
-                    if inner.conns.borrow().contains(key) {
-                        inner.drive(lp, key);
-                    }
-                });
-            }
+        if resume && self.drive(lp, key) == IoOutcome::Again {
+            // Budget spent: the socket may still hold requests, and no new
+            // edge will say so. Come back in the next tick.
+            let inner = self.clone();
+            lp.defer(move |lp| {
+                if inner.conns.borrow().contains(key) {
+                    inner.drive(lp, key);
+                }
+            });
         }
     }
 

@@ -10,6 +10,9 @@ pub struct ResponseHead {
     pub status: u16,
     /// `Some(n)`: a fixed body of n bytes (`Content-Length`); `None`: chunked.
     pub body_len: Option<u64>,
+    /// Neither length nor chunked: the body ends when the connection closes
+    /// (streaming to an HTTP/1.0 client). Overrides `body_len`.
+    pub until_close: bool,
     /// Send `Connection: close` (the connection ends after this response).
     pub close: bool,
     /// The request was HTTP/1.0 asking to keep the connection: say yes.
@@ -64,6 +67,7 @@ pub fn encode_head<'h>(
     // RFC 9110 §8.6: no Content-Length on 1xx and 204 responses.
     let bodiless_status = s < 200 || s == 204;
     match head.body_len {
+        _ if head.until_close => {}
         Some(n) if !bodiless_status => {
             out.extend_from_slice(b"Content-Length: ");
             push_u64(out, n);
@@ -101,15 +105,15 @@ mod tests {
     fn fixed_chunked_close_and_keep_alive() {
         let h = [("Content-Type", &b"text/plain"[..])];
         assert_eq!(
-            encode(ResponseHead { status: 200, body_len: Some(13), close: false, http10_keep_alive: false }, &h),
+            encode(ResponseHead { status: 200, body_len: Some(13), until_close: false, close: false, http10_keep_alive: false }, &h),
             "HTTP/1.1 200 OK\r\nDate: Mon, 23 Nov 2026 18:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
         );
         assert_eq!(
-            encode(ResponseHead { status: 404, body_len: None, close: true, http10_keep_alive: false }, &[]),
+            encode(ResponseHead { status: 404, body_len: None, until_close: false, close: true, http10_keep_alive: false }, &[]),
             "HTTP/1.1 404 Not Found\r\nDate: Mon, 23 Nov 2026 18:00:00 GMT\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         );
         assert_eq!(
-            encode(ResponseHead { status: 204, body_len: Some(0), close: false, http10_keep_alive: true }, &[]),
+            encode(ResponseHead { status: 204, body_len: Some(0), until_close: false, close: false, http10_keep_alive: true }, &[]),
             "HTTP/1.1 204 No Content\r\nDate: Mon, 23 Nov 2026 18:00:00 GMT\r\nConnection: keep-alive\r\n\r\n"
         );
         assert_eq!(
@@ -117,6 +121,7 @@ mod tests {
                 ResponseHead {
                     status: 200,
                     body_len: Some(0),
+                    until_close: false,
                     close: false,
                     http10_keep_alive: false
                 },

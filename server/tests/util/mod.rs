@@ -300,3 +300,29 @@ pub fn body_of(response: &str) -> &str {
 pub fn status_of(response: &str) -> &str {
     response.lines().next().unwrap_or("")
 }
+
+impl Client {
+    /// Reads until `end` has arrived; returns everything up to and including
+    /// it, Date redacted.
+    pub fn read_through(&mut self, end: &[u8]) -> String {
+        loop {
+            if let Some(i) = find(&self.buf, end) {
+                let whole: Vec<u8> = self.buf.drain(..i + end.len()).collect();
+                return redact_date(&String::from_utf8_lossy(&whole));
+            }
+            assert!(
+                self.fill(),
+                "closed before {:?}; got {:?}",
+                String::from_utf8_lossy(end),
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+    }
+
+    /// Reads until the server closes; returns it all, Date redacted.
+    pub fn read_to_close(&mut self) -> String {
+        while self.fill() {}
+        let whole: Vec<u8> = self.buf.drain(..).collect();
+        redact_date(&String::from_utf8_lossy(&whole))
+    }
+}

@@ -1,0 +1,129 @@
+//! Streamed response bodies: chunked for HTTP/1.1, connection-delimited for
+//! HTTP/1.0, in order with pipelined responses, bounded when the client
+//! does not read, and visibly cut when the handler gives up.
+
+mod util;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use phaseloop::{App, BodyWriter, Response, StreamError};
+use phaseloop_core::Loop;
+use util::{text_response, TestServer};
+
+fn tick(lp: &Loop, mut writer: BodyWriter, n: u32) {
+    if n == 3 {
+        return writer.finish();
+    }
+    writer.write(format!("piece {n}\n").as_bytes()).unwrap();
+    lp.set_timeout(Duration::from_millis(5), move |lp| tick(lp, writer, n + 1));
+}
+
+fn app() -> App {
+    App::new()
+        .get("/stream", |lp, _, res| {
+            let writer = res.stream(Response::text(200, "start\n"));
+            tick(lp, writer, 0);
+        })
+        .get("/fast", |_, _, res| res.text(200, "fast"))
+        .get("/cut", |lp, _, res| {
+            let mut writer = res.stream(Response::text(200, ""));
+            writer.write(b"partial").unwrap();
+            lp.set_timeout(Duration::from_millis(5), move |_| drop(writer));
+        })
+        .get("/flood", |lp, _, res| {
+            let writer = Rc::new(RefCell::new(Some(res.stream(Response::new(200)))));
+            let id = Rc::new(std::cell::Cell::new(None));
+            let id2 = id.clone();
+            id.set(Some(lp.set_interval(Duration::from_millis(1), move |lp| {
+                let mut w = writer.borrow_mut();
+                let Some(writer) = w.as_mut() else { return };
+                loop {
+                    match writer.write(&[b'x'; 64 * 1024]) {
+                        Ok(()) => {}
+                        Err(StreamError::Congested) => {
+                            FLOOD_CONGESTED.with(|c| c.set(c.get() + 1));
+                            break;
+                        }
+                        Err(StreamError::Closed) => {
+                            w.take();
+                            lp.clear_timer(id2.get().unwrap());
+                            break;
+                        }
+                    }
+                }
+            })));
+        })
+}
+
+thread_local! {
+    static FLOOD_CONGESTED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+const STREAM_HEAD: &str = "HTTP/1.1 200 OK\r\nDate: <date>\r\nContent-Type: text/plain; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+#[test]
+fn chunked_stream_then_pipelined_response_in_order() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        c.read_through(b"0\r\n\r\n"),
+        format!("{STREAM_HEAD}6\r\nstart\n\r\n8\r\npiece 0\n\r\n8\r\npiece 1\n\r\n8\r\npiece 2\n\r\n0\r\n\r\n")
+    );
+    assert_eq!(c.response(), text_response("200 OK", "fast", ""));
+}
+
+#[test]
+fn http10_stream_is_delimited_by_close() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(
+        c.read_to_close(),
+        "HTTP/1.1 200 OK\r\nDate: <date>\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nstart\npiece 0\npiece 1\npiece 2\n"
+    );
+}
+
+#[test]
+fn head_of_a_stream_has_no_body() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_through(b"\r\n\r\n"), STREAM_HEAD);
+    assert_eq!(c.response(), text_response("200 OK", "fast", ""));
+}
+
+#[test]
+fn dropped_writer_cuts_the_body_and_closes() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n");
+    let got = c.read_to_close();
+    assert_eq!(
+        got,
+        "HTTP/1.1 200 OK\r\nDate: <date>\r\nContent-Type: text/plain; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n7\r\npartial\r\n",
+        "no terminating chunk: the client can tell the body is incomplete"
+    );
+}
+
+#[test]
+fn a_stream_to_a_client_that_does_not_read_stays_bounded() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET /flood HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    let (tx, rx) = std::sync::mpsc::channel();
+    server.on_loop(move |_, s| {
+        tx.send((s.buffered_bytes(), FLOOD_CONGESTED.with(|c| c.get())))
+            .unwrap()
+    });
+    let (buffered, congested) = rx.recv().unwrap();
+    assert!(congested > 0, "the writer was told to wait");
+    assert!(
+        buffered < 2 * 1024 * 1024,
+        "{buffered} bytes buffered for a client that does not read"
+    );
+    drop(c);
+}
