@@ -52,7 +52,7 @@ fn json_field(json: &str, key: &str) -> f64 {
         + key.len()
         + 3;
     json[at..]
-        .split(|c: char| c == ',' || c == '}')
+        .split([',', '}'])
         .next()
         .unwrap()
         .parse()
