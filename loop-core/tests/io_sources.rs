@@ -135,7 +135,10 @@ fn busy_source_yields_to_others_with_again() {
         .iter()
         .position(|s| s.starts_with("busy done"))
         .expect("busy finished");
-    assert_eq!(got[0], "busy yields", "{got:?}");
+    assert!(
+        got.contains(&"busy yields".to_string()),
+        "the busy source used its budget and yielded: {got:?}"
+    );
     assert!(
         quiet_done < busy_done,
         "the quiet source was served while the busy one streamed: {got:?}"

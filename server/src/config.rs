@@ -25,11 +25,20 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// of new clients needs (the kernel caps it at `somaxconn`).
 pub const DEFAULT_BACKLOG: i32 = 1024;
 /// Requests one connection may have in flight (pipelined) before we stop
-/// reading from it.
-pub const DEFAULT_MAX_PIPELINE: usize = 64;
-/// Unsent response bytes past which we stop reading from a connection (a
-/// client that sends but never reads must not grow our memory).
-pub const DEFAULT_WRITE_HIGH_WATER: usize = 256 * 1024;
+/// reading from it: enough for 16-deep pipelining, and a bound on the
+/// answers a client that stops reading can make us hold (16 times a
+/// response).
+pub const DEFAULT_MAX_PIPELINE: usize = 16;
+/// Requests one connection may have dispatched and not yet answered: the
+/// answers a slow handler has yet to produce are memory we cannot bound by
+/// bytes, so we bound them by count. Handlers that answer at once never
+/// count against it, so 16-deep pipelining of fast routes is unaffected.
+pub const DEFAULT_MAX_UNANSWERED: usize = 4;
+/// Response bytes a client has not taken (unsent, or answered and waiting
+/// behind an earlier answer) past which we stop reading from it. The kernel's
+/// send buffer holds more; 64 KiB on our side keeps 1,000 clients that never
+/// read under 64 MiB.
+pub const DEFAULT_WRITE_HIGH_WATER: usize = 64 * 1024;
 /// How long accepting pauses after EMFILE/ENFILE (out of descriptors).
 pub const DEFAULT_ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -58,6 +67,8 @@ pub struct ServerConfig {
     pub reuse_port: bool,
     /// In-flight requests per connection before reading pauses.
     pub max_pipeline: usize,
+    /// Dispatched-but-unanswered requests per connection before reading pauses.
+    pub max_unanswered: usize,
     /// Unsent bytes per connection before reading pauses.
     pub write_high_water: usize,
     /// Pause after running out of file descriptors.
@@ -78,6 +89,7 @@ impl Default for ServerConfig {
             backlog: DEFAULT_BACKLOG,
             reuse_port: false,
             max_pipeline: DEFAULT_MAX_PIPELINE,
+            max_unanswered: DEFAULT_MAX_UNANSWERED,
             write_high_water: DEFAULT_WRITE_HIGH_WATER,
             accept_pause: DEFAULT_ACCEPT_PAUSE,
         }

@@ -260,15 +260,34 @@ impl Conn {
             && matches!(self.reading, Reading::Head)
     }
 
+    /// Response bytes the client has not taken: unsent output plus answers
+    /// waiting behind an earlier one.
+    pub fn buffered_output(&self) -> usize {
+        self.unsent()
+            + self
+                .queue
+                .iter()
+                .map(|s| s.bytes.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+    }
+
+    /// Requests dispatched and not yet answered.
+    fn unanswered(&self) -> usize {
+        self.queue.iter().filter(|s| s.bytes.is_none()).count()
+    }
+
     fn over_limits(&self, cfg: &ServerConfig) -> bool {
-        self.queue.len() >= cfg.max_pipeline || self.unsent() >= cfg.write_high_water
+        self.queue.len() >= cfg.max_pipeline
+            || self.unanswered() >= cfg.max_unanswered
+            || self.buffered_output() >= cfg.write_high_water
     }
 
     /// Reading may resume: both limits are back under half.
     pub fn may_resume(&self, cfg: &ServerConfig) -> bool {
         self.paused
             && self.queue.len() < cfg.max_pipeline.div_ceil(2)
-            && self.unsent() < cfg.write_high_water / 2
+            && self.unanswered() < cfg.max_unanswered
+            && self.buffered_output() < cfg.write_high_water / 2
     }
 
     /// Returns idle buffers to the pool.

@@ -20,7 +20,10 @@ OPTIONS:
   -b, --body <text>       request body
       --body-file <path>  request body from a file
   -H, --header <k: v>     extra request header (repeatable)
-      --expect-status <n> the status every response must have (default: any 2xx)
+      --expect-status <n> the status every response must have (default: any 2xx;
+                          a comma list such as 200,404 accepts each)
+      --paths <file>      request these paths in turn (one per line) instead of
+                          the URL's path, e.g. to mix cache hits and misses
       --expect-body <s>   the body every response must have
       --timeout <secs>    a response later than this is an error (default 10)
       --json <path>       write the results as JSON
@@ -42,7 +45,9 @@ pub struct Args {
     pub method: String,
     pub body: Vec<u8>,
     pub headers: Vec<String>,
-    pub expect_status: Option<u16>,
+    pub expect_status: Option<Vec<u16>>,
+    /// Paths to cycle through (empty: the URL's path).
+    pub paths: Vec<String>,
     pub expect_body: Option<Vec<u8>>,
     pub timeout: Duration,
     pub json: Option<String>,
@@ -89,6 +94,7 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, Str
         body: Vec::new(),
         headers: Vec::new(),
         expect_status: None,
+        paths: Vec::new(),
         expect_body: None,
         timeout: Duration::from_secs(10),
         json: None,
@@ -122,7 +128,28 @@ pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, Str
                 }
                 a.headers.push(h);
             }
-            "--expect-status" => a.expect_status = Some(num(&flag, value(&flag)?)?),
+            "--expect-status" => {
+                let list = value(&flag)?;
+                let statuses = list
+                    .split(',')
+                    .map(|s| num::<u16>(&flag, s.trim().to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                a.expect_status = Some(statuses);
+            }
+            "--paths" => {
+                let path = value(&flag)?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| format!("--paths {path}: {e}"))?;
+                a.paths = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| l.starts_with('/'))
+                    .map(String::from)
+                    .collect();
+                if a.paths.is_empty() {
+                    return Err(format!("--paths {path}: no lines starting with '/'"));
+                }
+            }
             "--expect-body" => a.expect_body = Some(value(&flag)?.into_bytes()),
             "--timeout" => a.timeout = Duration::from_secs_f64(num(&flag, value(&flag)?)?),
             "--json" => a.json = Some(value(&flag)?),

@@ -40,7 +40,9 @@ struct Conn {
 
 struct Run {
     args: args::Args,
-    request: Vec<u8>,
+    /// The request bytes, one per path (`--paths`), used in turn.
+    requests: Vec<Vec<u8>>,
+    next_request: usize,
     head_request: bool,
     poll: Poll,
     conns: Vec<Conn>,
@@ -87,21 +89,34 @@ fn raise_fd_limit(want: u64) {
 
 impl Run {
     fn new(args: args::Args) -> std::io::Result<Run> {
-        let mut request = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\n",
-            args.method, args.path, args.host
-        )
-        .into_bytes();
-        for h in &args.headers {
-            request.extend_from_slice(h.as_bytes());
-            request.extend_from_slice(b"\r\n");
-        }
-        if !args.body.is_empty() || matches!(args.method.as_str(), "POST" | "PUT" | "PATCH") {
-            request
-                .extend_from_slice(format!("Content-Length: {}\r\n", args.body.len()).as_bytes());
-        }
-        request.extend_from_slice(b"\r\n");
-        request.extend_from_slice(&args.body);
+        let paths = if args.paths.is_empty() {
+            vec![args.path.clone()]
+        } else {
+            args.paths.clone()
+        };
+        let requests = paths
+            .iter()
+            .map(|path| {
+                let mut request = format!(
+                    "{} {} HTTP/1.1\r\nHost: {}\r\n",
+                    args.method, path, args.host
+                )
+                .into_bytes();
+                for h in &args.headers {
+                    request.extend_from_slice(h.as_bytes());
+                    request.extend_from_slice(b"\r\n");
+                }
+                if !args.body.is_empty() || matches!(args.method.as_str(), "POST" | "PUT" | "PATCH")
+                {
+                    request.extend_from_slice(
+                        format!("Content-Length: {}\r\n", args.body.len()).as_bytes(),
+                    );
+                }
+                request.extend_from_slice(b"\r\n");
+                request.extend_from_slice(&args.body);
+                request
+            })
+            .collect();
         let conns = (0..args.connections)
             .map(|_| Conn {
                 stream: None,
@@ -115,7 +130,8 @@ impl Run {
             .collect();
         Ok(Run {
             head_request: args.method.eq_ignore_ascii_case("HEAD"),
-            request,
+            requests,
+            next_request: 0,
             poll: Poll::new()?,
             conns,
             hist: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static bounds"),
@@ -165,7 +181,8 @@ impl Run {
     /// Queues one request on connection `i`, sent at (or due since) `at`.
     fn send(&mut self, i: usize, at: Instant) {
         let c = &mut self.conns[i];
-        c.out.extend_from_slice(&self.request);
+        c.out.extend_from_slice(&self.requests[self.next_request]);
+        self.next_request = (self.next_request + 1) % self.requests.len();
         c.in_flight.push_back(at);
         self.issued += 1;
     }
@@ -325,8 +342,8 @@ impl Run {
                         .clamp(1, u128::from(MAX_LATENCY_US)) as u64;
                     let _ = self.hist.record(us);
                     self.completed += 1;
-                    let status_ok = match self.args.expect_status {
-                        Some(want) => r.status == want,
+                    let status_ok = match &self.args.expect_status {
+                        Some(want) => want.contains(&r.status),
                         None => (200..300).contains(&r.status),
                     };
                     if !status_ok {

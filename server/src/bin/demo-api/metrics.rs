@@ -135,6 +135,15 @@ pub fn render(lp: &Loop, server: &Server, demo: &DemoFigures) -> String {
     let _ = writeln!(w, "phaseloop_connections_open {}", server_stats.open);
     let _ = writeln!(
         w,
+        "# HELP phaseloop_connection_buffer_bytes Buffer memory held by connections."
+    );
+    let _ = writeln!(
+        w,
+        "phaseloop_connection_buffer_bytes {}",
+        server.buffered_bytes()
+    );
+    let _ = writeln!(
+        w,
         "phaseloop_connections_accepted_total {}",
         server_stats.accepted
     );
