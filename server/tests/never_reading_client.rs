@@ -15,6 +15,11 @@ fn app() -> App {
         .get("/big", |_, _, res| {
             res.send(Response::new(200).body(vec![b'x'; 64 * 1024]))
         })
+        .get("/slow-big", |lp, _, res| {
+            lp.set_timeout(Duration::from_millis(1), move |_| {
+                res.send(Response::new(200).body(vec![b'y'; 64 * 1024]))
+            });
+        })
         .get("/", |_, _, res| res.text(200, "ok"))
 }
 
@@ -81,5 +86,41 @@ fn idle_keep_alive_connections_hold_no_buffers() {
     assert_eq!(
         buffered, 0,
         "200 idle keep-alive connections hold no buffer"
+    );
+}
+
+/// Answers produced later (by a timer, the pool) cannot be bounded by bytes
+/// when they are dispatched: the number of unanswered requests per
+/// connection is bounded instead, so a pipelining client that never reads
+/// holds at most the high-water mark plus a few answers.
+#[test]
+fn deferred_answers_to_a_client_that_never_reads_stay_bounded() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    // A small receive window, so the kernel cannot hide the problem by
+    // taking every answer into its buffers.
+    let sock = socket2::SockRef::from(&c.stream);
+    sock.set_recv_buffer_size(4096).unwrap();
+    c.stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let request = b"GET /slow-big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(500);
+    let _ = c.stream.write_all(&request);
+    std::thread::sleep(Duration::from_millis(300));
+    let (tx, rx) = std::sync::mpsc::channel();
+    server.on_loop(move |_, s| tx.send(s.buffered_bytes()).unwrap());
+    let buffered = rx.recv().unwrap();
+    let cfg = ServerConfig::default();
+    // High-water mark, plus the answers of the unanswered requests, plus
+    // one read buffer and one answer of slack.
+    let bound = cfg.write_high_water + cfg.max_unanswered * 64 * 1024 + 2 * 64 * 1024;
+    assert!(
+        buffered <= bound,
+        "{buffered} bytes buffered (bound {bound})"
+    );
+    let stats = server.stats();
+    assert!(
+        stats.requests < 500,
+        "reading paused: {stats:?}, buffered {buffered}"
     );
 }
