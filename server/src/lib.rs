@@ -25,6 +25,7 @@
 #![warn(missing_debug_implementations)]
 
 mod app;
+mod cluster;
 pub mod codec;
 mod config;
 mod connection;
@@ -39,6 +40,7 @@ mod router;
 mod server;
 
 pub use app::App;
+pub use cluster::{Cluster, ClusterStats, LoopInfo, STATS_PUBLISH_INTERVAL};
 pub use config::*;
 pub use connection::StreamError;
 pub use handler::{Handler, Middleware, Next};

@@ -1,0 +1,233 @@
+//! Multi-loop mode: N loops on N threads, each with its own SO_REUSEPORT
+//! listener on the same address, sharing nothing on the hot path. The
+//! kernel spreads new connections across the listeners.
+//!
+//! An `App` holds `Rc`s and lives on one loop, so each loop builds its own
+//! from a factory; state that must be shared across loops (order ids, say)
+//! is the application's to share with `Arc`s and atomics.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use phaseloop_core::{Loop, LoopHandle, RunMode};
+
+use crate::app::App;
+use crate::config::ServerConfig;
+use crate::server::{Server, ServerStats};
+
+/// How often each loop publishes its counters for the others to read.
+pub const STATS_PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Counters of every loop of a cluster, refreshed by each loop twice a second.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterStats {
+    per_loop: Arc<Mutex<Vec<ServerStats>>>,
+}
+
+impl ClusterStats {
+    /// The latest counters of each loop, by loop index.
+    pub fn per_loop(&self) -> Vec<ServerStats> {
+        self.per_loop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// All loops' counters added up.
+    pub fn total(&self) -> ServerStats {
+        let mut t = ServerStats::default();
+        for s in self.per_loop() {
+            t.accepted += s.accepted;
+            t.open += s.open;
+            t.closed += s.closed;
+            t.requests += s.requests;
+            for (a, b) in t.responses_by_class.iter_mut().zip(s.responses_by_class) {
+                *a += b;
+            }
+            t.refused += s.refused;
+            t.timeouts += s.timeouts;
+            t.accept_errors += s.accept_errors;
+            t.accept_pauses += s.accept_pauses;
+            t.handler_panics += s.handler_panics;
+        }
+        t
+    }
+}
+
+/// What a loop's app factory is told about where it runs.
+#[derive(Debug, Clone)]
+pub struct LoopInfo {
+    /// This loop's index, 0..loops.
+    pub index: usize,
+    /// How many loops the cluster has.
+    pub loops: usize,
+    /// Every loop's counters (this one's included).
+    pub stats: ClusterStats,
+}
+
+/// A running cluster of loops. Dropping it stops them.
+#[derive(Debug)]
+pub struct Cluster {
+    addr: SocketAddr,
+    handles: Vec<LoopHandle>,
+    threads: Vec<JoinHandle<()>>,
+    stats: ClusterStats,
+}
+
+thread_local! {
+    static LOOP_SERVER: std::cell::RefCell<Option<Server>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Cluster {
+    /// Starts `loops` loops (at least 1) serving apps from `make_app` on
+    /// `addr` (port 0: one free port, shared by all). `prepare` runs on each
+    /// loop before it serves (signal handlers, timers).
+    pub fn start<F>(
+        addr: SocketAddr,
+        loops: usize,
+        cfg: ServerConfig,
+        make_app: F,
+    ) -> io::Result<Cluster>
+    where
+        F: Fn(&Loop, &LoopInfo) -> App + Send + Sync + 'static,
+    {
+        let loops = loops.max(1);
+        let make_app = Arc::new(make_app);
+        let stats = ClusterStats {
+            per_loop: Arc::new(Mutex::new(vec![ServerStats::default(); loops])),
+        };
+        let cfg = ServerConfig {
+            reuse_port: true,
+            ..cfg
+        };
+        let mut addr = addr;
+        let mut handles = Vec::new();
+        let mut threads = Vec::new();
+        for index in 0..loops {
+            let (tx, rx) = mpsc::sync_channel::<io::Result<(SocketAddr, LoopHandle)>>(1);
+            let (make_app, cfg, stats) = (make_app.clone(), cfg.clone(), stats.clone());
+            let bind_to = addr;
+            let thread = std::thread::Builder::new()
+                .name(format!("phaseloop-loop-{index}"))
+                .spawn(move || {
+                    let started = (|| {
+                        let lp = Loop::new()?;
+                        let info = LoopInfo {
+                            index,
+                            loops,
+                            stats: stats.clone(),
+                        };
+                        let app = lp.enter(|lp| make_app(lp, &info));
+                        let server = Server::bind(&lp, bind_to, app, cfg)?;
+                        Ok((lp, server))
+                    })();
+                    let (lp, server) = match started {
+                        Ok(v) => v,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = tx.send(Ok((server.local_addr(), lp.handle())));
+                    // Publish this loop's counters for the others.
+                    let publisher = server.clone();
+                    let timer = lp.set_interval(STATS_PUBLISH_INTERVAL, move |_| {
+                        stats.per_loop.lock().unwrap_or_else(|e| e.into_inner())[index] =
+                            publisher.stats();
+                    });
+                    lp.unref_timer(timer);
+                    LOOP_SERVER.with(|s| *s.borrow_mut() = Some(server));
+                    lp.run(RunMode::Default);
+                    LOOP_SERVER.with(|s| s.borrow_mut().take());
+                })?;
+            match rx.recv() {
+                Ok(Ok((bound, handle))) => {
+                    addr = bound; // the next loops share the port the first one got
+                    handles.push(handle);
+                    threads.push(thread);
+                }
+                Ok(Err(e)) => {
+                    let _ = thread.join();
+                    Self::stop_all(&handles, threads);
+                    return Err(e);
+                }
+                Err(_) => {
+                    Self::stop_all(&handles, threads);
+                    return Err(io::Error::other("a loop thread died while starting"));
+                }
+            }
+        }
+        Ok(Cluster {
+            addr,
+            handles,
+            threads,
+            stats,
+        })
+    }
+
+    fn stop_all(handles: &[LoopHandle], threads: Vec<JoinHandle<()>>) {
+        for h in handles {
+            h.stop();
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// The address every loop listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Number of loops.
+    pub fn loops(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Every loop's counters.
+    pub fn stats(&self) -> ClusterStats {
+        self.stats.clone()
+    }
+
+    /// Graceful shutdown of every loop (see [`Server::shutdown`]); returns
+    /// when all loops have finished.
+    pub fn shutdown(mut self, deadline: Duration) {
+        for h in &self.handles {
+            let posted = h.post(move |lp| {
+                LOOP_SERVER.with(|s| {
+                    if let Some(server) = s.borrow().as_ref() {
+                        server.shutdown(lp, deadline, |lp| lp.stop());
+                    }
+                })
+            });
+            if posted.is_err() {
+                h.stop();
+            }
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Waits until every loop has stopped (after a shutdown or a stop).
+    pub fn join(mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// A handle to each loop, by index.
+    pub fn handles(&self) -> &[LoopHandle] {
+        &self.handles
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let threads = std::mem::take(&mut self.threads);
+        Self::stop_all(&self.handles, threads);
+    }
+}
