@@ -219,6 +219,12 @@ impl Cluster {
         }
     }
 
+    /// The server of the cluster loop running on this thread, if any (for a
+    /// handler that wants its own loop's counters).
+    pub fn server_on_this_thread() -> Option<Server> {
+        LOOP_SERVER.with(|s| s.borrow().clone())
+    }
+
     /// A handle to each loop, by index.
     pub fn handles(&self) -> &[LoopHandle] {
         &self.handles

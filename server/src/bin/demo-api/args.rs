@@ -122,8 +122,8 @@ pub fn parse() -> Result<Option<Args>, String> {
     if !(1..=1024).contains(&pool_size) {
         return Err("--pool-size must be 1..=1024".into());
     }
-    if loops != 1 {
-        return Err("--loops other than 1 needs cluster mode, which is not built yet".into());
+    if !(1..=256).contains(&loops) {
+        return Err("--loops must be 1..=256".into());
     }
     let (debug, quiet) = match level.as_str() {
         "debug" => (true, false),

@@ -193,18 +193,19 @@ impl Journal {
             }
         }
     }
+}
 
-    /// Reads one record's payload through the pool.
-    pub fn read(
-        &self,
-        lp: &Loop,
-        offset: u64,
-        len: u32,
-        done: impl FnOnce(&Loop, io::Result<Vec<u8>>) + 'static,
-    ) {
+/// Reads one record's payload from the journal at `path` through the pool.
+pub fn read_record(
+    lp: &Loop,
+    path: PathBuf,
+    offset: u64,
+    len: u32,
+    done: impl FnOnce(&Loop, io::Result<Vec<u8>>) + 'static,
+) {
+    {
         let slot = Rc::new(RefCell::new(Some(done)));
         let on_done = slot.clone();
-        let path = self.path.clone();
         let submitted = Job::new(Lane::Fs, move || -> io::Result<Vec<u8>> {
             let file = std::fs::File::open(path)?;
             let mut buf = vec![0u8; len as usize];

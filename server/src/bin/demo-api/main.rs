@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use phaseloop::{middleware, App, Response, Server, ServerConfig};
+use phaseloop::{middleware, App, Cluster, ClusterStats, Response, Server, ServerConfig};
 use phaseloop_core::{crypto, Loop, Pool, PoolError, RunMode};
 use serde_json::{json, Value};
 
@@ -119,19 +119,30 @@ fn main() {
     }
 }
 
-fn run(args: args::Args) -> std::io::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)?;
-    let users_dir = users::init_store(&args.data_dir)?;
-    let public_dir = Rc::new(files::init_public(&args.data_dir)?);
-    let (orders, unnotified) = orders::Orders::open(&args.data_dir)?;
+/// What one loop serves, and the parts of it main needs afterwards.
+struct LoopParts {
+    app: App,
+    orders: Rc<orders::Orders>,
+    unnotified: Vec<u64>,
+    primes: Rc<primes::Primes>,
+    server_slot: Rc<RefCell<Option<Server>>>,
+}
 
-    let pool = Pool::builder()
-        .threads(args.pool_size)
-        .queue_capacity(args.pool_queue)
-        .build();
-    let lp = Loop::builder().pool(pool).build()?;
+/// Builds one loop's app: its own users cache, its own order journals
+/// (`slot` of `slots`, ids unique across them), its own primes worker.
+fn build_loop(
+    lp: &Loop,
+    args: &args::Args,
+    slot: usize,
+    slots: usize,
+    index: orders::SharedIndex,
+    cluster: Option<ClusterStats>,
+) -> std::io::Result<LoopParts> {
+    let users_dir = args.data_dir.join("users");
+    let public_dir = Rc::new(args.data_dir.join("public"));
+    let (orders, unnotified) = orders::Orders::open(&args.data_dir, slot, slots, index)?;
     let users = Rc::new(users::Users::new(users_dir, args.cache_ttl));
-    let primes = Rc::new(primes::Primes::start(&lp)?);
+    let primes = Rc::new(primes::Primes::start(lp)?);
     let server_slot: Rc<RefCell<Option<Server>>> = Rc::default();
 
     let mut app = App::new();
@@ -142,6 +153,7 @@ fn run(args: args::Args) -> std::io::Result<()> {
         let (u, o1, o2) = (users.clone(), orders.clone(), orders.clone());
         let (p, dir) = (primes.clone(), public_dir.clone());
         let (m_users, m_orders, m_server) = (users.clone(), orders.clone(), server_slot.clone());
+        let m_cluster = cluster.clone();
         app.get("/", |_, _, res| res.text(200, INDEX))
             .post("/echo", |_, mut req, res| {
                 let body = req.take_body();
@@ -176,7 +188,11 @@ fn run(args: args::Args) -> std::io::Result<()> {
             .get("/primes", move |_, req, res| p.on_worker(req, res))
             .get("/primes-blocking", |_, req, res| primes::blocking(req, res))
             .get("/metrics", move |lp, _, res| {
-                let Some(server) = m_server.borrow().clone() else {
+                let Some(server) = m_server
+                    .borrow()
+                    .clone()
+                    .or_else(Cluster::server_on_this_thread)
+                else {
                     return res.json_error(503, "starting up");
                 };
                 let demo = metrics::DemoFigures {
@@ -188,7 +204,7 @@ fn run(args: args::Args) -> std::io::Result<()> {
                     replayed: m_orders.replayed.get(),
                     journal_pending: m_orders.journal_pending(),
                 };
-                let text = metrics::render(lp, &server, &demo);
+                let text = metrics::render(lp, &server, m_cluster.as_ref(), &demo);
                 res.send(
                     Response::new(200)
                         .header("Content-Type", "text/plain; version=0.0.4")
@@ -197,19 +213,50 @@ fn run(args: args::Args) -> std::io::Result<()> {
             })
     };
 
-    let cfg = ServerConfig {
+    Ok(LoopParts {
+        app,
+        orders,
+        unnotified,
+        primes,
+        server_slot,
+    })
+}
+
+fn server_config(args: &args::Args) -> ServerConfig {
+    ServerConfig {
         keep_alive_timeout: args.keep_alive,
         ..ServerConfig::default()
-    };
-    let server = Server::bind(&lp, args.addr, app, cfg)?;
+    }
+}
+
+fn run(args: args::Args) -> std::io::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)?;
+    users::init_store(&args.data_dir)?;
+    files::init_public(&args.data_dir)?;
+    if args.loops > 1 {
+        return run_cluster(args);
+    }
+    let pool = Pool::builder()
+        .threads(args.pool_size)
+        .queue_capacity(args.pool_queue)
+        .build();
+    let lp = Loop::builder().pool(pool).build()?;
+    let parts = build_loop(&lp, &args, 0, 1, orders::SharedIndex::default(), None)?;
+    let LoopParts {
+        app,
+        orders,
+        unnotified,
+        primes,
+        server_slot,
+    } = parts;
+    let server = Server::bind(&lp, args.addr, app, server_config(&args))?;
     *server_slot.borrow_mut() = Some(server.clone());
     println!(
-        "demo-api listening on http://{} (data: {}, pool: {} threads, cache TTL: {} s, loops: {})",
+        "demo-api listening on http://{} (data: {}, pool: {} threads, cache TTL: {} s, loops: 1)",
         server.local_addr(),
         args.data_dir.display(),
         args.pool_size,
         args.cache_ttl.as_secs(),
-        args.loops
     );
     if !unnotified.is_empty() && !args.quiet {
         println!(
@@ -217,7 +264,6 @@ fn run(args: args::Args) -> std::io::Result<()> {
             unnotified.len()
         );
     }
-
     for signum in [libc::SIGINT, libc::SIGTERM] {
         let server = server.clone();
         let primes = primes.clone();
@@ -229,6 +275,69 @@ fn run(args: args::Args) -> std::io::Result<()> {
     }
     lp.enter(|lp| orders.replay(lp, unnotified));
     lp.run(RunMode::Default);
+    println!("demo-api stopped");
+    Ok(())
+}
+
+/// `--loops N`: N loops on N threads, one SO_REUSEPORT listener each; the
+/// main thread only waits for SIGINT/SIGTERM to drain them all.
+fn run_cluster(args: args::Args) -> std::io::Result<()> {
+    let index = orders::SharedIndex::default();
+    let loops = args.loops;
+    let factory_args = args.clone();
+    let cluster = Cluster::start(args.addr, loops, server_config(&args), move |lp, info| {
+        let parts = build_loop(
+            lp,
+            &factory_args,
+            info.index,
+            info.loops,
+            index.clone(),
+            Some(info.stats.clone()),
+        )
+        .unwrap_or_else(|e| panic!("demo-api: loop {} failed to start: {e}", info.index));
+        let (orders, unnotified) = (parts.orders.clone(), parts.unnotified);
+        if !unnotified.is_empty() {
+            println!(
+                "demo-api: loop {} replays {} undelivered order notifications",
+                info.index,
+                unnotified.len()
+            );
+        }
+        lp.set_immediate(move |lp| orders.replay(lp, unnotified));
+        // Each loop's primes worker ends with the process.
+        std::mem::forget(parts.primes);
+        parts.app
+    })?;
+    println!(
+        "demo-api listening on http://{} (data: {}, pool: {} threads, cache TTL: {} s, loops: {})",
+        cluster.local_addr(),
+        args.data_dir.display(),
+        args.pool_size,
+        args.cache_ttl.as_secs(),
+        cluster.loops()
+    );
+    // This loop only waits for signals, then blocks joining the cluster on
+    // purpose: the starvation guard has nothing to report here.
+    let main_loop = Loop::builder()
+        .block_threshold(None)
+        .delay_resolution(None)
+        .build()?;
+    main_loop.hold();
+    let cluster = Rc::new(RefCell::new(Some(cluster)));
+    for signum in [libc::SIGINT, libc::SIGTERM] {
+        let cluster = cluster.clone();
+        main_loop.on_signal(signum, move |lp, sig| {
+            if let Some(c) = cluster.borrow_mut().take() {
+                println!(
+                    "demo-api: signal {sig}: draining {} loops, then exiting",
+                    c.loops()
+                );
+                c.shutdown(Duration::from_secs(10));
+                lp.release();
+            }
+        })?;
+    }
+    main_loop.run(RunMode::Default);
     println!("demo-api stopped");
     Ok(())
 }

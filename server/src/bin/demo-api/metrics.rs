@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use phaseloop::Server;
+use phaseloop::{ClusterStats, Server};
 use phaseloop_core::{Lane, Loop, Phase};
 
 /// Figures the demo itself keeps.
@@ -16,8 +16,15 @@ pub struct DemoFigures {
     pub journal_pending: usize,
 }
 
-pub fn render(lp: &Loop, server: &Server, demo: &DemoFigures) -> String {
-    let server_stats = server.stats();
+pub fn render(
+    lp: &Loop,
+    server: &Server,
+    cluster: Option<&ClusterStats>,
+    demo: &DemoFigures,
+) -> String {
+    // In cluster mode, connection figures are every loop's together (each
+    // loop publishes its own twice a second); route figures are this loop's.
+    let server_stats = cluster.map_or_else(|| server.stats(), ClusterStats::total);
     let mut out = String::with_capacity(4096);
     let w = &mut out;
     let _ = writeln!(
@@ -169,6 +176,19 @@ pub fn render(lp: &Loop, server: &Server, demo: &DemoFigures) -> String {
         server_stats.handler_panics
     );
 
+    if let Some(cluster) = cluster {
+        let _ = writeln!(
+            w,
+            "# HELP phaseloop_loop_requests_total Requests served by each loop (balance)."
+        );
+        for (i, s) in cluster.per_loop().iter().enumerate() {
+            let _ = writeln!(
+                w,
+                "phaseloop_loop_requests_total{{loop=\"{i}\"}} {}",
+                s.requests
+            );
+        }
+    }
     let _ = writeln!(w, "phaseloop_users_cache_hits_total {}", demo.cache_hits);
     let _ = writeln!(
         w,

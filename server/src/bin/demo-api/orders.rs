@@ -2,10 +2,11 @@
 //! restaurant notified from `set_immediate` — durably too, and replayed after
 //! a crash so that every acknowledged order gets exactly one notification.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use phaseloop::{Request, Responder, Response};
@@ -17,7 +18,9 @@ use crate::journal::Journal;
 /// The body limit of `POST /api/orders` (the seed's `express.json({limit: "10kb"})`).
 pub const ORDER_BODY_LIMIT: u64 = 10 * 1024;
 
-struct Entry {
+pub struct Entry {
+    /// Which loop's journal holds the order.
+    slot: usize,
     offset: u64,
     len: u32,
     notified: bool,
@@ -27,10 +30,19 @@ struct Entry {
     timeline: Vec<&'static str>,
 }
 
+/// Every order of this process, shared by its loops (each loop writes its
+/// own journals, "slots"; any loop can look any order up).
+pub type SharedIndex = Arc<Mutex<HashMap<u64, Entry>>>;
+
 pub struct Orders {
+    data_dir: PathBuf,
+    slot: usize,
+    slots: usize,
     orders: Rc<Journal>,
     notes: Rc<Journal>,
-    index: RefCell<HashMap<u64, Entry>>,
+    index: SharedIndex,
+    /// The next id this slot hands out; ids of slot `s` are `s (mod slots)`,
+    /// so loops (and processes, given distinct slots) never collide.
     next_id: Cell<u64>,
     pub notified: Cell<u64>,
     pub replayed: Cell<u64>,
@@ -85,48 +97,110 @@ pub fn validate(body: &Value) -> Result<(), String> {
 }
 
 impl Orders {
-    /// Opens both logs, cutting torn tails. Returns the orders whose
+    /// The journal files of `slot` (slot 0 keeps the single-loop names).
+    pub fn journal_paths(data_dir: &Path, slot: usize) -> (PathBuf, PathBuf) {
+        if slot == 0 {
+            (
+                data_dir.join("orders.log"),
+                data_dir.join("notifications.log"),
+            )
+        } else {
+            (
+                data_dir.join(format!("orders-{slot}.log")),
+                data_dir.join(format!("notifications-{slot}.log")),
+            )
+        }
+    }
+
+    /// The highest order id in any slot's journal (read-only scan).
+    fn max_id_on_disk(data_dir: &Path) -> u64 {
+        let Ok(entries) = std::fs::read_dir(data_dir) else {
+            return 0;
+        };
+        let mut max = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("orders") && name.ends_with(".log")) {
+                continue;
+            }
+            let data = std::fs::read(entry.path()).unwrap_or_default();
+            for line in data.split(|b| *b == b'\n') {
+                if line.len() > 17 {
+                    if let Some(id) = serde_json::from_slice::<Value>(&line[17..])
+                        .ok()
+                        .and_then(|v| v.get("id").and_then(Value::as_u64))
+                    {
+                        max = max.max(id);
+                    }
+                }
+            }
+        }
+        max
+    }
+
+    /// Opens slot `slot`'s journals (of `slots`), cutting torn tails, and
+    /// adds its orders to the shared index. Returns the orders whose
     /// notification is not on record, to be notified again.
-    pub fn open(data_dir: &Path) -> std::io::Result<(Rc<Orders>, Vec<u64>)> {
-        let (orders, order_records) = Journal::open(data_dir.join("orders.log"))?;
-        let (notes, note_records) = Journal::open(data_dir.join("notifications.log"))?;
+    pub fn open(
+        data_dir: &Path,
+        slot: usize,
+        slots: usize,
+        index: SharedIndex,
+    ) -> std::io::Result<(Rc<Orders>, Vec<u64>)> {
+        let (orders_path, notes_path) = Self::journal_paths(data_dir, slot);
+        let (orders, order_records) = Journal::open(orders_path)?;
+        let (notes, note_records) = Journal::open(notes_path)?;
         let notified: HashSet<u64> = note_records
             .iter()
             .filter_map(|(_, _, p)| serde_json::from_slice::<Value>(p).ok())
             .filter_map(|v| v.get("order_id").and_then(Value::as_u64))
             .collect();
-        let mut index = HashMap::new();
-        let mut max_id = 0;
         let mut unnotified = Vec::new();
-        for (offset, len, payload) in order_records {
-            let Some(id) = serde_json::from_slice::<Value>(&payload)
-                .ok()
-                .and_then(|v| v.get("id").and_then(Value::as_u64))
-            else {
-                continue;
-            };
-            max_id = max_id.max(id);
-            let was_notified = notified.contains(&id);
-            if !was_notified {
-                unnotified.push(id);
+        {
+            let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
+            for (offset, len, payload) in order_records {
+                let Some(id) = serde_json::from_slice::<Value>(&payload)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(Value::as_u64))
+                else {
+                    continue;
+                };
+                let was_notified = notified.contains(&id);
+                if !was_notified {
+                    unnotified.push(id);
+                }
+                index.insert(
+                    id,
+                    Entry {
+                        slot,
+                        offset,
+                        len,
+                        notified: was_notified,
+                        notifying: false,
+                        timeline: vec!["saved (before restart)"],
+                    },
+                );
             }
-            index.insert(
-                id,
-                Entry {
-                    offset,
-                    len,
-                    notified: was_notified,
-                    notifying: false,
-                    timeline: vec!["saved (before restart)"],
-                },
-            );
+        }
+        // The first id above everything on disk that belongs to this slot.
+        let max = Self::max_id_on_disk(data_dir);
+        let slots = slots.max(1) as u64;
+        let mut first = (max / slots + 1) * slots + slot as u64;
+        if first <= max {
+            first += slots;
+        }
+        if first == 0 {
+            first = slots;
         }
         Ok((
             Rc::new(Orders {
+                data_dir: data_dir.to_path_buf(),
+                slot,
+                slots: slots as usize,
                 orders,
                 notes,
-                index: RefCell::new(index),
-                next_id: Cell::new(max_id + 1),
+                index,
+                next_id: Cell::new(first),
                 notified: Cell::new(0),
                 replayed: Cell::new(0),
             }),
@@ -135,7 +209,7 @@ impl Orders {
     }
 
     pub fn count(&self) -> usize {
-        self.index.borrow().len()
+        self.index.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn journal_pending(&self) -> usize {
@@ -152,7 +226,7 @@ impl Orders {
             return res.json_error(400, &message);
         }
         let id = self.next_id.get();
-        self.next_id.set(id + 1);
+        self.next_id.set(id + self.slots as u64);
         // The notification intent is part of the order's own record: the
         // record on disk is the promise that a notification will follow.
         let record = json!({ "id": id, "created_ms": now_ms(), "order": body, "notify": true });
@@ -161,16 +235,21 @@ impl Orders {
         self.orders
             .append(lp, &payload, move |lp, result| match result {
                 Ok((offset, len)) => {
-                    orders.index.borrow_mut().insert(
-                        id,
-                        Entry {
-                            offset,
-                            len,
-                            notified: false,
-                            notifying: false,
-                            timeline: vec!["saved"],
-                        },
-                    );
+                    orders
+                        .index
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(
+                            id,
+                            Entry {
+                                slot: orders.slot,
+                                offset,
+                                len,
+                                notified: false,
+                                notifying: false,
+                                timeline: vec!["saved"],
+                            },
+                        );
                     res.json(
                         201,
                         &json!({ "id": id, "status": "accepted", "notification": "scheduled" }),
@@ -188,7 +267,12 @@ impl Orders {
     }
 
     fn mark(&self, id: u64, what: &'static str) {
-        if let Some(e) = self.index.borrow_mut().get_mut(&id) {
+        if let Some(e) = self
+            .index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&id)
+        {
             if e.timeline.len() < 8 {
                 e.timeline.push(what);
             }
@@ -198,7 +282,7 @@ impl Orders {
     /// Delivers (records) the restaurant notification of order `id`, once.
     pub fn notify(self: &Rc<Self>, lp: &Loop, id: u64) {
         {
-            let mut index = self.index.borrow_mut();
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
             let Some(entry) = index.get_mut(&id) else {
                 return;
             };
@@ -211,7 +295,12 @@ impl Orders {
         let orders = self.clone();
         self.notes.append(lp, note.as_bytes(), move |lp, result| {
             let ok = result.is_ok();
-            if let Some(e) = orders.index.borrow_mut().get_mut(&id) {
+            if let Some(e) = orders
+                .index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&id)
+            {
                 e.notifying = false;
                 e.notified = ok;
             }
@@ -245,29 +334,34 @@ impl Orders {
         let Some(id) = req.param("id").and_then(crate::users::parse_id) else {
             return res.json_error(400, "Invalid order ID");
         };
-        let (offset, len, notified, timeline) = match self.index.borrow().get(&id) {
-            Some(e) => (e.offset, e.len, e.notified, e.timeline.clone()),
-            None => return res.json_error(404, "Order not found"),
+        let found = self
+            .index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|e| (e.slot, e.offset, e.len, e.notified, e.timeline.clone()));
+        let Some((slot, offset, len, notified, timeline)) = found else {
+            return res.json_error(404, "Order not found");
         };
-        self.orders
-            .read(lp, offset, len, move |_, result| match result {
-                Ok(payload) => {
-                    let record: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
-                    res.json(
-                        200,
-                        &json!({
-                            "id": id,
-                            "order": record.get("order"),
-                            "created_ms": record.get("created_ms"),
-                            "notification": if notified { "delivered" } else { "pending" },
-                            "timeline": timeline,
-                        }),
-                    )
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => res.send(
-                    Response::json_error(503, "server busy, retry").header("Retry-After", "1"),
-                ),
-                Err(e) => res.json_error(500, &format!("order store: {e}")),
-            });
+        let path = Self::journal_paths(&self.data_dir, slot).0;
+        crate::journal::read_record(lp, path, offset, len, move |_, result| match result {
+            Ok(payload) => {
+                let record: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+                res.json(
+                    200,
+                    &json!({
+                        "id": id,
+                        "order": record.get("order"),
+                        "created_ms": record.get("created_ms"),
+                        "notification": if notified { "delivered" } else { "pending" },
+                        "timeline": timeline,
+                    }),
+                )
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                res.send(Response::json_error(503, "server busy, retry").header("Retry-After", "1"))
+            }
+            Err(e) => res.json_error(500, &format!("order store: {e}")),
+        });
     }
 }
