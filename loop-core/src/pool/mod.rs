@@ -400,7 +400,6 @@ impl Shared {
                 PoolError::Panicked(msg)
             });
             let panicked = result.is_err();
-            remote.send(Inbound::JobDone { key, result });
             state = self.lock();
             let lane = &mut state.lanes[lane];
             lane.running -= 1;
@@ -408,6 +407,11 @@ impl Shared {
             if panicked {
                 lane.panicked += 1;
             }
+            // Counted before the loop hears of it, so a callback that reads
+            // the pool's stats sees its own job done. Sent without the lock.
+            drop(state);
+            remote.send(Inbound::JobDone { key, result });
+            state = self.lock();
         }
     }
 }
