@@ -38,6 +38,7 @@ mod responder;
 mod response;
 mod router;
 mod server;
+pub mod supervisor;
 
 pub use app::App;
 pub use cluster::{Cluster, ClusterStats, LoopInfo, STATS_PUBLISH_INTERVAL};

@@ -18,6 +18,8 @@ FLAGS (each also read from the environment variable in brackets):
   --cache-ttl <secs>   users cache TTL                [PHASELOOP_CACHE_TTL] default 3600
   --keep-alive <secs>  idle keep-alive timeout        [PHASELOOP_KEEP_ALIVE] default 5
   --loops <n>          event loops (cluster mode)     [PHASELOOP_LOOPS] default 1
+  --workers <n>        worker processes under a supervisor that restarts
+                       them (process mode; each runs one loop) [PHASELOOP_WORKERS] default 0 (off)
   --log-level <lvl>    error | info | debug           [PHASELOOP_LOG]   default info
   -h, --help           this text
 ";
@@ -30,6 +32,10 @@ pub struct Args {
     pub pool_queue: usize,
     pub cache_ttl: Duration,
     pub loops: usize,
+    pub workers: usize,
+    /// Process mode, inside a worker: this worker's journal slot and the
+    /// number of slots (set by the supervisor, not by hand).
+    pub worker_slot: Option<(usize, usize)>,
     pub keep_alive: Duration,
     pub debug: bool,
     pub quiet: bool,
@@ -68,6 +74,11 @@ pub fn parse() -> Result<Option<Args>, String> {
         .map(|p| p.parse().map_err(|e| format!("PHASELOOP_LOOPS: {e}")))
         .transpose()?
         .unwrap_or(1);
+    let mut workers: usize = env("PHASELOOP_WORKERS")
+        .map(|p| p.parse().map_err(|e| format!("PHASELOOP_WORKERS: {e}")))
+        .transpose()?
+        .unwrap_or(0);
+    let mut worker_slot = None;
     let mut keep_alive: u64 = env("PHASELOOP_KEEP_ALIVE")
         .map(|p| p.parse().map_err(|e| format!("PHASELOOP_KEEP_ALIVE: {e}")))
         .transpose()?
@@ -110,6 +121,20 @@ pub fn parse() -> Result<Option<Args>, String> {
                     .parse()
                     .map_err(|e| format!("--keep-alive: {e}"))?
             }
+            "--workers" => {
+                workers = value("--workers")?
+                    .parse()
+                    .map_err(|e| format!("--workers: {e}"))?
+            }
+            "--worker-slot" => {
+                let v = value("--worker-slot")?;
+                let (slot, slots) = v
+                    .split_once('/')
+                    .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                    .filter(|(a, b): &(usize, usize)| a < b)
+                    .ok_or(format!("--worker-slot {v:?}: expected SLOT/SLOTS"))?;
+                worker_slot = Some((slot, slots));
+            }
             "--loops" => {
                 loops = value("--loops")?
                     .parse()
@@ -125,6 +150,14 @@ pub fn parse() -> Result<Option<Args>, String> {
     if !(1..=256).contains(&loops) {
         return Err("--loops must be 1..=256".into());
     }
+    if workers > 256 {
+        return Err("--workers must be 0..=256".into());
+    }
+    if workers > 0 && loops > 1 {
+        return Err(
+            "--workers and --loops > 1 do not combine yet: choose threads or processes".into(),
+        );
+    }
     let (debug, quiet) = match level.as_str() {
         "debug" => (true, false),
         "info" => (false, false),
@@ -138,6 +171,8 @@ pub fn parse() -> Result<Option<Args>, String> {
         pool_queue: pool_queue.max(1),
         cache_ttl: Duration::from_secs(ttl),
         loops,
+        workers,
+        worker_slot,
         keep_alive: Duration::from_secs(keep_alive.max(1)),
         debug,
         quiet,

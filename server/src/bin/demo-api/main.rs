@@ -225,6 +225,8 @@ fn build_loop(
 fn server_config(args: &args::Args) -> ServerConfig {
     ServerConfig {
         keep_alive_timeout: args.keep_alive,
+        // Workers of process mode share the port.
+        reuse_port: args.worker_slot.is_some(),
         ..ServerConfig::default()
     }
 }
@@ -233,15 +235,31 @@ fn run(args: args::Args) -> std::io::Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     users::init_store(&args.data_dir)?;
     files::init_public(&args.data_dir)?;
+    if args.workers > 0 {
+        return run_supervisor(args);
+    }
     if args.loops > 1 {
         return run_cluster(args);
     }
+    if args.worker_slot.is_some() {
+        // A worker ends with its supervisor, however that one ends.
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number, no pointers.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    }
+    let (slot, slots) = args.worker_slot.unwrap_or((0, 1));
     let pool = Pool::builder()
         .threads(args.pool_size)
         .queue_capacity(args.pool_queue)
         .build();
     let lp = Loop::builder().pool(pool).build()?;
-    let parts = build_loop(&lp, &args, 0, 1, orders::SharedIndex::default(), None)?;
+    let parts = build_loop(
+        &lp,
+        &args,
+        slot,
+        slots,
+        orders::SharedIndex::default(),
+        None,
+    )?;
     let LoopParts {
         app,
         orders,
@@ -339,5 +357,72 @@ fn run_cluster(args: args::Args) -> std::io::Result<()> {
     }
     main_loop.run(RunMode::Default);
     println!("demo-api stopped");
+    Ok(())
+}
+
+/// `--workers N`: a supervisor process starts N workers of this binary, each
+/// a single-loop server on the shared port (SO_REUSEPORT) with its own
+/// journal slot, restarts any that dies, and drains them all on SIGTERM.
+fn run_supervisor(args: args::Args) -> std::io::Result<()> {
+    // Reserve the port: bound with SO_REUSEPORT but never listening, so the
+    // kernel gives it no connections while the workers share it.
+    let reserve = socket2::Socket::new(
+        socket2::Domain::for_address(args.addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    reserve.set_reuse_address(true)?;
+    reserve.set_reuse_port(true)?;
+    reserve.bind(&args.addr.into())?;
+    let addr = reserve
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("no socket address"))?;
+    let exe = std::env::current_exe()?;
+    // The worker's flags: ours, less --workers, with the port fixed.
+    let mut passed = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--workers" | "--port" | "--worker-slot" => {
+                it.next();
+            }
+            _ => passed.push(a),
+        }
+    }
+    let workers = args.workers;
+    let command = move |index: usize| {
+        let mut c = std::process::Command::new(&exe);
+        c.args(&passed)
+            .args([
+                "--port",
+                &addr.port().to_string(),
+                "--worker-slot",
+                &format!("{index}/{workers}"),
+            ])
+            .env_remove("PHASELOOP_WORKERS")
+            .stdout(std::process::Stdio::null());
+        c
+    };
+    let quiet = args.quiet;
+    let announce_addr = addr;
+    std::thread::spawn(move || {
+        // Announce once a worker answers.
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(announce_addr).is_ok() {
+                println!("demo-api listening on http://{announce_addr} (supervisor, {workers} worker processes)");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        eprintln!("demo-api: no worker is listening on {announce_addr}");
+    });
+    let report = phaseloop::supervisor::supervise(workers, command, move |event| {
+        if !quiet {
+            println!("demo-api supervisor: {event}");
+        }
+    })?;
+    drop(reserve);
+    println!("demo-api stopped (worker restarts: {:?})", report.restarts);
     Ok(())
 }

@@ -341,7 +341,62 @@ impl Orders {
             .get(&id)
             .map(|e| (e.slot, e.offset, e.len, e.notified, e.timeline.clone()));
         let Some((slot, offset, len, notified, timeline)) = found else {
-            return res.json_error(404, "Order not found");
+            // Another worker process's order (process mode): look it up in
+            // that worker's journals, through the pool.
+            let owner = (id % self.slots as u64) as usize;
+            if owner == self.slot {
+                return res.json_error(404, "Order not found");
+            }
+            let (orders_path, notes_path) = Self::journal_paths(&self.data_dir, owner);
+            let job = phaseloop_core::Job::new(phaseloop_core::Lane::Fs, move || {
+                let find = |path: &Path, key: &str| -> Option<Value> {
+                    let data = std::fs::read(path).ok()?;
+                    data.split(|b| *b == b'\n')
+                        .filter(|l| {
+                            l.len() > 17
+                                && crate::journal::checksum(&l[17..])
+                                    == u64::from_str_radix(
+                                        std::str::from_utf8(&l[..16]).unwrap_or(""),
+                                        16,
+                                    )
+                                    .unwrap_or(0)
+                        })
+                        .filter_map(|l| serde_json::from_slice::<Value>(&l[17..]).ok())
+                        .find(|v| v.get(key).and_then(Value::as_u64) == Some(id))
+                };
+                let record = find(&orders_path, "id");
+                let notified = record.is_some() && find(&notes_path, "order_id").is_some();
+                (record, notified)
+            });
+            let slot_res = std::rc::Rc::new(std::cell::RefCell::new(Some(res)));
+            let on_done = slot_res.clone();
+            let submitted = job.submit(lp, move |_, result| {
+                let Some(res) = on_done.borrow_mut().take() else {
+                    return;
+                };
+                match result {
+                    Ok((Some(record), notified)) => res.json(
+                        200,
+                        &json!({
+                            "id": id,
+                            "order": record.get("order"),
+                            "created_ms": record.get("created_ms"),
+                            "notification": if notified { "delivered" } else { "pending" },
+                            "timeline": ["saved (by another worker)"],
+                        }),
+                    ),
+                    Ok((None, _)) => res.json_error(404, "Order not found"),
+                    Err(e) => res.json_error(500, &e.to_string()),
+                }
+            });
+            if submitted.is_err() {
+                if let Some(res) = slot_res.borrow_mut().take() {
+                    res.send(
+                        Response::json_error(503, "server busy, retry").header("Retry-After", "1"),
+                    );
+                }
+            }
+            return;
         };
         let path = Self::journal_paths(&self.data_dir, slot).0;
         crate::journal::read_record(lp, path, offset, len, move |_, result| match result {

@@ -1,0 +1,113 @@
+//! demo-api --workers N (process mode): worker processes share the port,
+//! order ids stay unique across processes, a killed worker is restarted
+//! while the others keep serving, and SIGTERM drains every worker.
+
+mod util;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use util::{body_of, status_of, temp_dir, Client, Demo};
+
+/// The pids of `parent`'s child processes.
+fn children(parent: u32) -> HashSet<u32> {
+    let mut out = HashSet::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // Zombies (state Z) are children that already ended.
+        if fields[1].parse::<u32>() == Ok(parent) && fields[0] != "Z" {
+            out.insert(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn workers_share_the_port_and_order_ids() {
+    let dir = temp_dir("procs-orders");
+    let demo = Demo::start(&dir, &["--workers", "2"]);
+    assert_eq!(children(demo.child.id()).len(), 2);
+    let mut ids = HashSet::new();
+    for n in 0..40 {
+        let r = demo.post(
+            "/api/orders",
+            &format!(r#"{{"restaurant_id":1,"customer":"c{n}","items":[{{"name":"x","qty":1}}]}}"#),
+        );
+        assert_eq!(status_of(&r), "HTTP/1.1 201 Created", "{r}");
+        let v: serde_json::Value = serde_json::from_str(body_of(&r)).unwrap();
+        assert!(ids.insert(v["id"].as_u64().unwrap()), "duplicate id: {r}");
+    }
+    // Both workers took orders (ids are their slot modulo 2).
+    assert!(
+        ids.iter().any(|i| i % 2 == 0) && ids.iter().any(|i| i % 2 == 1),
+        "{ids:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    for id in &ids {
+        let r = demo.get(&format!("/api/orders/{id}"));
+        assert_eq!(
+            status_of(&r),
+            "HTTP/1.1 200 OK",
+            "any worker finds order {id}: {r}"
+        );
+        assert!(body_of(&r).contains(r#""notification":"delivered""#), "{r}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_killed_worker_is_restarted_while_the_port_stays_served() {
+    let dir = temp_dir("procs-kill");
+    let demo = Demo::start(&dir, &["--workers", "2"]);
+    let before = children(demo.child.id());
+    assert_eq!(before.len(), 2);
+    let victim = *before.iter().next().unwrap();
+    // SAFETY: kill(2) on a process of our own test.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    // The port stays served by the other worker meanwhile.
+    for _ in 0..20 {
+        let mut c = Client::connect(demo.addr);
+        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(status_of(&c.response()), "HTTP/1.1 200 OK");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = children(demo.child.id());
+        if now.len() == 2 && !now.contains(&victim) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the supervisor did not restart the worker: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sigterm_drains_every_worker() {
+    let dir = temp_dir("procs-term");
+    let mut demo = Demo::start(&dir, &["--workers", "2"]);
+    let mut clients: Vec<Client> = (0..10).map(|_| demo.connect()).collect();
+    for c in clients.iter_mut() {
+        c.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(demo.child.id() as i32, libc::SIGTERM) };
+    for c in clients.iter_mut() {
+        let r = c.response();
+        assert_eq!(body_of(&r), "Slow response", "{r}");
+        assert!(r.contains("Connection: close\r\n"));
+    }
+    assert!(demo.child.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).ok();
+}
