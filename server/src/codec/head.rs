@@ -137,12 +137,6 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
     if len > limits.max_head_bytes {
         return Err(HttpError::new(431, "request header block too large"));
     }
-    // RFC 9112 §2.2: a bare LF (or CR) is not a line terminator we accept in
-    // a request we answer; httparse tolerates bare LF, we do not.
-    if has_bare_lf(&buf[..len]) {
-        return Err(HttpError::bad_request("bare LF in request head"));
-    }
-
     let base = buf.as_ptr();
     let method = req.method.expect("complete request has a method");
     let target = req.path.expect("complete request has a target");
@@ -215,6 +209,25 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         }
     }
 
+    // RFC 9112 §2.2: a bare LF is not a line terminator we accept in a
+    // request we answer (httparse tolerates it). httparse refuses a bare CR
+    // anywhere, so a bare LF can only end a line: check the ends of the
+    // request line, of each field line and of the head.
+    let request_line_end = line_end.unwrap_or(0);
+    let field_lines_ok = headers.iter().all(|&(_, (_, end))| {
+        let rest = &buf[end as usize..len];
+        let after_space = rest.iter().position(|b| *b != b' ' && *b != b'\t');
+        after_space.is_some_and(|i| rest[i] == b'\r')
+    });
+    if request_line_end == 0
+        || buf[request_line_end - 1] != b'\r'
+        || !field_lines_ok
+        || len < 2
+        || buf[len - 2] != b'\r'
+    {
+        return Err(HttpError::bad_request("bare LF in request head"));
+    }
+
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is refused.
     if version == Version::Http11 && host_count != 1 {
         return Err(HttpError::bad_request(if host_count == 0 {
@@ -272,14 +285,6 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
 
 fn memchr_newline(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|b| *b == b'\n')
-}
-
-fn has_bare_lf(head: &[u8]) -> bool {
-    // Every LF must follow a CR: count both and compare, a branch-free pass
-    // the compiler vectorises.
-    let lf = head.iter().filter(|b| **b == b'\n').count();
-    let crlf = head.windows(2).filter(|w| w == b"\r\n").count();
-    lf != crlf
 }
 
 /// RFC 9112 §3.2: origin-form (`/path?q`), absolute-form (`http://h/p`), or
