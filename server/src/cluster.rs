@@ -168,6 +168,11 @@ impl Cluster {
         })
     }
 
+    /// One loop per available core: the default number of loops.
+    pub fn default_loops() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
     fn stop_all(handles: &[LoopHandle], threads: Vec<JoinHandle<()>>) {
         for h in handles {
             h.stop();

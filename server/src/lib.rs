@@ -56,6 +56,22 @@ pub use phaseloop_core as core;
 use std::io;
 use std::net::SocketAddr;
 
+/// Serves apps from `make_app` on `addr` with one loop per available core
+/// (see [`Cluster`]), until the process ends.
+pub fn serve_cluster<F>(addr: SocketAddr, make_app: F) -> io::Result<()>
+where
+    F: Fn(&phaseloop_core::Loop, &LoopInfo) -> App + Send + Sync + 'static,
+{
+    Cluster::start(
+        addr,
+        Cluster::default_loops(),
+        ServerConfig::default(),
+        make_app,
+    )?
+    .join();
+    Ok(())
+}
+
 /// Serves `app` on `addr` on a new loop on this thread, until the process
 /// ends: the one-line way to run a server.
 pub fn serve(addr: SocketAddr, app: App) -> io::Result<()> {
