@@ -239,6 +239,16 @@ impl Drop for Enter {
     }
 }
 
+/// Keeps a count of referenced handles in step when one handle's
+/// `referenced` flag flips (timers, immediates, hooks and I/O all keep one).
+pub(crate) fn count_reference(count: &mut usize, now_referenced: bool) {
+    if now_referenced {
+        *count += 1;
+    } else {
+        *count -= 1;
+    }
+}
+
 /// Runs `f` with the thread's current loop, if one is running.
 pub(crate) fn with_current_ptr<R>(f: impl FnOnce(&Loop) -> R) -> Option<R> {
     let ptr = CURRENT.with(|c| c.get());

@@ -73,13 +73,8 @@ impl Immediates {
         let Some(entry) = self.entry_mut(id) else {
             return false;
         };
-        if entry.referenced != referenced {
-            entry.referenced = referenced;
-            if referenced {
-                self.referenced += 1;
-            } else {
-                self.referenced -= 1;
-            }
+        if std::mem::replace(&mut entry.referenced, referenced) != referenced {
+            crate::event_loop::count_reference(&mut self.referenced, referenced);
         }
         true
     }

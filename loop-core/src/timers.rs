@@ -190,13 +190,8 @@ impl TimerHeap {
         let Some(slot) = self.slot_of_mut(id) else {
             return false;
         };
-        if slot.referenced != referenced {
-            slot.referenced = referenced;
-            if referenced {
-                self.referenced += 1;
-            } else {
-                self.referenced -= 1;
-            }
+        if std::mem::replace(&mut slot.referenced, referenced) != referenced {
+            crate::event_loop::count_reference(&mut self.referenced, referenced);
         }
         true
     }

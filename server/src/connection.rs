@@ -833,17 +833,17 @@ fn encode_stream_head(
         close,
         http10_keep_alive: http10_keep_alive && !close,
     };
-    encode_head(
-        out,
-        &head,
-        response
-            .content_type
-            .as_deref()
-            .map(|v| ("Content-Type", v))
-            .into_iter()
-            .chain(response.headers.iter().map(|(n, v)| (&**n, &**v))),
-        date,
-    );
+    encode_head(out, &head, fields(response), date);
+}
+
+/// A response's header fields as the encoder takes them, Content-Type first.
+fn fields(response: &Response) -> impl Iterator<Item = (&str, &[u8])> {
+    response
+        .content_type
+        .as_deref()
+        .map(|v| ("Content-Type", v))
+        .into_iter()
+        .chain(response.headers.iter().map(|(n, v)| (&**n, &**v)))
 }
 
 /// Encodes a whole response: head, then body unless `head_only`.
@@ -863,17 +863,7 @@ pub(crate) fn encode_response(
         close,
         http10_keep_alive: http10_keep_alive && !close,
     };
-    encode_head(
-        out,
-        &head,
-        response
-            .content_type
-            .as_deref()
-            .map(|v| ("Content-Type", v))
-            .into_iter()
-            .chain(response.headers.iter().map(|(n, v)| (&**n, &**v))),
-        date,
-    );
+    encode_head(out, &head, fields(response), date);
     let bodiless = response.status < 200 || response.status == 204 || response.status == 304;
     if !head_only && !bodiless {
         out.extend_from_slice(body);

@@ -231,6 +231,17 @@ impl ServerInner {
         lp.now()
     }
 
+    /// What connection code needs from the server, for one call.
+    fn ctx<'a>(&'a self, pool: &'a mut BufferPool, date: &'a DateCache, now: Duration) -> Ctx<'a> {
+        Ctx {
+            cfg: &self.cfg,
+            app: &self.app,
+            pool,
+            date: date.value(),
+            now,
+        }
+    }
+
     pub fn conn_alive(&self, key: usize, id: u64) -> bool {
         self.conns.borrow().get(key).is_some_and(|c| c.id == id)
     }
@@ -360,13 +371,7 @@ impl ServerInner {
                 conn.batching = true;
                 let mut pool = self.pool.borrow_mut();
                 let date = self.date.borrow();
-                let mut ctx = Ctx {
-                    cfg: &self.cfg,
-                    app: &self.app,
-                    pool: &mut pool,
-                    date: date.value(),
-                    now: Self::now(lp),
-                };
+                let mut ctx = self.ctx(&mut pool, &date, Self::now(lp));
                 let before = conn.refusals;
                 let step = conn.next_step(&mut ctx, &mut reads);
                 if conn.refusals > before {
@@ -475,14 +480,7 @@ impl ServerInner {
             };
             let mut pool = self.pool.borrow_mut();
             let date = self.date.borrow();
-            let mut ctx = Ctx {
-                cfg: &self.cfg,
-                app: &self.app,
-                pool: &mut pool,
-                date: date.value(),
-                now: Self::now(lp),
-            };
-            conn.next_step(&mut ctx, &mut 0)
+            conn.next_step(&mut self.ctx(&mut pool, &date, Self::now(lp)), &mut 0)
         };
         if let Step::Close = step {
             self.close_conn(lp, key);
@@ -658,13 +656,7 @@ impl ServerInner {
                     let conn = &mut conns[key];
                     let mut pool = self.pool.borrow_mut();
                     let date = self.date.borrow();
-                    let mut ctx = Ctx {
-                        cfg: &self.cfg,
-                        app: &self.app,
-                        pool: &mut pool,
-                        date: date.value(),
-                        now,
-                    };
+                    let mut ctx = self.ctx(&mut pool, &date, now);
                     if matches!(conn.reading, crate::connection::Reading::Body(_)) {
                         conn.queue.pop_back();
                     }

@@ -71,12 +71,31 @@ fn a_killed_worker_is_restarted_while_the_port_stays_served() {
     let victim = *before.iter().next().unwrap();
     // SAFETY: kill(2) on a process of our own test.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-    // The port stays served by the other worker meanwhile.
-    for _ in 0..20 {
+    // Connections the kernel queued on the victim's listener die with it
+    // (that cannot be helped); once it is gone, the port is served by the
+    // other worker while the supervisor restarts this one.
+    let gone = Instant::now() + Duration::from_secs(5);
+    while children(demo.child.id()).contains(&victim) {
+        assert!(Instant::now() < gone, "the killed worker did not die");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Every request is answered; one retry is allowed, for a connection the
+    // kernel queued on the restarted worker's listener in the instant it
+    // opened (a client would retry such a reset too).
+    let ask = || {
         let mut c = Client::connect(demo.addr);
         c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(status_of(&c.response()), "HTTP/1.1 200 OK");
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.response())).ok()
+    };
+    let mut retries = 0;
+    for _ in 0..20 {
+        let r = ask().or_else(|| {
+            retries += 1;
+            ask()
+        });
+        assert_eq!(r.as_deref().map(status_of), Some("HTTP/1.1 200 OK"));
     }
+    assert!(retries <= 1, "{retries} requests needed a retry");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let now = children(demo.child.id());

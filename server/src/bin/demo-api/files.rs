@@ -115,9 +115,7 @@ pub fn serve(dir: &Path, lp: &Loop, req: Request, res: Responder) {
         });
         if gz.is_err() {
             if let Some(res) = slot.borrow_mut().take() {
-                res.send(
-                    Response::json_error(503, "server busy, retry").header("Retry-After", "1"),
-                );
+                res.send(crate::busy("server busy, retry"));
             }
         }
     });

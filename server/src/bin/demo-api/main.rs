@@ -46,6 +46,12 @@ const MAX_PASSWORD: usize = 1024;
 const MAX_SALT: usize = 256;
 const HASH_ITERATIONS: u32 = 100_000;
 
+/// 503 with `Retry-After: 1`: the answer whenever a bounded queue (the
+/// thread pool's, a journal's) is full.
+pub fn busy(message: &str) -> Response {
+    Response::json_error(503, message).header("Retry-After", "1")
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -96,7 +102,7 @@ fn hash(lp: &Loop, req: phaseloop::Request, res: phaseloop::Responder) {
                 PoolError::QueueFull => "server busy: the thread pool queue is full".to_string(),
                 other => other.to_string(),
             };
-            res.send(Response::json_error(503, &msg).header("Retry-After", "1"));
+            res.send(crate::busy(&msg));
         }
     }
 }

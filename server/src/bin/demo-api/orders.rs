@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use phaseloop::{Request, Responder, Response};
+use phaseloop::{Request, Responder};
 use phaseloop_core::Loop;
 use serde_json::{json, Value};
 
@@ -259,9 +259,9 @@ impl Orders {
                     let orders2 = orders.clone();
                     lp.set_immediate(move |lp| orders2.notify(lp, id));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => res.send(
-                    Response::json_error(503, "server busy, retry").header("Retry-After", "1"),
-                ),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    res.send(crate::busy("server busy, retry"))
+                }
                 Err(e) => res.json_error(500, &format!("order not saved: {e}")),
             });
     }
@@ -391,9 +391,7 @@ impl Orders {
             });
             if submitted.is_err() {
                 if let Some(res) = slot_res.borrow_mut().take() {
-                    res.send(
-                        Response::json_error(503, "server busy, retry").header("Retry-After", "1"),
-                    );
+                    res.send(crate::busy("server busy, retry"));
                 }
             }
             return;
@@ -414,7 +412,7 @@ impl Orders {
                 )
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                res.send(Response::json_error(503, "server busy, retry").header("Retry-After", "1"))
+                res.send(crate::busy("server busy, retry"))
             }
             Err(e) => res.json_error(500, &format!("order store: {e}")),
         });

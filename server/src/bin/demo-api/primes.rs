@@ -85,19 +85,14 @@ impl Primes {
             Err(bad) => return res.send(bad),
         };
         if self.waiting.borrow().len() >= MAX_WAITING {
-            return res.send(
-                Response::json_error(503, "too many primes requests waiting")
-                    .header("Retry-After", "1"),
-            );
+            return res.send(crate::busy("too many primes requests waiting"));
         }
         let id = self.next.get();
         self.next.set(id + 1);
         self.waiting.borrow_mut().insert(id, res);
         if self.worker.post((id, limit)).is_err() {
             if let Some(res) = self.waiting.borrow_mut().remove(&id) {
-                res.send(
-                    Response::json_error(503, "primes worker is busy").header("Retry-After", "1"),
-                );
+                res.send(crate::busy("primes worker is busy"));
             }
         }
     }

@@ -145,10 +145,7 @@ impl Users {
         if submitted.is_err() {
             let waiters = self.waiting.borrow_mut().remove(&id).unwrap_or_default();
             for waiter in waiters {
-                waiter.send(
-                    Response::json_error(503, "server busy: thread pool queue is full")
-                        .header("Retry-After", "1"),
-                );
+                waiter.send(crate::busy("server busy: thread pool queue is full"));
             }
         }
     }
