@@ -262,7 +262,8 @@ fn health_answered_first(demo: &Demo, first: &str) -> bool {
         assert_eq!(status_of(&r), "HTTP/1.1 200 OK");
         std::time::Instant::now()
     });
-    std::thread::sleep(Duration::from_millis(150));
+    // Long enough for `first` to be under way even on a busy machine.
+    std::thread::sleep(Duration::from_millis(300));
     let r = demo.get("/health");
     assert_eq!(status_of(&r), "HTTP/1.1 200 OK");
     let health_done = std::time::Instant::now();
@@ -275,11 +276,11 @@ fn primes_blocking_delays_health_but_primes_on_worker_does_not() {
     let dir = temp_dir("demo-primes");
     let demo = Demo::start(&dir, &[]);
     assert!(
-        health_answered_first(&demo, "/primes?limit=500000"),
+        health_answered_first(&demo, "/primes?limit=1000000"),
         "/health must not wait for primes computed on the worker"
     );
     assert!(
-        !health_answered_first(&demo, "/primes-blocking?limit=500000"),
+        !health_answered_first(&demo, "/primes-blocking?limit=1000000"),
         "/health waits for primes computed on the loop"
     );
     std::fs::remove_dir_all(&dir).ok();
