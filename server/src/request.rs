@@ -71,7 +71,6 @@ pub struct Request {
     path: Span,
     query: Option<Span>,
     version: Version,
-    headers: Vec<(Span, Span)>,
     pub(crate) params: Vec<(Rc<str>, Span)>,
     pub(crate) body: Vec<u8>,
     pub(crate) route: Option<Rc<str>>,
@@ -127,7 +126,6 @@ impl Request {
             path,
             query,
             version: parsed.version,
-            headers: parsed.headers,
             params: Vec::new(),
             body: Vec::new(),
             route: None,
@@ -200,12 +198,26 @@ impl Request {
         self.version
     }
 
+    /// The header fields, found by scanning the head's lines: the parser
+    /// validated them (every line ends in CRLF, every field line has a
+    /// colon, no obs-fold), so splitting is enough.
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.head
+            .split(|b| *b == b'\n')
+            .skip(1) // the request line
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            .take_while(|line| !line.is_empty())
+            .filter_map(|line| {
+                let colon = line.iter().position(|b| *b == b':')?;
+                Some((&line[..colon], line[colon + 1..].trim_ascii()))
+            })
+    }
+
     /// The first header field called `name` (case-insensitive), raw bytes.
     pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| self.slice(*n).eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| self.slice(*v))
+        self.fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// The first header field called `name`, if it is valid UTF-8.
@@ -216,9 +228,9 @@ impl Request {
 
     /// Every header field as (name, value) in the order received.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.headers
-            .iter()
-            .map(|(n, v)| (self.str(*n), self.slice(*v)))
+        // Field names are tokens (ASCII): the parser checked.
+        self.fields()
+            .map(|(n, v)| (std::str::from_utf8(n).unwrap_or(""), v))
     }
 
     /// A route parameter (`:id` in `/api/users/:id`), undecoded.
@@ -268,10 +280,9 @@ impl Request {
 
     /// True if the client accepts `coding` (e.g. "gzip") per Accept-Encoding.
     pub fn accepts_encoding(&self, coding: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| self.slice(*n).eq_ignore_ascii_case(b"accept-encoding"))
-            .flat_map(|(_, v)| self.slice(*v).split(|b| *b == b','))
+        self.fields()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"accept-encoding"))
+            .flat_map(|(_, v)| v.split(|b| *b == b','))
             .any(|item| {
                 let mut parts = item.split(|b| *b == b';');
                 let name = parts.next().unwrap_or_default().trim_ascii();

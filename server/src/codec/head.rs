@@ -56,8 +56,9 @@ pub struct ParsedHead {
     pub target: Span,
     /// Protocol version.
     pub version: Version,
-    /// (name, value) spans of every field, in order.
-    pub headers: Vec<(Span, Span)>,
+    /// Number of header fields (the request scans its head bytes for them:
+    /// most handlers read none, so no index is built per request).
+    pub header_count: usize,
     /// How the body is delimited.
     pub framing: BodyFraming,
     /// Whether the connection may serve another request after this one.
@@ -148,7 +149,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         return Err(HttpError::bad_request("invalid request target"));
     }
 
-    let mut headers = Vec::with_capacity(req.headers.len());
+    let header_count = req.headers.len();
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked = false;
@@ -160,7 +161,6 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
-        headers.push((span(base, name), span(base, value)));
         // Dispatch on length first: most fields are none of these five.
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
@@ -214,7 +214,8 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
     // anywhere, so a bare LF can only end a line: check the ends of the
     // request line, of each field line and of the head.
     let request_line_end = line_end.unwrap_or(0);
-    let field_lines_ok = headers.iter().all(|&(_, (_, end))| {
+    let field_lines_ok = req.headers.iter().all(|h| {
+        let end = span(base, h.value).1;
         let rest = &buf[end as usize..len];
         let after_space = rest.iter().position(|b| *b != b' ' && *b != b'\t');
         after_space.is_some_and(|i| rest[i] == b'\r')
@@ -276,7 +277,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         method: span(base, method.as_bytes()),
         target: span(base, target.as_bytes()),
         version,
-        headers,
+        header_count,
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
