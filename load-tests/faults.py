@@ -9,6 +9,7 @@ errors, the server's RSS before and at its peak. Pass: /health p99 < 50 ms.
 Faults (each bounded by --duration):
   slowloris     2,000 connections trickling a request head, a byte a second
   never-read    1,000 connections pipelining GET /json, never reading an answer
+  never-read-files  the same with GET /files/loop.txt (150 KB, streamed in chunks)
   resets        connections sending half a request, then a TCP reset, in a loop
   hash-flood    200 connections hammering POST /api/hash (pbkdf2 on the pool)
 
@@ -73,8 +74,8 @@ def slowloris(stop, n=2000):
         s.close()
 
 
-def never_read(stop, n=1000):
-    req = b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n" * 8
+def never_read(stop, n=1000, path=b"/json"):
+    req = (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n") * 8
     socks = []
     for _ in range(n):
         try:
@@ -117,13 +118,14 @@ def hash_flood(stop, duration):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=8)
-    ap.add_argument("--only", default="slowloris,never-read,resets,hash-flood")
+    ap.add_argument("--only", default="slowloris,never-read,never-read-files,resets,hash-flood")
     args = ap.parse_args()
     raise_nofile()
     pin_to_cpu1()
     faults = {
         "slowloris": lambda stop: slowloris(stop),
         "never-read": lambda stop: never_read(stop),
+        "never-read-files": lambda stop: never_read(stop, path=b"/files/loop.txt"),
         "resets": lambda stop: resets(stop),
         "hash-flood": lambda stop: hash_flood(stop, args.duration),
     }

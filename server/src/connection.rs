@@ -116,6 +116,9 @@ pub(crate) enum DeadlineKind {
     Linger,
 }
 
+/// A stream waiting for the client to take bytes.
+pub(crate) type DrainWaiter = Box<dyn FnOnce(&phaseloop_core::Loop)>;
+
 pub(crate) struct Conn {
     pub id: u64,
     pub stream: TcpStream,
@@ -144,6 +147,8 @@ pub(crate) struct Conn {
     pub requests: u64,
     /// Requests refused by the codec on this connection.
     pub refusals: u64,
+    /// Streams waiting for the client to take bytes (`BodyWriter::on_drain`).
+    pub drain_waiters: Vec<DrainWaiter>,
 }
 
 /// What connection code needs from its server while it runs.
@@ -235,6 +240,7 @@ impl Conn {
             linger_since: now,
             requests: 0,
             refusals: 0,
+            drain_waiters: Vec::new(),
         }
     }
 
@@ -271,9 +277,13 @@ impl Conn {
                 .sum::<usize>()
     }
 
-    /// Requests dispatched and not yet answered.
+    /// Requests dispatched and not yet fully answered (streams still open
+    /// count: they are still producing output).
     fn unanswered(&self) -> usize {
-        self.queue.iter().filter(|s| s.bytes.is_none()).count()
+        self.queue
+            .iter()
+            .filter(|s| s.bytes.is_none() || s.streaming)
+            .count()
     }
 
     fn over_limits(&self, cfg: &ServerConfig) -> bool {
@@ -646,11 +656,12 @@ impl Conn {
         high_water: usize,
     ) -> Result<(), StreamError> {
         let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
-        let unsent = self.unsent();
+        // Everything the client has not taken counts, whichever response it
+        // belongs to: the bound is per connection.
+        let waiting = self.buffered_output();
         let Some(slot) = self.queue.iter_mut().find(|s| s.seq == seq && s.streaming) else {
             return Err(StreamError::Closed);
         };
-        let waiting = unsent + slot.bytes.as_ref().map_or(0, Vec::len);
         if waiting >= high_water {
             return Err(StreamError::Congested);
         }

@@ -197,6 +197,26 @@ impl BodyWriter {
             .unwrap_or(Err(StreamError::Closed))
     }
 
+    /// True when the next [`BodyWriter::write`] would be refused: check it
+    /// before producing the next piece (reading it from disk, say), and wait
+    /// with [`BodyWriter::on_drain`] instead.
+    pub fn congested(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(|inner| inner.stream_congested(self.key, self.conn_id))
+    }
+
+    /// Runs `callback` when the client has taken most of what is waiting
+    /// for it: the way to resume after [`StreamError::Congested`] without
+    /// polling. Dropped unrun if the client goes away.
+    pub fn on_drain(&self, callback: impl FnOnce(&Loop) + 'static) {
+        if let Some(inner) = &self.inner {
+            Loop::with_current(|lp| {
+                inner.stream_on_drain(lp, self.key, self.conn_id, Box::new(callback))
+            });
+        }
+    }
+
     /// Ends the body.
     pub fn finish(mut self) {
         self.end(false);

@@ -454,7 +454,15 @@ impl ServerInner {
                     conn.idle_since = now;
                     conn.release_buffers(&mut self.pool.borrow_mut());
                 }
-                done
+                // Streams waiting for room get it back below half the mark.
+                let drained = if !conn.drain_waiters.is_empty()
+                    && conn.buffered_output() < self.cfg.write_high_water / 2
+                {
+                    std::mem::take(&mut conn.drain_waiters)
+                } else {
+                    Vec::new()
+                };
+                (done, drained)
             })
         };
         match result {
@@ -462,7 +470,10 @@ impl ServerInner {
                 self.close_conn(lp, key);
                 false
             }
-            Ok(lingering) => {
+            Ok((lingering, drained)) => {
+                for waiter in drained {
+                    waiter(lp);
+                }
                 if lingering && !self.drive_linger(lp, key) {
                     return false; // the client had already closed: done
                 }
@@ -543,6 +554,38 @@ impl ServerInner {
             self.after_output(lp, key);
         }
         result
+    }
+
+    /// True when a stream's next piece would be refused as congested (or
+    /// the connection is gone).
+    pub fn stream_congested(&self, key: usize, id: u64) -> bool {
+        let high_water = self.cfg.write_high_water;
+        self.with_conn(key, id, |conn, _, _| conn.buffered_output() >= high_water)
+            .unwrap_or(true)
+    }
+
+    /// Runs `callback` once the connection has taken most of what is
+    /// buffered for it (at once, next tick, if it already has); dropped if
+    /// the connection closes first.
+    pub fn stream_on_drain(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        callback: Box<dyn FnOnce(&Loop)>,
+    ) {
+        let half = self.cfg.write_high_water / 2;
+        let ready = self.with_conn(key, id, |conn, _, _| {
+            if conn.buffered_output() < half {
+                Some(callback)
+            } else {
+                conn.drain_waiters.push(callback);
+                None
+            }
+        });
+        if let Some(Some(callback)) = ready {
+            lp.set_immediate(move |lp| callback(lp));
+        }
     }
 
     /// The end of a streamed body (`abort`: cut it short and close).

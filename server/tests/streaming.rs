@@ -27,6 +27,10 @@ fn app() -> App {
             tick(lp, writer, 0);
         })
         .get("/fast", |_, _, res| res.text(200, "fast"))
+        .get("/polite", |lp, _, res| {
+            let writer = res.stream(Response::new(200));
+            produce(lp, writer, 0, 2 * 1024 * 1024);
+        })
         .get("/cut", |lp, _, res| {
             let mut writer = res.stream(Response::text(200, ""));
             writer.write(b"partial").unwrap();
@@ -55,6 +59,32 @@ fn app() -> App {
                 }
             })));
         })
+}
+
+/// Streams `total` bytes in 16 KiB pieces, waiting with `on_drain` whenever
+/// the client has not taken the earlier ones: the polite producer.
+fn produce(lp: &Loop, mut writer: BodyWriter, sent: usize, total: usize) {
+    let mut sent = sent;
+    while sent < total {
+        if writer.congested() {
+            let cell = Rc::new(RefCell::new(None::<BodyWriter>));
+            let c = cell.clone();
+            writer.on_drain(move |lp| {
+                if let Some(w) = c.borrow_mut().take() {
+                    produce(lp, w, sent, total);
+                }
+            });
+            *cell.borrow_mut() = Some(writer);
+            return;
+        }
+        let piece: Vec<u8> = (sent..sent + 16 * 1024)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        writer.write(&piece).unwrap();
+        sent += piece.len();
+    }
+    let _ = lp;
+    writer.finish();
 }
 
 thread_local! {
@@ -126,4 +156,37 @@ fn a_stream_to_a_client_that_does_not_read_stays_bounded() {
         "{buffered} bytes buffered for a client that does not read"
     );
     drop(c);
+}
+
+#[test]
+fn a_producer_waiting_on_drain_delivers_everything_to_a_slow_reader() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET /polite HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Read slowly at first, so the producer has to wait for drains.
+    std::thread::sleep(Duration::from_millis(200));
+    let (tx, rx) = std::sync::mpsc::channel();
+    server.on_loop(move |_, s| tx.send(s.buffered_bytes()).unwrap());
+    let buffered = rx.recv().unwrap();
+    assert!(
+        buffered < 256 * 1024,
+        "the producer waited instead of buffering: {buffered}"
+    );
+    let whole = c.read_through(b"\r\n0\r\n\r\n");
+    let mut rest = whole.split_once("\r\n\r\n").unwrap().1.as_bytes();
+    let mut body = Vec::new();
+    loop {
+        let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&rest[nl + 2..nl + 2 + size]);
+        rest = &rest[nl + 2 + size + 2..];
+    }
+    assert_eq!(body.len(), 2 * 1024 * 1024);
+    assert!(body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == b'a' + (i % 26) as u8));
 }

@@ -139,8 +139,10 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         return Err(HttpError::new(431, "request header block too large"));
     }
     let base = buf.as_ptr();
-    let method = req.method.expect("complete request has a method");
-    let target = req.path.expect("complete request has a target");
+    // httparse fills both in a complete request; refuse rather than trust it.
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        return Err(HttpError::bad_request("malformed request"));
+    };
     let version = match req.version {
         Some(0) => Version::Http10,
         _ => Version::Http11,

@@ -3,13 +3,20 @@
 
 use std::path::{Path, PathBuf};
 
-use phaseloop::{Request, Responder, Response};
-use phaseloop_core::{fs, zlib, Loop};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use phaseloop::{BodyWriter, Request, Responder, Response, StreamError};
+use phaseloop_core::{fs, zlib, Job, Lane, Loop};
 
 /// Files smaller than this are sent as they are: gzip would not pay.
 const GZIP_MIN_LEN: usize = 1024;
-/// Largest file served (the pool reads it whole).
-const MAX_FILE_LEN: usize = 8 * 1024 * 1024;
+/// Largest file gzip'd (read and compressed whole, in memory).
+const GZIP_MAX_LEN: u64 = 1024 * 1024;
+/// Files up to this size are read whole; larger ones are streamed.
+const WHOLE_MAX_LEN: usize = 64 * 1024;
+/// Bytes read per step of a streamed file.
+const CHUNK: u64 = 64 * 1024;
 
 /// Writes the sample public files on first run.
 pub fn init_public(data_dir: &Path) -> std::io::Result<PathBuf> {
@@ -64,26 +71,61 @@ pub fn serve(dir: &Path, lp: &Loop, req: Request, res: Responder) {
     }
     let gzip_ok = req.accepts_encoding("gzip");
     let path = dir.join(&name);
-    let submitted = fs::read_file(path).submit(lp, move |lp, result| {
-        let bytes = match result {
-            Ok(Ok(b)) if b.len() <= MAX_FILE_LEN => b,
-            Ok(Ok(_)) => return res.json_error(413, "file too large to serve"),
-            Ok(Err(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
-                ) =>
-            {
+    let slot = Rc::new(RefCell::new(Some(res)));
+    let on_stat = slot.clone();
+    let stat_path = path.clone();
+    let submitted = fs::stat(stat_path).submit(lp, move |lp, result| {
+        let Some(res) = on_stat.borrow_mut().take() else {
+            return;
+        };
+        let len = match result {
+            Ok(Ok(st)) if st.is_file => st.len,
+            Ok(Ok(_)) => return res.json_error(404, "File not found"),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 return res.json_error(404, "File not found")
             }
             Ok(Err(e)) => return res.json_error(500, &format!("reading the file: {e}")),
-            Err(e) => {
-                return res
-                    .send(Response::json_error(503, &e.to_string()).header("Retry-After", "1"))
-            }
+            Err(e) => return res.send(crate::busy(&e.to_string())),
         };
         let ctype = content_type(&name);
-        if !gzip_ok || bytes.len() < GZIP_MIN_LEN {
+        let gzip = gzip_ok && (GZIP_MIN_LEN as u64..=GZIP_MAX_LEN).contains(&len);
+        if len as usize > WHOLE_MAX_LEN && !gzip {
+            let writer = res.stream(Response::new(200).header("Content-Type", ctype));
+            pump(
+                lp,
+                FileStream {
+                    path,
+                    offset: 0,
+                    len,
+                    writer,
+                    pending: None,
+                },
+            );
+        } else {
+            whole(lp, path, ctype, gzip, res);
+        }
+    });
+    if submitted.is_err() {
+        if let Some(res) = slot.borrow_mut().take() {
+            res.send(crate::busy("server busy, retry"));
+        }
+    }
+}
+
+/// A file read whole (small, or to be gzip'd), answered with Content-Length.
+fn whole(lp: &Loop, path: PathBuf, ctype: &'static str, gzip: bool, res: Responder) {
+    let slot = Rc::new(RefCell::new(Some(res)));
+    let on_read = slot.clone();
+    let submitted = fs::read_file(path).submit(lp, move |lp, result| {
+        let Some(res) = on_read.borrow_mut().take() else {
+            return;
+        };
+        let bytes = match result {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return res.json_error(500, &format!("reading the file: {e}")),
+            Err(e) => return res.send(crate::busy(&e.to_string())),
+        };
+        if !gzip {
             return res.send(
                 Response::new(200)
                     .header("Content-Type", ctype)
@@ -91,8 +133,7 @@ pub fn serve(dir: &Path, lp: &Loop, req: Request, res: Responder) {
                     .body(bytes),
             );
         }
-        let fallback = bytes.clone();
-        let slot = std::rc::Rc::new(std::cell::RefCell::new(Some(res)));
+        let slot = Rc::new(RefCell::new(Some(res)));
         let on_done = slot.clone();
         let gz = zlib::gzip(bytes, 6).submit(lp, move |_, result| {
             let Some(res) = on_done.borrow_mut().take() else {
@@ -106,11 +147,7 @@ pub fn serve(dir: &Path, lp: &Loop, req: Request, res: Responder) {
                         .header("Vary", "Accept-Encoding")
                         .body(gz),
                 ),
-                _ => res.send(
-                    Response::new(200)
-                        .header("Content-Type", ctype)
-                        .body(fallback),
-                ),
+                _ => res.json_error(500, "compression failed"),
             }
         });
         if gz.is_err() {
@@ -119,8 +156,90 @@ pub fn serve(dir: &Path, lp: &Loop, req: Request, res: Responder) {
             }
         }
     });
-    if let Err(e) = submitted {
-        // `res` was inside the refused callback and has answered 500; log why.
-        eprintln!("demo-api: file read refused: {e}");
+    if submitted.is_err() {
+        if let Some(res) = slot.borrow_mut().take() {
+            res.send(crate::busy("server busy, retry"));
+        }
+    }
+}
+
+/// A large file on its way out, a chunk at a time: never more than one
+/// chunk read ahead of what the client has taken.
+struct FileStream {
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+    writer: BodyWriter,
+    /// A chunk read but refused by a congested client.
+    pending: Option<Vec<u8>>,
+}
+
+fn pump(lp: &Loop, mut s: FileStream) {
+    if let Some(chunk) = s.pending.take() {
+        match s.writer.write(&chunk) {
+            Ok(()) => s.offset += chunk.len() as u64,
+            Err(StreamError::Congested) => {
+                s.pending = Some(chunk);
+                let resume = Rc::new(RefCell::new(None::<FileStream>));
+                let r = resume.clone();
+                s.writer.on_drain(move |lp| {
+                    if let Some(s) = r.borrow_mut().take() {
+                        pump(lp, s);
+                    }
+                });
+                *resume.borrow_mut() = Some(s);
+                return;
+            }
+            Err(StreamError::Closed) => return,
+        }
+    }
+    if s.offset >= s.len {
+        return s.writer.finish();
+    }
+    if s.writer.congested() {
+        // Read nothing ahead of a client that has not taken the last chunk.
+        let resume = Rc::new(RefCell::new(None::<FileStream>));
+        let r = resume.clone();
+        s.writer.on_drain(move |lp| {
+            if let Some(s) = r.borrow_mut().take() {
+                pump(lp, s);
+            }
+        });
+        *resume.borrow_mut() = Some(s);
+        return;
+    }
+    let (path, offset, n) = (
+        s.path.clone(),
+        s.offset,
+        CHUNK.min(s.len - s.offset) as usize,
+    );
+    let job = Job::new(Lane::Fs, move || -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; n];
+        let got = std::fs::File::open(path)?.read_at(&mut buf, offset)?;
+        buf.truncate(got);
+        Ok(buf)
+    });
+    let cell = Rc::new(RefCell::new(Some(s)));
+    let on_read = cell.clone();
+    let submitted = job.submit(lp, move |lp, result| {
+        let Some(mut s) = on_read.borrow_mut().take() else {
+            return;
+        };
+        match result {
+            Ok(Ok(bytes)) if !bytes.is_empty() => {
+                s.pending = Some(bytes);
+                pump(lp, s);
+            }
+            // The file shrank or failed: the body ends cut short (dropping
+            // the writer), so the client can tell.
+            _ => drop(s),
+        }
+    });
+    if submitted.is_err() {
+        // The pool is full: try again shortly.
+        if let Some(s) = cell.borrow_mut().take() {
+            lp.set_timeout(std::time::Duration::from_millis(10), move |lp| pump(lp, s));
+        }
     }
 }
