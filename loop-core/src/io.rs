@@ -11,6 +11,7 @@
 use mio::{event::Event, Token};
 
 use crate::event_loop::Loop;
+use crate::handle_slots::{HandleSlots, SlotId};
 
 /// The token reserved for the loop's cross-thread waker.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -70,30 +71,20 @@ impl IoToken {
         self.0
     }
 
-    fn key(self) -> usize {
-        self.0 .0 & 0xFFFF_FFFF
-    }
-
-    fn generation(self) -> u32 {
-        (self.0 .0 >> 32) as u32
+    fn slot_id(self) -> SlotId {
+        SlotId {
+            key: (self.0 .0 & 0xFFFF_FFFF) as u32,
+            generation: (self.0 .0 >> 32) as u32,
+        }
     }
 }
 
 /// The callback type of an I/O source.
 pub type IoCallback = Box<dyn FnMut(&Loop, IoEvent) -> IoOutcome>;
 
-struct Slot {
-    generation: u32,
-    in_use: bool,
-    referenced: bool,
-    callback: Option<IoCallback>,
-}
-
 /// The registry of I/O callbacks, by token.
 pub(crate) struct IoSources {
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    referenced: usize,
+    slots: HandleSlots<IoCallback>,
     /// Sources that asked to be called again next tick.
     again: Vec<(IoToken, IoEvent)>,
     /// Scratch buffer the poll phase copies ready events into.
@@ -103,16 +94,14 @@ pub(crate) struct IoSources {
 impl IoSources {
     pub fn new() -> Self {
         IoSources {
-            slots: Vec::new(),
-            free: Vec::new(),
-            referenced: 0,
+            slots: HandleSlots::new(),
             again: Vec::new(),
             ready: Vec::new(),
         }
     }
 
     pub fn referenced(&self) -> usize {
-        self.referenced
+        self.slots.referenced()
     }
 
     pub fn has_again(&self) -> bool {
@@ -120,58 +109,19 @@ impl IoSources {
     }
 
     pub fn insert(&mut self, callback: IoCallback) -> IoToken {
-        let key = match self.free.pop() {
-            Some(k) => k,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    in_use: false,
-                    referenced: false,
-                    callback: None,
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let slot = &mut self.slots[key as usize];
-        slot.in_use = true;
-        slot.referenced = true;
-        slot.callback = Some(callback);
-        self.referenced += 1;
-        IoToken(Token(((slot.generation as usize) << 32) | key as usize))
-    }
-
-    fn slot_mut(&mut self, token: IoToken) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(token.key())
-            .filter(|s| s.in_use && s.generation == token.generation())
-    }
-
-    pub fn remove(&mut self, token: IoToken) -> bool {
-        let Some(slot) = self.slot_mut(token) else {
-            return false;
-        };
-        slot.in_use = false;
-        slot.callback = None;
+        let SlotId { key, generation } = self.slots.insert(callback);
         // Generations live in the token's upper 32 bits (usize is 64-bit on
         // every target we build for); wrapping is harmless after 4 billion
         // reuses of one slot.
-        slot.generation = slot.generation.wrapping_add(1);
-        let referenced = slot.referenced;
-        self.free.push(token.key() as u32);
-        if referenced {
-            self.referenced -= 1;
-        }
-        true
+        IoToken(Token(((generation as usize) << 32) | key as usize))
+    }
+
+    pub fn remove(&mut self, token: IoToken) -> bool {
+        self.slots.remove(token.slot_id())
     }
 
     pub fn set_referenced(&mut self, token: IoToken, referenced: bool) -> bool {
-        let Some(slot) = self.slot_mut(token) else {
-            return false;
-        };
-        if std::mem::replace(&mut slot.referenced, referenced) != referenced {
-            crate::event_loop::count_reference(&mut self.referenced, referenced);
-        }
-        true
+        self.slots.set_referenced(token.slot_id(), referenced)
     }
 
     /// Copies mio's events into the reusable ready list; returns whether the
@@ -205,7 +155,7 @@ impl IoSources {
     }
 
     pub fn take_callback(&mut self, token: IoToken) -> Option<IoCallback> {
-        self.slot_mut(token)?.callback.take()
+        self.slots.take(token.slot_id())
     }
 
     /// Puts a callback back after it ran, unless its source was deregistered
@@ -217,13 +167,8 @@ impl IoSources {
         outcome: IoOutcome,
         event: IoEvent,
     ) {
-        if let Some(slot) = self.slot_mut(token) {
-            if slot.callback.is_none() {
-                slot.callback = Some(callback);
-            }
-            if outcome == IoOutcome::Again {
-                self.again.push((token, event));
-            }
+        if self.slots.put_back(token.slot_id(), callback) && outcome == IoOutcome::Again {
+            self.again.push((token, event));
         }
     }
 }

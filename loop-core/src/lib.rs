@@ -26,6 +26,7 @@
 
 mod event_loop;
 mod guard;
+mod handle_slots;
 mod hooks;
 mod immediates;
 pub mod io;

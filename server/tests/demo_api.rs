@@ -131,17 +131,7 @@ fn routes_and_statuses() {
         "{}",
         &r[..200]
     );
-    let mut body = Vec::new();
-    let mut rest = body_of(&r).as_bytes();
-    loop {
-        let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap(), 16).unwrap();
-        if size == 0 {
-            break;
-        }
-        body.extend_from_slice(&rest[nl + 2..nl + 2 + size]);
-        rest = &rest[nl + 2 + size + 2..];
-    }
+    let body = util::decode_chunked(body_of(&r));
     assert_eq!(body, std::fs::read(dir.join("public/loop.txt")).unwrap());
     for bad in ["..%2F..%2Fetc%2Fpasswd", ".hidden", "a%00b"] {
         assert_eq!(

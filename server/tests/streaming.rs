@@ -173,17 +173,7 @@ fn a_producer_waiting_on_drain_delivers_everything_to_a_slow_reader() {
         "the producer waited instead of buffering: {buffered}"
     );
     let whole = c.read_through(b"\r\n0\r\n\r\n");
-    let mut rest = whole.split_once("\r\n\r\n").unwrap().1.as_bytes();
-    let mut body = Vec::new();
-    loop {
-        let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap(), 16).unwrap();
-        if size == 0 {
-            break;
-        }
-        body.extend_from_slice(&rest[nl + 2..nl + 2 + size]);
-        rest = &rest[nl + 2 + size + 2..];
-    }
+    let body = util::decode_chunked(whole.split_once("\r\n\r\n").unwrap().1);
     assert_eq!(body.len(), 2 * 1024 * 1024);
     assert!(body
         .iter()

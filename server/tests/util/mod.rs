@@ -326,3 +326,18 @@ impl Client {
         redact_date(&String::from_utf8_lossy(&whole))
     }
 }
+
+/// Decodes a chunked body (the text after the head) into its bytes.
+pub fn decode_chunked(body: &str) -> Vec<u8> {
+    let mut rest = body.as_bytes();
+    let mut out = Vec::new();
+    loop {
+        let nl = find(rest, b"\r\n").expect("a chunk-size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&rest[nl + 2..nl + 2 + size]);
+        rest = &rest[nl + 2 + size + 2..];
+    }
+}

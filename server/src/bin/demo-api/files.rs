@@ -174,21 +174,25 @@ struct FileStream {
     pending: Option<Vec<u8>>,
 }
 
+/// Parks the stream until its client has taken most of what is waiting.
+fn resume_on_drain(s: FileStream) {
+    let parked = Rc::new(RefCell::new(None::<FileStream>));
+    let p = parked.clone();
+    s.writer.on_drain(move |lp| {
+        if let Some(s) = p.borrow_mut().take() {
+            pump(lp, s);
+        }
+    });
+    *parked.borrow_mut() = Some(s);
+}
+
 fn pump(lp: &Loop, mut s: FileStream) {
     if let Some(chunk) = s.pending.take() {
         match s.writer.write(&chunk) {
             Ok(()) => s.offset += chunk.len() as u64,
             Err(StreamError::Congested) => {
                 s.pending = Some(chunk);
-                let resume = Rc::new(RefCell::new(None::<FileStream>));
-                let r = resume.clone();
-                s.writer.on_drain(move |lp| {
-                    if let Some(s) = r.borrow_mut().take() {
-                        pump(lp, s);
-                    }
-                });
-                *resume.borrow_mut() = Some(s);
-                return;
+                return resume_on_drain(s);
             }
             Err(StreamError::Closed) => return,
         }
@@ -198,15 +202,7 @@ fn pump(lp: &Loop, mut s: FileStream) {
     }
     if s.writer.congested() {
         // Read nothing ahead of a client that has not taken the last chunk.
-        let resume = Rc::new(RefCell::new(None::<FileStream>));
-        let r = resume.clone();
-        s.writer.on_drain(move |lp| {
-            if let Some(s) = r.borrow_mut().take() {
-                pump(lp, s);
-            }
-        });
-        *resume.borrow_mut() = Some(s);
-        return;
+        return resume_on_drain(s);
     }
     let (path, offset, n) = (
         s.path.clone(),
