@@ -34,42 +34,50 @@ fn quiet_loop() -> Loop {
         .expect("loop")
 }
 
-fn immediates(n: u64) -> Duration {
+/// What one counted callback needs: the count left, where to note the end,
+/// and when the run started.
+#[derive(Clone)]
+struct Countdown {
+    left: Rc<Cell<u64>>,
+    done: Rc<Cell<Duration>>,
+    start: Instant,
+}
+
+impl Countdown {
+    fn tick(&self) {
+        self.left.set(self.left.get() - 1);
+        if self.left.get() == 0 {
+            self.done.set(self.start.elapsed());
+        }
+    }
+}
+
+/// Runs `n` callbacks, each scheduled by `schedule` from the main function
+/// (which builds the callback itself: one closure per callback, as user
+/// code would), and returns the time until the last one ran.
+fn countdown(n: u64, schedule: impl Fn(&Loop, Countdown)) -> Duration {
     let lp = quiet_loop();
-    let start = Instant::now();
-    let left = Rc::new(Cell::new(n));
-    let done = Rc::new(Cell::new(Duration::ZERO));
+    let c = Countdown {
+        left: Rc::new(Cell::new(n)),
+        done: Rc::new(Cell::new(Duration::ZERO)),
+        start: Instant::now(),
+    };
     lp.run_main(|lp| {
         for _ in 0..n {
-            let (left, done) = (left.clone(), done.clone());
-            lp.set_immediate(move |_| {
-                left.set(left.get() - 1);
-                if left.get() == 0 {
-                    done.set(start.elapsed());
-                }
-            });
+            schedule(lp, c.clone());
         }
     });
-    done.get()
+    c.done.get()
+}
+
+fn immediates(n: u64) -> Duration {
+    countdown(n, |lp, c| {
+        lp.set_immediate(move |_| c.tick());
+    })
 }
 
 fn next_ticks(n: u64) -> Duration {
-    let lp = quiet_loop();
-    let start = Instant::now();
-    let left = Rc::new(Cell::new(n));
-    let done = Rc::new(Cell::new(Duration::ZERO));
-    lp.run_main(|lp| {
-        for _ in 0..n {
-            let (left, done) = (left.clone(), done.clone());
-            lp.next_tick(move |_| {
-                left.set(left.get() - 1);
-                if left.get() == 0 {
-                    done.set(start.elapsed());
-                }
-            });
-        }
-    });
-    done.get()
+    countdown(n, |lp, c| lp.next_tick(move |_| c.tick()))
 }
 
 /// Pending once, waking itself: the `await undefined` of a Node async fn.

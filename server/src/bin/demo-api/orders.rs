@@ -55,6 +55,17 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// What `GET /api/orders/:id` answers for a stored record.
+fn order_view(id: u64, record: &Value, notified: bool, timeline: &[&str]) -> Value {
+    json!({
+        "id": id,
+        "order": record.get("order"),
+        "created_ms": record.get("created_ms"),
+        "notification": if notified { "delivered" } else { "pending" },
+        "timeline": timeline,
+    })
+}
+
 /// Checks an order body; the error names the field.
 pub fn validate(body: &Value) -> Result<(), String> {
     let obj = body.as_object().ok_or("the order must be a JSON object")?;
@@ -377,13 +388,7 @@ impl Orders {
                 match result {
                     Ok((Some(record), notified)) => res.json(
                         200,
-                        &json!({
-                            "id": id,
-                            "order": record.get("order"),
-                            "created_ms": record.get("created_ms"),
-                            "notification": if notified { "delivered" } else { "pending" },
-                            "timeline": ["saved (by another worker)"],
-                        }),
+                        &order_view(id, &record, notified, &["saved (by another worker)"]),
                     ),
                     Ok((None, _)) => res.json_error(404, "Order not found"),
                     Err(e) => res.json_error(500, &e.to_string()),
@@ -400,16 +405,7 @@ impl Orders {
         crate::journal::read_record(lp, path, offset, len, move |_, result| match result {
             Ok(payload) => {
                 let record: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
-                res.json(
-                    200,
-                    &json!({
-                        "id": id,
-                        "order": record.get("order"),
-                        "created_ms": record.get("created_ms"),
-                        "notification": if notified { "delivered" } else { "pending" },
-                        "timeline": timeline,
-                    }),
-                )
+                res.json(200, &order_view(id, &record, notified, &timeline))
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 res.send(crate::busy("server busy, retry"))
