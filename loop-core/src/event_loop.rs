@@ -27,7 +27,8 @@ use crate::timers::{TimerCallback, TimerHeap, TimerId};
 
 /// A one-shot loop callback (a macrotask or microtask body).
 pub(crate) type Callback = Box<dyn FnOnce(&Loop)>;
-type JobCallback = Box<dyn FnOnce(&Loop, JobResult)>;
+/// A pool job's completion callback, type-erased.
+pub(crate) type JobCallback = Box<dyn FnOnce(&Loop, JobResult)>;
 
 /// How [`Loop::run`] runs (libuv's `uv_run_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -803,13 +804,13 @@ impl Loop {
         lane: Lane,
         work: crate::pool::Work,
         callback: JobCallback,
-    ) -> Result<(), PoolError> {
+    ) -> Result<(), (PoolError, JobCallback)> {
         let key = self.jobs.borrow_mut().insert(callback);
-        let submitted = self.pool().submit(lane, work, self.remote.clone(), key);
-        if submitted.is_err() {
-            drop(self.jobs.borrow_mut().remove(key));
+        match self.pool().submit(lane, work, self.remote.clone(), key) {
+            Ok(()) => Ok(()),
+            // Refused: the caller gets its callback back.
+            Err(e) => Err((e, self.jobs.borrow_mut().remove(key))),
         }
-        submitted
     }
 
     /// Number of pool jobs submitted by this loop and not yet called back.

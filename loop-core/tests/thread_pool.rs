@@ -345,3 +345,34 @@ fn global_pool_size_comes_from_env() {
         "dropping the pool joins idle threads promptly"
     );
 }
+
+/// `Job::run` never drops its callback: a refused job is answered with
+/// QueueFull in the check phase of the same tick, not from inside `run`.
+#[test]
+fn run_answers_a_refused_job_through_its_callback() {
+    let pool = Pool::builder().threads(1).queue_capacity(1).build();
+    let lp = loop_with(pool);
+    let gate = Gate::default();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    lp.run_main(|lp| {
+        let g = gate.clone();
+        Job::new(Lane::Cpu, move || g.wait()).run(lp, |_, r| assert!(r.is_ok()));
+        while lp.pool().stats().lane(Lane::Cpu).running == 0 {
+            std::thread::yield_now();
+        }
+        let l = log.clone();
+        Job::new(Lane::Cpu, || 1).run(lp, move |_, r| l.borrow_mut().push(format!("queued {r:?}")));
+        let l = log.clone();
+        Job::new(Lane::Cpu, || 2).run(lp, move |lp, r| {
+            assert_eq!(lp.phase(), phaseloop_core::Phase::Check);
+            l.borrow_mut().push(format!("refused {r:?}"));
+        });
+        log.borrow_mut().push("after run".to_string());
+        let g = gate.clone();
+        lp.set_timeout(Duration::from_millis(20), move |_| g.open());
+    });
+    assert_eq!(
+        *log.borrow(),
+        ["after run", "refused Err(QueueFull)", "queued Ok(1)"]
+    );
+}

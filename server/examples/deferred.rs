@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use phaseloop::App;
+use phaseloop::{App, Response};
 use phaseloop_core::crypto;
 
 /// The app: one route per way of answering later.
@@ -20,17 +20,17 @@ pub fn app() -> App {
         .get("/hash", |lp, req, res| {
             let password = req.query_param("password").unwrap_or_default().into_owned();
             // The callback runs in the loop's poll phase when the pool is done.
-            let job = crypto::pbkdf2_sha512(password, "example-salt", 1000, 16);
-            if let Err(e) = job.submit(lp, move |_, key| {
-                let hex: String = key
-                    .expect("pbkdf2 cannot fail")
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                res.text(200, hex)
-            }) {
-                eprintln!("pool refused the job: {e}");
-            }
+            crypto::pbkdf2_sha512(password, "example-salt", 1000, 16).run(lp, move |_, key| {
+                match key {
+                    Ok(key) => res.text(
+                        200,
+                        key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                    ),
+                    // The pool's queue was full: tell the client to come back.
+                    Err(e) => res
+                        .send(Response::json_error(503, &e.to_string()).header("Retry-After", "1")),
+                }
+            });
         })
         .get("/immediate", |lp, _req, res| {
             lp.set_immediate(move |_| res.text(200, "answered from the check phase"));

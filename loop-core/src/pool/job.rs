@@ -1,4 +1,4 @@
-//! A typed pool job: submit it with a callback, or `.await` it.
+//! A typed pool job: run it with a callback, or `.await` it.
 
 use std::any::Any;
 use std::fmt;
@@ -7,14 +7,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{Lane, PoolError};
-use crate::event_loop::Loop;
+use crate::event_loop::{JobCallback, Loop};
 use crate::oneshot;
 
 /// Work for the thread pool that produces a `T`.
 ///
 /// Each job is defined once and used either way:
-/// `job.submit(lp, |lp, result| ...)` runs the callback in the loop's poll
-/// phase; `job.await` (inside [`Loop::spawn`]) resumes the task there.
+/// `job.run(lp, |lp, result| ...)` runs the callback in the loop's poll
+/// phase (every outcome, a full queue included, reaches the callback);
+/// `job.await` (inside [`Loop::spawn`]) resumes the task there.
+/// [`Job::submit`] is the variant that reports a full queue at once.
 pub struct Job<T> {
     lane: Lane,
     work: Box<dyn FnOnce() -> T + Send>,
@@ -44,12 +46,31 @@ impl<T: Send + 'static> Job<T> {
 
     /// Queues the job on `lp`'s pool; `callback` runs in `lp`'s poll phase
     /// with the result. A full queue fails here, at once, and the callback is
-    /// dropped unrun.
+    /// dropped unrun: for a caller that answers the refusal itself.
     pub fn submit(
         self,
         lp: &Loop,
         callback: impl FnOnce(&Loop, Result<T, PoolError>) + 'static,
     ) -> Result<(), PoolError> {
+        self.queue(lp, callback).map_err(|(e, _)| e)
+    }
+
+    /// Queues the job on `lp`'s pool; `callback` always runs exactly once:
+    /// with the result, in the poll phase, or, when the queue is full, with
+    /// [`PoolError::QueueFull`] in this tick's check phase (never from inside
+    /// this call). One place to handle every outcome.
+    pub fn run(self, lp: &Loop, callback: impl FnOnce(&Loop, Result<T, PoolError>) + 'static) {
+        if let Err((e, callback)) = self.queue(lp, callback) {
+            lp.set_immediate(move |lp| callback(lp, Err(e)));
+        }
+    }
+
+    /// Queues the job, or hands the callback back with the reason.
+    fn queue(
+        self,
+        lp: &Loop,
+        callback: impl FnOnce(&Loop, Result<T, PoolError>) + 'static,
+    ) -> Result<(), (PoolError, JobCallback)> {
         let work = self.work;
         lp.submit_work(
             self.lane,

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use phaseloop::{BodyWriter, Request, Responder, Response, StreamError};
-use phaseloop_core::{fs, zlib, Job, Lane, Loop};
+use phaseloop_core::{fs, zlib, Job, Lane, Loop, PoolError};
 
 /// Files smaller than this are sent as they are: gzip would not pay.
 const GZIP_MIN_LEN: usize = 1024;
@@ -71,13 +71,7 @@ pub fn serve(dir: &Path, lp: &Loop, req: Request, res: Responder) {
     }
     let gzip_ok = req.accepts_encoding("gzip");
     let path = dir.join(&name);
-    let slot = Rc::new(RefCell::new(Some(res)));
-    let on_stat = slot.clone();
-    let stat_path = path.clone();
-    let submitted = fs::stat(stat_path).submit(lp, move |lp, result| {
-        let Some(res) = on_stat.borrow_mut().take() else {
-            return;
-        };
+    fs::stat(path.clone()).run(lp, move |lp, result| {
         let len = match result {
             Ok(Ok(st)) if st.is_file => st.len,
             Ok(Ok(_)) => return res.json_error(404, "File not found"),
@@ -85,7 +79,7 @@ pub fn serve(dir: &Path, lp: &Loop, req: Request, res: Responder) {
                 return res.json_error(404, "File not found")
             }
             Ok(Err(e)) => return res.json_error(500, &format!("reading the file: {e}")),
-            Err(e) => return res.send(crate::busy(&e.to_string())),
+            Err(e) => return res.send(crate::pool_error(e)),
         };
         let ctype = content_type(&name);
         let gzip = gzip_ok && (GZIP_MIN_LEN as u64..=GZIP_MAX_LEN).contains(&len);
@@ -105,25 +99,15 @@ pub fn serve(dir: &Path, lp: &Loop, req: Request, res: Responder) {
             whole(lp, path, ctype, gzip, res);
         }
     });
-    if submitted.is_err() {
-        if let Some(res) = slot.borrow_mut().take() {
-            res.send(crate::busy("server busy, retry"));
-        }
-    }
 }
 
 /// A file read whole (small, or to be gzip'd), answered with Content-Length.
 fn whole(lp: &Loop, path: PathBuf, ctype: &'static str, gzip: bool, res: Responder) {
-    let slot = Rc::new(RefCell::new(Some(res)));
-    let on_read = slot.clone();
-    let submitted = fs::read_file(path).submit(lp, move |lp, result| {
-        let Some(res) = on_read.borrow_mut().take() else {
-            return;
-        };
+    fs::read_file(path).run(lp, move |lp, result| {
         let bytes = match result {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => return res.json_error(500, &format!("reading the file: {e}")),
-            Err(e) => return res.send(crate::busy(&e.to_string())),
+            Err(e) => return res.send(crate::pool_error(e)),
         };
         if !gzip {
             return res.send(
@@ -133,34 +117,18 @@ fn whole(lp: &Loop, path: PathBuf, ctype: &'static str, gzip: bool, res: Respond
                     .body(bytes),
             );
         }
-        let slot = Rc::new(RefCell::new(Some(res)));
-        let on_done = slot.clone();
-        let gz = zlib::gzip(bytes, 6).submit(lp, move |_, result| {
-            let Some(res) = on_done.borrow_mut().take() else {
-                return;
-            };
-            match result {
-                Ok(Ok(gz)) => res.send(
-                    Response::new(200)
-                        .header("Content-Type", ctype)
-                        .header("Content-Encoding", "gzip")
-                        .header("Vary", "Accept-Encoding")
-                        .body(gz),
-                ),
-                _ => res.json_error(500, "compression failed"),
-            }
+        zlib::gzip(bytes, 6).run(lp, move |_, result| match result {
+            Ok(Ok(gz)) => res.send(
+                Response::new(200)
+                    .header("Content-Type", ctype)
+                    .header("Content-Encoding", "gzip")
+                    .header("Vary", "Accept-Encoding")
+                    .body(gz),
+            ),
+            Ok(Err(e)) => res.json_error(500, &format!("compression failed: {e}")),
+            Err(e) => res.send(crate::pool_error(e)),
         });
-        if gz.is_err() {
-            if let Some(res) = slot.borrow_mut().take() {
-                res.send(crate::busy("server busy, retry"));
-            }
-        }
     });
-    if submitted.is_err() {
-        if let Some(res) = slot.borrow_mut().take() {
-            res.send(crate::busy("server busy, retry"));
-        }
-    }
 }
 
 /// A large file on its way out, a chunk at a time: never more than one
@@ -216,26 +184,17 @@ fn pump(lp: &Loop, mut s: FileStream) {
         buf.truncate(got);
         Ok(buf)
     });
-    let cell = Rc::new(RefCell::new(Some(s)));
-    let on_read = cell.clone();
-    let submitted = job.submit(lp, move |lp, result| {
-        let Some(mut s) = on_read.borrow_mut().take() else {
-            return;
-        };
-        match result {
-            Ok(Ok(bytes)) if !bytes.is_empty() => {
-                s.pending = Some(bytes);
-                pump(lp, s);
-            }
-            // The file shrank or failed: the body ends cut short (dropping
-            // the writer), so the client can tell.
-            _ => drop(s),
+    job.run(lp, move |lp, result| match result {
+        Ok(Ok(bytes)) if !bytes.is_empty() => {
+            s.pending = Some(bytes);
+            pump(lp, s);
         }
-    });
-    if submitted.is_err() {
         // The pool is full: try again shortly.
-        if let Some(s) = cell.borrow_mut().take() {
+        Err(PoolError::QueueFull) => {
             lp.set_timeout(std::time::Duration::from_millis(10), move |lp| pump(lp, s));
         }
-    }
+        // The file shrank or failed: the body ends cut short (dropping the
+        // writer), so the client can tell.
+        _ => drop(s),
+    });
 }

@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use phaseloop_core::{Job, Lane, Loop};
+use phaseloop_core::{Job, Lane, Loop, PoolError};
 
 /// A record found at start-up: (offset, line length, payload).
 pub type Recovered = (u64, u32, Vec<u8>);
@@ -147,10 +147,8 @@ impl Journal {
             bytes.extend_from_slice(&line);
             callbacks.push(done);
         }
-        let callbacks = Rc::new(RefCell::new(callbacks));
         let path = self.path.clone();
         let journal = self.clone();
-        let cbs = callbacks.clone();
         let job = Job::new(Lane::Fs, move || {
             let write = || -> io::Result<()> {
                 let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
@@ -161,13 +159,24 @@ impl Journal {
             let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(base);
             (result, len)
         });
-        let submitted = job.submit(lp, move |lp, outcome| {
+        job.run(lp, move |lp, outcome| {
             journal.in_flight.set(false);
-            journal.commits.set(journal.commits.get() + 1);
-            let (result, len) =
-                outcome.unwrap_or_else(|e| (Err(io::Error::other(e)), journal.len.get()));
+            let (result, len) = match outcome {
+                Ok(written) => {
+                    journal.commits.set(journal.commits.get() + 1);
+                    written
+                }
+                // Nothing was written; the HTTP layer answers 503.
+                Err(PoolError::QueueFull) => (
+                    Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "thread pool queue is full",
+                    )),
+                    journal.len.get(),
+                ),
+                Err(e) => (Err(io::Error::other(e)), journal.len.get()),
+            };
             journal.len.set(len);
-            let callbacks = std::mem::take(&mut *cbs.borrow_mut());
             for (done, span) in callbacks.into_iter().zip(spans) {
                 let r = match &result {
                     Ok(()) => Ok(span),
@@ -177,21 +186,6 @@ impl Journal {
             }
             journal.commit(lp);
         });
-        if submitted.is_err() {
-            // The pool is saturated: nothing was written; say so to every
-            // record of the batch (the HTTP layer answers 503).
-            self.in_flight.set(false);
-            let callbacks = std::mem::take(&mut *callbacks.borrow_mut());
-            for done in callbacks {
-                done(
-                    lp,
-                    Err(io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        "thread pool queue is full",
-                    )),
-                );
-            }
-        }
     }
 }
 
@@ -203,42 +197,33 @@ pub fn read_record(
     len: u32,
     done: impl FnOnce(&Loop, io::Result<Vec<u8>>) + 'static,
 ) {
-    {
-        let slot = Rc::new(RefCell::new(Some(done)));
-        let on_done = slot.clone();
-        let submitted = Job::new(Lane::Fs, move || -> io::Result<Vec<u8>> {
-            let file = std::fs::File::open(path)?;
-            let mut buf = vec![0u8; len as usize];
-            file.read_exact_at(&mut buf, offset)?;
-            if buf.len() < 18
-                || buf.last() != Some(&b'\n')
-                || u64::from_str_radix(std::str::from_utf8(&buf[..16]).unwrap_or(""), 16).ok()
-                    != Some(checksum(&buf[17..buf.len() - 1]))
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "record checksum mismatch",
-                ));
-            }
-            buf.truncate(buf.len() - 1);
-            buf.drain(..17);
-            Ok(buf)
-        })
-        .submit(lp, move |lp, r| {
-            if let Some(done) = on_done.borrow_mut().take() {
-                done(lp, r.map_err(io::Error::other).and_then(|r| r))
-            }
-        });
-        if submitted.is_err() {
-            if let Some(done) = slot.borrow_mut().take() {
-                done(
-                    lp,
-                    Err(io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        "thread pool queue is full",
-                    )),
-                );
-            }
+    Job::new(Lane::Fs, move || -> io::Result<Vec<u8>> {
+        let file = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset)?;
+        if buf.len() < 18
+            || buf.last() != Some(&b'\n')
+            || u64::from_str_radix(std::str::from_utf8(&buf[..16]).unwrap_or(""), 16).ok()
+                != Some(checksum(&buf[17..buf.len() - 1]))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "record checksum mismatch",
+            ));
         }
-    }
+        buf.truncate(buf.len() - 1);
+        buf.drain(..17);
+        Ok(buf)
+    })
+    .run(lp, move |lp, r| match r {
+        Ok(read) => done(lp, read),
+        Err(PoolError::QueueFull) => done(
+            lp,
+            Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "thread pool queue is full",
+            )),
+        ),
+        Err(e) => done(lp, Err(io::Error::other(e))),
+    });
 }

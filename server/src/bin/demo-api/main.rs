@@ -52,6 +52,15 @@ pub fn busy(message: &str) -> Response {
     Response::json_error(503, message).header("Retry-After", "1")
 }
 
+/// The answer for a pool job that produced no result: 503 when the queue
+/// was full (retry), 500 when the job failed.
+pub fn pool_error(e: PoolError) -> Response {
+    match e {
+        PoolError::QueueFull => busy("server busy: the thread pool queue is full"),
+        other => Response::json_error(500, &other.to_string()),
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -84,27 +93,13 @@ fn hash(lp: &Loop, req: phaseloop::Request, res: phaseloop::Responder) {
             )
         }
     };
-    let slot = Rc::new(RefCell::new(Some(res)));
-    let on_done = slot.clone();
-    let submitted = crypto::pbkdf2_sha512(password, salt, HASH_ITERATIONS, 64).submit(lp, move |_, result| {
-        let Some(res) = on_done.borrow_mut().take() else { return };
-        match result {
-            Ok(key) => {
-                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-                res.json(200, &json!({ "algorithm": "pbkdf2-sha512", "iterations": HASH_ITERATIONS, "hash": hex }))
-            }
-            Err(e) => res.json_error(500, &e.to_string()),
+    crypto::pbkdf2_sha512(password, salt, HASH_ITERATIONS, 64).run(lp, move |_, result| match result {
+        Ok(key) => {
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            res.json(200, &json!({ "algorithm": "pbkdf2-sha512", "iterations": HASH_ITERATIONS, "hash": hex }))
         }
+        Err(e) => res.send(pool_error(e)),
     });
-    if let Err(e) = submitted {
-        if let Some(res) = slot.borrow_mut().take() {
-            let msg = match e {
-                PoolError::QueueFull => "server busy: the thread pool queue is full".to_string(),
-                other => other.to_string(),
-            };
-            res.send(crate::busy(&msg));
-        }
-    }
 }
 
 fn main() {

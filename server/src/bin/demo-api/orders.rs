@@ -379,26 +379,14 @@ impl Orders {
                 let notified = record.is_some() && find(&notes_path, "order_id").is_some();
                 (record, notified)
             });
-            let slot_res = std::rc::Rc::new(std::cell::RefCell::new(Some(res)));
-            let on_done = slot_res.clone();
-            let submitted = job.submit(lp, move |_, result| {
-                let Some(res) = on_done.borrow_mut().take() else {
-                    return;
-                };
-                match result {
-                    Ok((Some(record), notified)) => res.json(
-                        200,
-                        &order_view(id, &record, notified, &["saved (by another worker)"]),
-                    ),
-                    Ok((None, _)) => res.json_error(404, "Order not found"),
-                    Err(e) => res.json_error(500, &e.to_string()),
-                }
+            job.run(lp, move |_, result| match result {
+                Ok((Some(record), notified)) => res.json(
+                    200,
+                    &order_view(id, &record, notified, &["saved (by another worker)"]),
+                ),
+                Ok((None, _)) => res.json_error(404, "Order not found"),
+                Err(e) => res.send(crate::pool_error(e)),
             });
-            if submitted.is_err() {
-                if let Some(res) = slot_res.borrow_mut().take() {
-                    res.send(crate::busy("server busy, retry"));
-                }
-            }
             return;
         };
         let path = Self::journal_paths(&self.data_dir, slot).0;

@@ -123,31 +123,24 @@ impl Users {
         self.waiting.borrow_mut().insert(id, vec![res]);
         self.store_reads.set(self.store_reads.get() + 1);
         let users = self.clone();
-        let submitted =
-            fs::read_file(self.dir.join(format!("{id}.json"))).submit(lp, move |lp, result| {
-                let waiters = users.waiting.borrow_mut().remove(&id).unwrap_or_default();
-                let response = match result {
-                    Ok(Ok(bytes)) => {
-                        let json: Rc<[u8]> = bytes.into();
-                        users.insert(lp, id, json.clone());
-                        json_bytes(200, &json)
-                    }
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                        Response::json_error(404, "User not found")
-                    }
-                    Ok(Err(e)) => Response::json_error(500, &format!("user store: {e}")),
-                    Err(e) => Response::json_error(503, &format!("{e}")).header("Retry-After", "1"),
-                };
-                for waiter in waiters {
-                    waiter.send(response.clone());
+        fs::read_file(self.dir.join(format!("{id}.json"))).run(lp, move |lp, result| {
+            let waiters = users.waiting.borrow_mut().remove(&id).unwrap_or_default();
+            let response = match result {
+                Ok(Ok(bytes)) => {
+                    let json: Rc<[u8]> = bytes.into();
+                    users.insert(lp, id, json.clone());
+                    json_bytes(200, &json)
                 }
-            });
-        if submitted.is_err() {
-            let waiters = self.waiting.borrow_mut().remove(&id).unwrap_or_default();
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Response::json_error(404, "User not found")
+                }
+                Ok(Err(e)) => Response::json_error(500, &format!("user store: {e}")),
+                Err(e) => crate::pool_error(e),
+            };
             for waiter in waiters {
-                waiter.send(crate::busy("server busy: thread pool queue is full"));
+                waiter.send(response.clone());
             }
-        }
+        });
     }
 }
 
