@@ -20,8 +20,8 @@ use phaseloop_core::{IoToken, TimerId};
 
 use crate::app::Target;
 use crate::codec::{
-    encode_continue, encode_head, parse_head, BodyFraming, ChunkedDecoder, HttpError, ResponseHead,
-    Version,
+    encode_continue, encode_head, parse_head, BodyFraming, ChunkedDecoder, HttpError,
+    ResponseFraming, ResponseHead, Version,
 };
 use crate::config::ServerConfig;
 use crate::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
@@ -616,32 +616,25 @@ impl Conn {
         } else {
             &mut own
         };
-        if streaming {
-            encode_stream_head(
-                out,
-                response,
-                slot.head_only,
-                close,
-                slot.http10_keep_alive,
-                !slot.http10,
-                date,
-            );
-            slot.bytes = Some(own);
-            // Whatever body the response already had is the first piece.
-            let body = response.body.as_bytes();
-            if !body.is_empty() {
-                let _ = self.stream_chunk(seq, body, usize::MAX);
-            }
-        } else {
-            encode_response(
-                out,
-                response,
-                slot.head_only,
-                close,
-                slot.http10_keep_alive,
-                date,
-            );
-            slot.bytes = Some(own);
+        let framing = match (streaming, slot.http10) {
+            (false, _) => ResponseFraming::Length(response.body.as_bytes().len() as u64),
+            (true, false) => ResponseFraming::Chunked,
+            (true, true) => ResponseFraming::UntilClose,
+        };
+        encode_response(
+            out,
+            response,
+            framing,
+            slot.head_only,
+            close,
+            slot.http10_keep_alive,
+            date,
+        );
+        slot.bytes = Some(own);
+        // A streamed response's body so far is its first piece.
+        let body = response.body.as_bytes();
+        if streaming && !body.is_empty() {
+            let _ = self.stream_chunk(seq, body, usize::MAX);
         }
         self.drain_ready_front();
         true
@@ -825,28 +818,6 @@ impl std::fmt::Display for StreamError {
 
 impl std::error::Error for StreamError {}
 
-/// Encodes the head of a streamed response: chunked for HTTP/1.1, or no
-/// framing at all (the connection's end ends the body) for HTTP/1.0.
-fn encode_stream_head(
-    out: &mut Vec<u8>,
-    response: &Response,
-    head_only: bool,
-    close: bool,
-    http10_keep_alive: bool,
-    chunked: bool,
-    date: &[u8; 29],
-) {
-    let _ = head_only;
-    let head = ResponseHead {
-        status: response.status,
-        body_len: None,
-        until_close: !chunked,
-        close,
-        http10_keep_alive: http10_keep_alive && !close,
-    };
-    encode_head(out, &head, fields(response), date);
-}
-
 /// A response's header fields as the encoder takes them, Content-Type first.
 fn fields(response: &Response) -> impl Iterator<Item = (&str, &[u8])> {
     response
@@ -857,26 +828,26 @@ fn fields(response: &Response) -> impl Iterator<Item = (&str, &[u8])> {
         .chain(response.headers.iter().map(|(n, v)| (&**n, &**v)))
 }
 
-/// Encodes a whole response: head, then body unless `head_only`.
+/// Encodes a response's head with `framing`, then, for a fixed-length
+/// response not answering HEAD, its body (a streamed body follows later).
 pub(crate) fn encode_response(
     out: &mut Vec<u8>,
     response: &Response,
+    framing: ResponseFraming,
     head_only: bool,
     close: bool,
     http10_keep_alive: bool,
     date: &[u8; 29],
 ) {
-    let body = response.body.as_bytes();
     let head = ResponseHead {
         status: response.status,
-        body_len: Some(body.len() as u64),
-        until_close: false,
+        framing,
         close,
         http10_keep_alive: http10_keep_alive && !close,
     };
     encode_head(out, &head, fields(response), date);
     let bodiless = response.status < 200 || response.status == 204 || response.status == 304;
-    if !head_only && !bodiless {
-        out.extend_from_slice(body);
+    if matches!(framing, ResponseFraming::Length(_)) && !head_only && !bodiless {
+        out.extend_from_slice(response.body.as_bytes());
     }
 }

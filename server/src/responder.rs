@@ -95,27 +95,18 @@ impl Responder {
     /// now with `Transfer-Encoding: chunked` (HTTP/1.0 clients get the body
     /// delimited by the connection's end), its body (if any) as the first
     /// piece; the rest follows through the returned [`BodyWriter`].
-    pub fn stream(mut self, mut response: Response) -> BodyWriter {
-        let inner = self.inner.take();
-        for hook in self.hooks.drain(..) {
-            hook(&mut response);
-        }
-        let started = inner.as_ref().is_some_and(|inner| {
-            Loop::with_current(|lp| {
-                inner.record(
-                    self.route,
-                    response.status(),
-                    lp.now().saturating_sub(self.started),
-                );
-                inner.stream_start(lp, self.key, self.conn_id, self.seq, response)
-            })
-            .unwrap_or(false)
+    pub fn stream(mut self, response: Response) -> BodyWriter {
+        let (key, conn_id, seq) = (self.key, self.conn_id, self.seq);
+        let started = self.answer(response, |lp, inner, response| {
+            inner
+                .stream_start(lp, key, conn_id, seq, response)
+                .then(|| inner.clone())
         });
         BodyWriter {
-            inner: if started { inner } else { None },
-            key: self.key,
-            conn_id: self.conn_id,
-            seq: self.seq,
+            inner: started.flatten(),
+            key,
+            conn_id,
+            seq,
         }
     }
 
@@ -127,25 +118,37 @@ impl Responder {
         self.finish(Response::text(500, PANICKED));
     }
 
-    fn finish(&mut self, mut response: Response) {
-        let Some(inner) = self.inner.take() else {
-            return;
-        };
+    fn finish(&mut self, response: Response) {
+        let (key, conn_id, seq) = (self.key, self.conn_id, self.seq);
+        self.answer(response, |lp, inner, response| {
+            inner.complete(lp, key, conn_id, seq, response)
+        });
+    }
+
+    /// What every answer goes through, once: the hooks, the route's
+    /// counters, then `deliver` on the loop. `None` if already answered.
+    fn answer<R>(
+        &mut self,
+        mut response: Response,
+        deliver: impl FnOnce(&Loop, &Rc<ServerInner>, Response) -> R,
+    ) -> Option<R> {
+        let inner = self.inner.take()?;
         for hook in self.hooks.drain(..) {
             hook(&mut response);
         }
-        let lp_done = Loop::with_current(|lp| {
+        let delivered = Loop::with_current(|lp| {
             inner.record(
                 self.route,
                 response.status(),
                 lp.now().saturating_sub(self.started),
             );
-            inner.complete(lp, self.key, self.conn_id, self.seq, response)
+            deliver(lp, &inner, response)
         });
         debug_assert!(
-            lp_done.is_some(),
+            delivered.is_some(),
             "a Responder must be used on its server's loop thread"
         );
+        delivered
     }
 }
 

@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use phaseloop::codec::{
-    encode_head, parse_head, ChunkedDecoder, DateCache, HeadLimits, ResponseHead,
+    encode_head, parse_head, ChunkedDecoder, DateCache, HeadLimits, ResponseFraming, ResponseHead,
 };
 
 const SMALL: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:3000\r\n\r\n";
@@ -104,8 +104,7 @@ fn main() {
                 let mut out = Vec::with_capacity(256);
                 let head = ResponseHead {
                     status: 200,
-                    body_len: Some(13),
-                    until_close: false,
+                    framing: ResponseFraming::Length(13),
                     close: false,
                     http10_keep_alive: false,
                 };

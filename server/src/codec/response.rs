@@ -3,16 +3,25 @@
 use super::date::DATE_LEN;
 use super::reason_phrase;
 
+/// How a response's body is delimited (RFC 9112 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// A fixed body of this many bytes (`Content-Length`).
+    Length(u64),
+    /// The chunked transfer coding (a streamed body).
+    Chunked,
+    /// Neither: the body ends when the connection closes (a streamed body
+    /// to an HTTP/1.0 client, which knows no chunked coding).
+    UntilClose,
+}
+
 /// What the connection knows about a response when it writes the head.
 #[derive(Debug)]
 pub struct ResponseHead {
     /// Status code (100..=999).
     pub status: u16,
-    /// `Some(n)`: a fixed body of n bytes (`Content-Length`); `None`: chunked.
-    pub body_len: Option<u64>,
-    /// Neither length nor chunked: the body ends when the connection closes
-    /// (streaming to an HTTP/1.0 client). Overrides `body_len`.
-    pub until_close: bool,
+    /// How the body is delimited.
+    pub framing: ResponseFraming,
     /// Send `Connection: close` (the connection ends after this response).
     pub close: bool,
     /// The request was HTTP/1.0 asking to keep the connection: say yes.
@@ -66,15 +75,14 @@ pub fn encode_head<'h>(
     }
     // RFC 9110 §8.6: no Content-Length on 1xx and 204 responses.
     let bodiless_status = s < 200 || s == 204;
-    match head.body_len {
-        _ if head.until_close => {}
-        Some(n) if !bodiless_status => {
+    match head.framing {
+        ResponseFraming::Length(n) if !bodiless_status => {
             out.extend_from_slice(b"Content-Length: ");
             push_u64(out, n);
             out.extend_from_slice(b"\r\n");
         }
-        Some(_) => {}
-        None => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        ResponseFraming::Length(_) | ResponseFraming::UntilClose => {}
+        ResponseFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
     if head.close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -105,23 +113,22 @@ mod tests {
     fn fixed_chunked_close_and_keep_alive() {
         let h = [("Content-Type", &b"text/plain"[..])];
         assert_eq!(
-            encode(ResponseHead { status: 200, body_len: Some(13), until_close: false, close: false, http10_keep_alive: false }, &h),
+            encode(ResponseHead { status: 200, framing: ResponseFraming::Length(13), close: false, http10_keep_alive: false }, &h),
             "HTTP/1.1 200 OK\r\nDate: Mon, 23 Nov 2026 18:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
         );
         assert_eq!(
-            encode(ResponseHead { status: 404, body_len: None, until_close: false, close: true, http10_keep_alive: false }, &[]),
+            encode(ResponseHead { status: 404, framing: ResponseFraming::Chunked, close: true, http10_keep_alive: false }, &[]),
             "HTTP/1.1 404 Not Found\r\nDate: Mon, 23 Nov 2026 18:00:00 GMT\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         );
         assert_eq!(
-            encode(ResponseHead { status: 204, body_len: Some(0), until_close: false, close: false, http10_keep_alive: true }, &[]),
+            encode(ResponseHead { status: 204, framing: ResponseFraming::Length(0), close: false, http10_keep_alive: true }, &[]),
             "HTTP/1.1 204 No Content\r\nDate: Mon, 23 Nov 2026 18:00:00 GMT\r\nConnection: keep-alive\r\n\r\n"
         );
         assert_eq!(
             encode(
                 ResponseHead {
                     status: 200,
-                    body_len: Some(0),
-                    until_close: false,
+                    framing: ResponseFraming::Length(0),
                     close: false,
                     http10_keep_alive: false
                 },
