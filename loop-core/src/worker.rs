@@ -204,7 +204,7 @@ impl<In: Send + 'static> Worker<In> {
                 handler(lp, Box::new(msg));
                 PORT_HANDLER.with(|p| {
                     let mut slot = p.borrow_mut();
-                    if slot.is_none() && lp_listening(lp) {
+                    if slot.is_none() && LISTENING.with(|l| l.get()) {
                         *slot = Some(handler);
                     }
                 });
@@ -229,10 +229,6 @@ thread_local! {
     static LISTENING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Worker side: the port was closed; later messages are dropped.
     static CLOSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn lp_listening(_lp: &Loop) -> bool {
-    LISTENING.with(|l| l.get())
 }
 
 impl<In: Send + 'static, Out: Send + 'static> ParentPort<In, Out> {

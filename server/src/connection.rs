@@ -269,35 +269,38 @@ impl Conn {
     /// Response bytes the client has not taken: unsent output plus answers
     /// waiting behind an earlier one.
     pub fn buffered_output(&self) -> usize {
-        self.unsent()
-            + self
-                .queue
-                .iter()
-                .map(|s| s.bytes.as_ref().map_or(0, Vec::len))
-                .sum::<usize>()
+        self.backlog().1
     }
 
-    /// Requests dispatched and not yet fully answered (streams still open
-    /// count: they are still producing output).
-    fn unanswered(&self) -> usize {
+    /// (unanswered requests, buffered output bytes) in one pass over the
+    /// queue: checked before every request is taken.
+    fn backlog(&self) -> (usize, usize) {
         self.queue
             .iter()
-            .filter(|s| s.bytes.is_none() || s.streaming)
-            .count()
+            .fold((0, self.unsent()), |(unanswered, bytes), s| {
+                match &s.bytes {
+                    None => (unanswered + 1, bytes),
+                    Some(b) => (unanswered + usize::from(s.streaming), bytes + b.len()),
+                }
+            })
     }
 
     fn over_limits(&self, cfg: &ServerConfig) -> bool {
-        self.queue.len() >= cfg.max_pipeline
-            || self.unanswered() >= cfg.max_unanswered
-            || self.buffered_output() >= cfg.write_high_water
+        if self.queue.len() >= cfg.max_pipeline {
+            return true;
+        }
+        let (unanswered, buffered) = self.backlog();
+        unanswered >= cfg.max_unanswered || buffered >= cfg.write_high_water
     }
 
-    /// Reading may resume: both limits are back under half.
+    /// Reading may resume: every limit is back under half (or, for the
+    /// unanswered count, under the limit).
     pub fn may_resume(&self, cfg: &ServerConfig) -> bool {
+        let (unanswered, buffered) = self.backlog();
         self.paused
             && self.queue.len() < cfg.max_pipeline.div_ceil(2)
-            && self.unanswered() < cfg.max_unanswered
-            && self.buffered_output() < cfg.write_high_water / 2
+            && unanswered < cfg.max_unanswered
+            && buffered < cfg.write_high_water / 2
     }
 
     /// Returns idle buffers to the pool.
