@@ -27,11 +27,17 @@ struct Case {
 }
 
 fn quiet_loop() -> Loop {
-    Loop::builder()
-        .delay_resolution(None)
-        .block_threshold(None)
-        .build()
-        .expect("loop")
+    loop_with(None)
+}
+
+/// A loop with the delay monitor and the guard off (they would only add
+/// their own work to what is measured), optionally with its own pool.
+fn loop_with(pool: Option<Pool>) -> Loop {
+    let mut b = Loop::builder().delay_resolution(None).block_threshold(None);
+    if let Some(pool) = pool {
+        b = b.pool(pool);
+    }
+    b.build().expect("loop")
 }
 
 /// What one counted callback needs: the count left, where to note the end,
@@ -56,7 +62,11 @@ impl Countdown {
 /// (which builds the callback itself: one closure per callback, as user
 /// code would), and returns the time until the last one ran.
 fn countdown(n: u64, schedule: impl Fn(&Loop, Countdown)) -> Duration {
-    let lp = quiet_loop();
+    countdown_on(&quiet_loop(), n, schedule)
+}
+
+/// [`countdown`] on a given loop.
+fn countdown_on(lp: &Loop, n: u64, schedule: impl Fn(&Loop, Countdown)) -> Duration {
     let c = Countdown {
         left: Rc::new(Cell::new(n)),
         done: Rc::new(Cell::new(Duration::ZERO)),
@@ -97,23 +107,12 @@ impl Future for YieldOnce {
 }
 
 fn futures(n: u64) -> Duration {
-    let lp = quiet_loop();
-    let start = Instant::now();
-    let left = Rc::new(Cell::new(n));
-    let done = Rc::new(Cell::new(Duration::ZERO));
-    lp.run_main(|lp| {
-        for _ in 0..n {
-            let (left, done) = (left.clone(), done.clone());
-            lp.spawn(async move {
-                YieldOnce(false).await;
-                left.set(left.get() - 1);
-                if left.get() == 0 {
-                    done.set(start.elapsed());
-                }
-            });
-        }
-    });
-    done.get()
+    countdown(n, |lp, c| {
+        lp.spawn(async move {
+            YieldOnce(false).await;
+            c.tick();
+        })
+    })
 }
 
 fn timers_insert_cancel(n: u64) -> Duration {
@@ -133,12 +132,7 @@ fn timers_insert_cancel(n: u64) -> Duration {
 }
 
 fn pool_round_trip(n: u64) -> Duration {
-    let lp = Loop::builder()
-        .delay_resolution(None)
-        .block_threshold(None)
-        .pool(Pool::new(4))
-        .build()
-        .expect("loop");
+    let lp = loop_with(Some(Pool::new(4)));
     let start = Instant::now();
     let done = Rc::new(Cell::new(Duration::ZERO));
     fn next(lp: &Loop, left: u64, start: Instant, done: Rc<Cell<Duration>>) {
@@ -159,35 +153,18 @@ fn pool_round_trip(n: u64) -> Duration {
 }
 
 fn pool_batch(n: u64) -> Duration {
-    let lp = Loop::builder()
-        .delay_resolution(None)
-        .block_threshold(None)
-        .pool(
-            Pool::builder()
-                .threads(4)
-                .queue_capacity(n as usize)
-                .build(),
-        )
-        .build()
-        .expect("loop");
-    let start = Instant::now();
-    let left = Rc::new(Cell::new(n));
-    let done = Rc::new(Cell::new(Duration::ZERO));
-    lp.run_main(|lp| {
-        for _ in 0..n {
-            let (left, done) = (left.clone(), done.clone());
-            crypto::random_bytes(1)
-                .submit(lp, move |_, r| {
-                    r.expect("job").expect("getrandom");
-                    left.set(left.get() - 1);
-                    if left.get() == 0 {
-                        done.set(start.elapsed());
-                    }
-                })
-                .expect("submit");
-        }
-    });
-    done.get()
+    let pool = Pool::builder()
+        .threads(4)
+        .queue_capacity(n as usize)
+        .build();
+    countdown_on(&loop_with(Some(pool)), n, |lp, c| {
+        crypto::random_bytes(1)
+            .submit(lp, move |_, r| {
+                r.expect("job").expect("getrandom");
+                c.tick();
+            })
+            .expect("submit");
+    })
 }
 
 fn node_script() -> PathBuf {

@@ -16,6 +16,21 @@ pub struct DemoFigures {
     pub journal_pending: usize,
 }
 
+/// A Prometheus summary: HELP, TYPE and one line per quantile (seconds).
+fn summary(
+    w: &mut String,
+    name: &str,
+    help: &str,
+    quantiles: &[f64],
+    seconds_at: impl Fn(f64) -> f64,
+) {
+    let _ = writeln!(w, "# HELP {name} {help}");
+    let _ = writeln!(w, "# TYPE {name} summary");
+    for q in quantiles {
+        let _ = writeln!(w, "{name}{{quantile=\"{q}\"}} {:.6}", seconds_at(*q));
+    }
+}
+
 pub fn render(
     lp: &Loop,
     server: &Server,
@@ -44,18 +59,13 @@ pub fn render(
         }
     }
     let lat = server.latency_histogram();
-    let _ = writeln!(
+    summary(
         w,
-        "# HELP phaseloop_http_request_duration_seconds Time from dispatch to response."
+        "phaseloop_http_request_duration_seconds",
+        "Time from dispatch to response.",
+        &[0.5, 0.9, 0.99, 0.999],
+        |q| lat.value_at_quantile(q) as f64 / 1e6,
     );
-    let _ = writeln!(w, "# TYPE phaseloop_http_request_duration_seconds summary");
-    for q in [0.5, 0.9, 0.99, 0.999] {
-        let _ = writeln!(
-            w,
-            "phaseloop_http_request_duration_seconds{{quantile=\"{q}\"}} {:.6}",
-            lat.value_at_quantile(q) as f64 / 1e6
-        );
-    }
     let _ = writeln!(
         w,
         "phaseloop_http_request_duration_seconds_count {}",
@@ -63,18 +73,13 @@ pub fn render(
     );
 
     let m = lp.metrics();
-    let _ = writeln!(
+    summary(
         w,
-        "# HELP phaseloop_event_loop_delay_seconds Event-loop delay (monitorEventLoopDelay)."
+        "phaseloop_event_loop_delay_seconds",
+        "Event-loop delay (monitorEventLoopDelay).",
+        &[0.5, 0.9, 0.99, 1.0],
+        |q| m.loop_delay.value_at_quantile(q) as f64 / 1e9,
     );
-    let _ = writeln!(w, "# TYPE phaseloop_event_loop_delay_seconds summary");
-    for q in [0.5, 0.9, 0.99, 1.0] {
-        let _ = writeln!(
-            w,
-            "phaseloop_event_loop_delay_seconds{{quantile=\"{q}\"}} {:.6}",
-            m.loop_delay.value_at_quantile(q) as f64 / 1e9
-        );
-    }
     let _ = writeln!(
         w,
         "# HELP phaseloop_loop_phase_seconds_total Time spent in each phase."
