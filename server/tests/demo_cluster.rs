@@ -7,7 +7,7 @@ mod util;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use util::{body_of, status_of, temp_dir, Client, Demo};
+use util::{body_of, status_of, temp_dir, Demo};
 
 #[test]
 fn loops_share_work_and_order_ids_stay_unique() {
@@ -62,25 +62,6 @@ fn loops_share_work_and_order_ids_stay_unique() {
 fn sigterm_drains_every_loop() {
     let dir = temp_dir("cluster-sigterm");
     let mut demo = Demo::start(&dir, &["--loops", "2"]);
-    let mut clients: Vec<Client> = (0..12).map(|_| demo.connect()).collect();
-    for c in clients.iter_mut() {
-        c.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(demo.child.id() as i32, libc::SIGTERM) };
-    for c in clients.iter_mut() {
-        let r = c.response();
-        assert_eq!(status_of(&r), "HTTP/1.1 200 OK");
-        assert!(
-            r.contains("Connection: close\r\n") && body_of(&r) == "Slow response",
-            "{r}"
-        );
-    }
-    let status = demo.child.wait().unwrap();
-    assert!(
-        status.success(),
-        "exited cleanly after draining: {status:?}"
-    );
+    demo.assert_sigterm_drains(12);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -115,18 +115,6 @@ fn a_killed_worker_is_restarted_while_the_port_stays_served() {
 fn sigterm_drains_every_worker() {
     let dir = temp_dir("procs-term");
     let mut demo = Demo::start(&dir, &["--workers", "2"]);
-    let mut clients: Vec<Client> = (0..10).map(|_| demo.connect()).collect();
-    for c in clients.iter_mut() {
-        c.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(demo.child.id() as i32, libc::SIGTERM) };
-    for c in clients.iter_mut() {
-        let r = c.response();
-        assert_eq!(body_of(&r), "Slow response", "{r}");
-        assert!(r.contains("Connection: close\r\n"));
-    }
-    assert!(demo.child.wait().unwrap().success());
+    demo.assert_sigterm_drains(10);
     std::fs::remove_dir_all(&dir).ok();
 }

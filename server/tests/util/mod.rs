@@ -271,6 +271,32 @@ impl Demo {
         ))
     }
 
+    /// Puts `clients` requests for /slow (a 3 s timer) in flight, sends
+    /// SIGTERM, and checks that every one is answered in full with
+    /// `Connection: close` and that the process then exits cleanly.
+    pub fn assert_sigterm_drains(&mut self, clients: usize) {
+        let mut clients: Vec<Client> = (0..clients).map(|_| self.connect()).collect();
+        for c in clients.iter_mut() {
+            c.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for c in clients.iter_mut() {
+            let r = c.response();
+            assert_eq!(status_of(&r), "HTTP/1.1 200 OK");
+            assert!(
+                r.contains("Connection: close\r\n") && body_of(&r) == "Slow response",
+                "{r}"
+            );
+        }
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "exited cleanly after draining: {status:?}"
+        );
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
