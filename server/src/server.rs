@@ -289,11 +289,7 @@ impl ServerInner {
                         let inner = self.clone();
                         lp.set_timeout(self.cfg.accept_pause, move |lp| {
                             inner.accept_paused.set(false);
-                            if inner.accept(lp) == IoOutcome::Again {
-                                // More waiting: the next readiness event or
-                                // this same path picks it up.
-                                lp.set_immediate(|_| {});
-                            }
+                            inner.resume_accepting(lp);
                         });
                         return IoOutcome::Drained;
                     }
@@ -302,6 +298,16 @@ impl ServerInner {
             }
         }
         IoOutcome::Again
+    }
+
+    /// Accepts what waited during a pause. Edges that arrived meanwhile were
+    /// consumed, so no readiness event will come for those connections: go
+    /// on from a check callback until the backlog is drained.
+    fn resume_accepting(self: Rc<Self>, lp: &Loop) {
+        let inner = self.clone();
+        if self.accept(lp) == IoOutcome::Again {
+            lp.set_immediate(move |lp| inner.resume_accepting(lp));
+        }
     }
 
     fn add_conn(self: &Rc<Self>, lp: &Loop, stream: mio::net::TcpStream, peer: SocketAddr) {
