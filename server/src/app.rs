@@ -159,7 +159,7 @@ impl App {
     pub(crate) fn destination(&self, req: &Request) -> Destination {
         match self
             .router
-            .resolve(req.method(), req.method_str(), req.path())
+            .resolve(req.method(), req.method_token(), req.path_bytes())
         {
             Resolved::Route { index, params } => Destination {
                 body_limit: self.router.routes[index].body_limit,
@@ -196,7 +196,7 @@ impl App {
         let endpoint: Rc<dyn Handler> = match target {
             Target::Route { index, params } => {
                 req.set_params(params);
-                req.route = Some(self.router.routes[index].pattern.clone());
+                req.set_route(self.router.routes[index].pattern.clone());
                 self.router.routes[index].handler.clone()
             }
             Target::NotFound => Rc::new(|_: &Loop, req: Request, res: Responder| {

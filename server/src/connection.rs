@@ -474,7 +474,7 @@ impl Conn {
                         let take = (*remaining as usize).min(self.inbuf.len());
                         pending
                             .req
-                            .body
+                            .body_mut()
                             .extend_from_slice(&self.inbuf.data()[..take]);
                         self.inbuf.consume(take);
                         *remaining -= take as u64;
@@ -483,7 +483,7 @@ impl Conn {
                     BodyDecoder::Chunked(decoder) => {
                         match decoder.decode(
                             self.inbuf.data(),
-                            &mut pending.req.body,
+                            pending.req.body_mut(),
                             pending.limit,
                         ) {
                             Ok(used) => {

@@ -2,6 +2,7 @@
 //! callback, a pool job's callback or an `async` block.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -64,17 +65,61 @@ impl Method {
 }
 
 /// An HTTP request with its whole body.
+///
+/// A pointer to pooled storage: a request is moved several times between
+/// the parser and a handler, and a recycled allocation (head bytes included)
+/// costs neither a `malloc` nor a large copy per request.
 pub struct Request {
-    head: Box<[u8]>,
+    /// Always `Some` until the request is dropped.
+    parts: Option<Box<Parts>>,
+}
+
+struct Parts {
+    head: Vec<u8>,
     method: Method,
     method_span: Span,
     path: Span,
     query: Option<Span>,
     version: Version,
-    pub(crate) params: Vec<(Rc<str>, Span)>,
-    pub(crate) body: Vec<u8>,
-    pub(crate) route: Option<Rc<str>>,
+    params: Vec<(Rc<str>, Span)>,
+    body: Vec<u8>,
+    route: Option<Rc<str>>,
     peer: Option<SocketAddr>,
+}
+
+/// Recycled request storage per thread (each loop is one thread).
+const SPARE_PARTS: usize = 256;
+/// Buffers above this size are freed rather than kept in a spare.
+const SPARE_BUFFER_MAX: usize = 16 * 1024;
+
+thread_local! {
+    // The boxes are the point: a request takes one back without allocating.
+    #[allow(clippy::vec_box)]
+    static SPARES: RefCell<Vec<Box<Parts>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        let Some(mut parts) = self.parts.take() else {
+            return;
+        };
+        if parts.head.capacity() > SPARE_BUFFER_MAX {
+            parts.head = Vec::new();
+        }
+        if parts.body.capacity() > SPARE_BUFFER_MAX {
+            parts.body = Vec::new();
+        }
+        parts.params.clear();
+        parts.route = None;
+        // `try_with`: a request dropped while the thread exits just frees.
+        let _ = SPARES.try_with(|spares| {
+            if let Ok(mut spares) = spares.try_borrow_mut() {
+                if spares.len() < SPARE_PARTS {
+                    spares.push(parts);
+                }
+            }
+        });
+    }
 }
 
 impl fmt::Debug for Request {
@@ -82,7 +127,7 @@ impl fmt::Debug for Request {
         f.debug_struct("Request")
             .field("method", &self.method_str())
             .field("path", &self.path())
-            .field("body_len", &self.body.len())
+            .field("body_len", &self.p().body.len())
             .finish_non_exhaustive()
     }
 }
@@ -94,9 +139,8 @@ impl Request {
         parsed: ParsedHead,
         peer: Option<SocketAddr>,
     ) -> Request {
-        let head: Box<[u8]> = head_bytes.into();
         let target = parsed.target;
-        let raw = &head[target.0 as usize..target.1 as usize];
+        let raw = &head_bytes[target.0 as usize..target.1 as usize];
         // Absolute-form (RFC 9112 §3.2.2): the path starts after the authority.
         let mut start = target.0;
         if raw.first() != Some(&b'/') && raw != b"*" {
@@ -110,7 +154,7 @@ impl Request {
                 .map_or(raw.len(), |i| i + after_scheme);
             start = target.0 + path_at as u32;
         }
-        let rest = &head[start as usize..target.1 as usize];
+        let rest = &head_bytes[start as usize..target.1 as usize];
         let (path, query) = match rest.iter().position(|b| *b == b'?') {
             Some(q) => (
                 (start, start + q as u32),
@@ -118,23 +162,65 @@ impl Request {
             ),
             None => ((start, target.1), None),
         };
-        let method = Method::from_bytes(&head[parsed.method.0 as usize..parsed.method.1 as usize]);
-        Request {
-            head,
-            method,
-            method_span: parsed.method,
-            path,
-            query,
-            version: parsed.version,
-            params: Vec::new(),
-            body: Vec::new(),
-            route: None,
-            peer,
-        }
+        let method =
+            Method::from_bytes(&head_bytes[parsed.method.0 as usize..parsed.method.1 as usize]);
+        let spare = SPARES
+            .try_with(|spares| spares.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+            .ok()
+            .flatten();
+        let parts = match spare {
+            Some(mut parts) => {
+                parts.head.clear();
+                parts.head.extend_from_slice(head_bytes);
+                parts.body.clear();
+                parts.method = method;
+                parts.method_span = parsed.method;
+                parts.path = path;
+                parts.query = query;
+                parts.version = parsed.version;
+                parts.peer = peer;
+                parts
+            }
+            None => Box::new(Parts {
+                head: head_bytes.to_vec(),
+                method,
+                method_span: parsed.method,
+                path,
+                query,
+                version: parsed.version,
+                params: Vec::new(),
+                body: Vec::new(),
+                route: None,
+                peer,
+            }),
+        };
+        Request { parts: Some(parts) }
+    }
+
+    fn p(&self) -> &Parts {
+        self.parts
+            .as_deref()
+            .expect("a request has parts until dropped")
+    }
+
+    fn p_mut(&mut self) -> &mut Parts {
+        self.parts
+            .as_deref_mut()
+            .expect("a request has parts until dropped")
+    }
+
+    /// The body as it is being read (the connection appends to it).
+    pub(crate) fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.p_mut().body
+    }
+
+    /// Records the pattern of the route the request matched.
+    pub(crate) fn set_route(&mut self, pattern: Rc<str>) {
+        self.p_mut().route = Some(pattern);
     }
 
     fn slice(&self, s: Span) -> &[u8] {
-        &self.head[s.0 as usize..s.1 as usize]
+        &self.p().head[s.0 as usize..s.1 as usize]
     }
 
     fn str(&self, s: Span) -> &str {
@@ -145,33 +231,39 @@ impl Request {
 
     /// Stores route parameters given as offsets into the path.
     pub(crate) fn set_params(&mut self, params: Vec<(Rc<str>, usize, usize)>) {
-        let base = self.path.0;
-        self.params = params
-            .into_iter()
-            .map(|(n, s, e)| (n, (base + s as u32, base + e as u32)))
-            .collect();
+        if params.is_empty() {
+            return; // exact routes; a recycled request has none left
+        }
+        let parts = self.p_mut();
+        let base = parts.path.0;
+        parts.params.clear();
+        parts.params.extend(
+            params
+                .into_iter()
+                .map(|(n, s, e)| (n, (base + s as u32, base + e as u32))),
+        );
     }
 
     /// The pattern of the route this request matched (`GET /api/users/:id`),
     /// or `None` for a 404/405.
     pub fn route(&self) -> Option<&Rc<str>> {
-        self.route.as_ref()
+        self.p().route.as_ref()
     }
 
     /// The method.
     pub fn method(&self) -> Method {
-        self.method
+        self.p().method
     }
 
     /// The method as sent (for methods outside [`Method`]).
     pub fn method_str(&self) -> &str {
-        self.str(self.method_span)
+        self.str(self.p().method_span)
     }
 
     /// The path, undecoded (`/api/users/42`); `"/"` for an absolute-form
     /// target without one.
     pub fn path(&self) -> &str {
-        let p = self.str(self.path);
+        let p = self.str(self.p().path);
         if p.is_empty() {
             "/"
         } else {
@@ -179,9 +271,24 @@ impl Request {
         }
     }
 
+    /// The method token as bytes.
+    pub(crate) fn method_token(&self) -> &[u8] {
+        self.slice(self.p().method_span)
+    }
+
+    /// The path as bytes (what routing reads: no UTF-8 check per request).
+    pub(crate) fn path_bytes(&self) -> &[u8] {
+        let p = self.slice(self.p().path);
+        if p.is_empty() {
+            b"/"
+        } else {
+            p
+        }
+    }
+
     /// The query string after `?`, undecoded.
     pub fn query(&self) -> Option<&str> {
-        self.query.map(|q| self.str(q))
+        self.p().query.map(|q| self.str(q))
     }
 
     /// The first query parameter called `name`, percent-decoded (`+` is a
@@ -195,14 +302,15 @@ impl Request {
 
     /// The protocol version.
     pub fn version(&self) -> Version {
-        self.version
+        self.p().version
     }
 
     /// The header fields, found by scanning the head's lines: the parser
     /// validated them (every line ends in CRLF, every field line has a
     /// colon, no obs-fold), so splitting is enough.
     fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.head
+        self.p()
+            .head
             .split(|b| *b == b'\n')
             .skip(1) // the request line
             .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
@@ -235,7 +343,8 @@ impl Request {
 
     /// A route parameter (`:id` in `/api/users/:id`), undecoded.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
+        self.p()
+            .params
             .iter()
             .find(|(n, _)| &**n == name)
             .map(|(_, v)| self.str(*v))
@@ -253,29 +362,30 @@ impl Request {
 
     /// The whole request body.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        &self.p().body
     }
 
     /// Takes the body out of the request.
     pub fn take_body(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.body)
+        std::mem::take(&mut self.p_mut().body)
     }
 
     /// The body parsed as JSON, or a ready `400` response saying what is wrong.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Response> {
-        if self.body.is_empty() {
+        let body = self.body();
+        if body.is_empty() {
             return Err(Response::json_error(
                 400,
                 "request body is empty; JSON expected",
             ));
         }
-        serde_json::from_slice(&self.body)
+        serde_json::from_slice(body)
             .map_err(|e| Response::json_error(400, &format!("invalid JSON: {e}")))
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer
+        self.p().peer
     }
 
     /// True if the client accepts `coding` (e.g. "gzip") per Accept-Encoding.
@@ -331,6 +441,36 @@ pub fn percent_decode(s: &str, plus: bool) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(head: &[u8]) -> Request {
+        let limits = crate::codec::HeadLimits {
+            max_request_line: 1024,
+            max_head_bytes: 8192,
+            max_headers: 32,
+        };
+        let parsed = crate::codec::parse_head(head, &limits).unwrap().unwrap();
+        Request::from_head(&head[..parsed.len], parsed, None)
+    }
+
+    #[test]
+    fn recycled_storage_keeps_nothing_of_the_previous_request() {
+        let mut first = request(b"POST /users/42?x=1 HTTP/1.1\r\nHost: a\r\nX-Old: yes\r\n\r\n");
+        first.set_params(vec![("id".into(), 7, 9)]);
+        first.set_route("POST /users/:id".into());
+        first.body_mut().extend_from_slice(b"old body");
+        assert_eq!(first.param("id"), Some("42"));
+        drop(first); // its storage goes to this thread's spares
+
+        let second = request(b"GET /b HTTP/1.1\r\nHost: b\r\n\r\n");
+        assert_eq!(second.method(), Method::Get);
+        assert_eq!(second.path(), "/b");
+        assert_eq!(second.query(), None);
+        assert_eq!(second.param("id"), None);
+        assert!(second.route().is_none());
+        assert!(second.body().is_empty());
+        assert_eq!(second.header("host"), Some("b"));
+        assert_eq!(second.header("x-old"), None);
+    }
 
     #[test]
     fn percent_decoding() {

@@ -10,9 +10,10 @@ use crate::request::Method;
 
 #[derive(Debug, Clone)]
 enum Segment {
-    Static(Box<str>),
+    Static(Box<[u8]>),
     Param(Rc<str>),
-    Wildcard,
+    /// Holds its parameter name (`*`) so matching allocates nothing.
+    Wildcard(Rc<str>),
 }
 
 pub(crate) struct Route {
@@ -60,7 +61,7 @@ impl std::hash::Hasher for PathHasher {
 }
 
 type PathTable =
-    HashMap<Box<str>, [Option<usize>; METHODS], std::hash::BuildHasherDefault<PathHasher>>;
+    HashMap<Box<[u8]>, [Option<usize>; METHODS], std::hash::BuildHasherDefault<PathHasher>>;
 
 /// Number of `Method` variants (the exact-route table's width).
 const METHODS: usize = 8;
@@ -87,12 +88,12 @@ fn parse_pattern(pattern: &str) -> Vec<Segment> {
                 i == parts.len() - 1,
                 "'*' must be the last segment of {pattern:?}"
             );
-            segments.push(Segment::Wildcard);
+            segments.push(Segment::Wildcard("*".into()));
         } else if let Some(name) = part.strip_prefix(':') {
             assert!(!name.is_empty(), "empty parameter name in {pattern:?}");
             segments.push(Segment::Param(name.into()));
         } else {
-            segments.push(Segment::Static((*part).into()));
+            segments.push(Segment::Static(part.as_bytes().into()));
         }
     }
     segments
@@ -104,7 +105,8 @@ impl Router {
         let is_static = segments.iter().all(|s| matches!(s, Segment::Static(_)));
         if is_static && method != Method::Other {
             // The first route added for a path wins, as in the scan.
-            let slot = &mut self.exact.entry(pattern.into()).or_default()[method as usize];
+            let slot =
+                &mut self.exact.entry(pattern.as_bytes().into()).or_default()[method as usize];
             if slot.is_none() {
                 *slot = Some(self.routes.len());
             }
@@ -118,17 +120,17 @@ impl Router {
         });
     }
 
-    fn matches(route: &Route, path: &str, params: &mut Vec<(Rc<str>, usize, usize)>) -> bool {
+    fn matches(route: &Route, path: &[u8], params: &mut Vec<(Rc<str>, usize, usize)>) -> bool {
         params.clear();
         let mut rest = &path[1.min(path.len())..];
         let mut offset = 1.min(path.len());
         let mut segs = route.segments.iter().peekable();
         while let Some(seg) = segs.next() {
-            if let Segment::Wildcard = seg {
-                params.push(("*".into(), offset, path.len()));
+            if let Segment::Wildcard(name) = seg {
+                params.push((name.clone(), offset, path.len()));
                 return true;
             }
-            let (part, tail) = match rest.bytes().position(|b| b == b'/') {
+            let (part, tail) = match rest.iter().position(|b| *b == b'/') {
                 Some(i) => (&rest[..i], Some(&rest[i + 1..])),
                 None => (rest, None),
             };
@@ -144,7 +146,7 @@ impl Router {
                     }
                     params.push((name.clone(), offset, offset + part.len()));
                 }
-                Segment::Wildcard => unreachable!(),
+                Segment::Wildcard(_) => unreachable!(),
             }
             match tail {
                 Some(t) => {
@@ -158,8 +160,8 @@ impl Router {
                     // The path ends: only a trailing wildcard may remain.
                     return match segs.next() {
                         None => true,
-                        Some(Segment::Wildcard) => {
-                            params.push(("*".into(), path.len(), path.len()));
+                        Some(Segment::Wildcard(name)) => {
+                            params.push((name.clone(), path.len(), path.len()));
                             segs.next().is_none()
                         }
                         Some(_) => false,
@@ -170,7 +172,9 @@ impl Router {
         false
     }
 
-    pub fn resolve(&self, method: Method, method_str: &str, path: &str) -> Resolved {
+    /// Resolves a request. `path` is bytes: the hot path never needs it
+    /// as text.
+    pub fn resolve(&self, method: Method, method_token: &[u8], path: &[u8]) -> Resolved {
         if let Some(index) = self
             .exact
             .get(path)
@@ -189,7 +193,7 @@ impl Router {
                 continue;
             }
             if route.method == method
-                && (method != Method::Other || method_str == route.method.as_str())
+                && (method != Method::Other || method_token == route.method.as_str().as_bytes())
             {
                 return Resolved::Route { index, params };
             }
@@ -232,7 +236,7 @@ mod tests {
     }
 
     fn found(r: &Router, m: Method, path: &str) -> (usize, Vec<(String, String)>) {
-        match r.resolve(m, m.as_str(), path) {
+        match r.resolve(m, m.as_str().as_bytes(), path.as_bytes()) {
             Resolved::Route { index, params } => (
                 index,
                 params
@@ -286,15 +290,18 @@ mod tests {
             "/api/ordersx",
         ] {
             assert!(
-                matches!(r.resolve(Method::Get, "GET", p), Resolved::NotFound),
+                matches!(
+                    r.resolve(Method::Get, b"GET", p.as_bytes()),
+                    Resolved::NotFound
+                ),
                 "{p}"
             );
         }
-        match r.resolve(Method::Delete, "DELETE", "/api/orders") {
+        match r.resolve(Method::Delete, b"DELETE", b"/api/orders") {
             Resolved::MethodNotAllowed(allow) => assert_eq!(allow, "POST"),
             _ => panic!(),
         }
-        match r.resolve(Method::Post, "POST", "/api/users/1") {
+        match r.resolve(Method::Post, b"POST", b"/api/users/1") {
             Resolved::MethodNotAllowed(allow) => assert_eq!(allow, "GET, HEAD"),
             _ => panic!(),
         }
