@@ -79,6 +79,15 @@ pub(crate) enum BodyDecoder {
     Chunked(ChunkedDecoder),
 }
 
+/// Reading done in one drive of a connection (one readiness event).
+#[derive(Debug, Default)]
+pub(crate) struct ReadBudget {
+    /// `read` calls made.
+    pub reads: usize,
+    /// A read came back short: the socket was empty at that moment.
+    pub drained: bool,
+}
+
 /// What the connection asks its driver to do next.
 // Lives for one call and is moved once; boxing the request would cost an
 // allocation per request on the hot path.
@@ -149,6 +158,9 @@ pub(crate) struct Conn {
     pub refusals: u64,
     /// Streams waiting for the client to take bytes (`BodyWriter::on_drain`).
     pub drain_waiters: Vec<DrainWaiter>,
+    /// The peer's end of stream (or an error) was reported: its edge is
+    /// spent, so reading goes on to end of stream whatever a read returns.
+    pub peer_shut: bool,
 }
 
 /// What connection code needs from its server while it runs.
@@ -241,6 +253,7 @@ impl Conn {
             requests: 0,
             refusals: 0,
             drain_waiters: Vec::new(),
+            peer_shut: false,
         }
     }
 
@@ -316,7 +329,7 @@ impl Conn {
 
     /// Advances reading and parsing until a request is ready for its handler
     /// or there is nothing more to do now.
-    pub fn next_step(&mut self, ctx: &mut Ctx<'_>, reads: &mut usize) -> Step {
+    pub fn next_step(&mut self, ctx: &mut Ctx<'_>, budget: &mut ReadBudget) -> Step {
         let now = ctx.now;
         loop {
             if self.lifecycle == Lifecycle::Lingering {
@@ -350,10 +363,17 @@ impl Conn {
                 self.paused = true;
                 return Step::Wait;
             }
-            if *reads >= READS_PER_EVENT {
+            // A short read emptied the socket: anything that arrives later
+            // raises a new edge (mio registers edge-triggered), so another
+            // read now would only return EAGAIN, a system call per request
+            // for nothing. Unless the peer's FIN edge was already spent.
+            if budget.drained && !self.peer_shut {
+                return Step::Wait;
+            }
+            if budget.reads >= READS_PER_EVENT {
                 return Step::Yield;
             }
-            *reads += 1;
+            budget.reads += 1;
             if !self.inbuf.has_storage() {
                 self.inbuf.attach(ctx.pool.take_read());
             }
@@ -361,10 +381,11 @@ impl Conn {
             let max = ctx.cfg.max_head_bytes + READ_CHUNK * 2;
             let result = self.inbuf.read_from(&mut self.stream, max);
             match result {
-                Ok(0) => {
+                Ok((0, _)) => {
                     self.read_eof = true;
                 }
-                Ok(_) => {
+                Ok((_, filled)) => {
+                    budget.drained = !filled;
                     self.last_read = now;
                     if matches!(self.reading, Reading::Head) && self.head_started.is_none() {
                         self.head_started = Some(now);

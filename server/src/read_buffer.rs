@@ -85,7 +85,9 @@ impl ReadBuffer {
     /// Reads once from `src` into the free tail, first making room: moves
     /// the unparsed bytes to the front, or grows the storage (at most to
     /// `max` bytes; the parser's limits refuse a request long before).
-    pub fn read_from(&mut self, src: &mut impl Read, max: usize) -> io::Result<usize> {
+    /// Returns the bytes read and whether they filled the room offered (if
+    /// not, a socket had no more to give at that moment).
+    pub fn read_from(&mut self, src: &mut impl Read, max: usize) -> io::Result<(usize, bool)> {
         if self.buf.len() - self.end < READ_BUFFER_SIZE / 4 {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -103,9 +105,10 @@ impl ReadBuffer {
                 "input buffer limit reached",
             ));
         }
+        let room = self.buf.len() - self.end;
         let n = src.read(&mut self.buf[self.end..])?;
         self.end += n;
-        Ok(n)
+        Ok((n, n == room))
     }
 }
 
@@ -118,14 +121,19 @@ mod tests {
         let mut b = ReadBuffer::default();
         b.attach(Vec::new());
         let mut src: &[u8] = &[7u8; 20_000];
-        let n = b.read_from(&mut src, 64 * 1024).unwrap();
+        let (n, filled) = b.read_from(&mut src, 64 * 1024).unwrap();
         assert_eq!(n, READ_BUFFER_SIZE);
+        assert!(filled);
         b.consume(100);
         assert_eq!(b.len(), READ_BUFFER_SIZE - 100);
         // Full tail: compacts, then grows, then reads.
-        let n = b.read_from(&mut src, 64 * 1024).unwrap();
+        let (n, _) = b.read_from(&mut src, 64 * 1024).unwrap();
         assert!(n > 0);
         assert_eq!(b.len(), READ_BUFFER_SIZE - 100 + n);
+        // The source runs dry: a short read says so.
+        let mut last: &[u8] = &[1u8; 10];
+        let (n, filled) = b.read_from(&mut last, 64 * 1024).unwrap();
+        assert_eq!((n, filled), (10, false));
         b.consume(b.len());
         assert!(b.is_empty());
         assert!(b.detach_if_empty().is_some());

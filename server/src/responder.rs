@@ -133,8 +133,10 @@ impl Responder {
         deliver: impl FnOnce(&Loop, &Rc<ServerInner>, Response) -> R,
     ) -> Option<R> {
         let inner = self.inner.take()?;
-        for hook in self.hooks.drain(..) {
-            hook(&mut response);
+        if !self.hooks.is_empty() {
+            for hook in self.hooks.drain(..) {
+                hook(&mut response);
+            }
         }
         let delivered = Loop::with_current(|lp| {
             inner.record(

@@ -47,16 +47,32 @@ struct PathHasher(u64);
 
 impl std::hash::Hasher for PathHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        // Whole words load directly; only the tail goes byte by byte (a
+        // variable-length copy into a word would be a `memcpy` call).
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            self.mix(w);
         }
+        let tail = words
+            .remainder()
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        self.mix(tail);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
     }
 
     fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+impl PathHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 

@@ -15,7 +15,9 @@ use slab::Slab;
 use crate::app::App;
 use crate::codec::DateCache;
 use crate::config::ServerConfig;
-use crate::connection::{BufferPool, Conn, Ctx, DeadlineKind, Lifecycle, Step, StreamError};
+use crate::connection::{
+    BufferPool, Conn, Ctx, DeadlineKind, Lifecycle, ReadBudget, Step, StreamError,
+};
 use crate::listener::bind_listener;
 use crate::responder::Responder;
 use crate::response::Response;
@@ -48,6 +50,9 @@ pub struct ServerStats {
     pub accept_pauses: u64,
     /// Handlers that panicked.
     pub handler_panics: u64,
+    /// `read` calls on connections (about one per request on a keep-alive
+    /// connection, far fewer when pipelined: no `read` follows a short one).
+    pub socket_reads: u64,
 }
 
 type ShutdownCallback = Box<dyn FnOnce(&Loop)>;
@@ -359,6 +364,11 @@ impl ServerInner {
             return IoOutcome::Drained;
         }
         if ev.readable || ev.read_closed || ev.error {
+            if ev.read_closed || ev.error {
+                if let Some(conn) = self.conns.borrow_mut().get_mut(key) {
+                    conn.peer_shut = true;
+                }
+            }
             return self.drive(lp, key);
         }
         IoOutcome::Drained
@@ -367,7 +377,7 @@ impl ServerInner {
     /// Reads, parses and dispatches until the connection must wait.
     fn drive(self: &Rc<Self>, lp: &Loop, key: usize) -> IoOutcome {
         let mut dispatched = 0;
-        let mut reads = 0;
+        let mut budget = ReadBudget::default();
         let outcome = loop {
             let step = {
                 let mut conns = self.conns.borrow_mut();
@@ -378,10 +388,12 @@ impl ServerInner {
                 let mut pool = self.pool.borrow_mut();
                 let date = self.date.borrow();
                 let mut ctx = self.ctx(&mut pool, &date, Self::now(lp));
-                let before = conn.refusals;
-                let step = conn.next_step(&mut ctx, &mut reads);
-                if conn.refusals > before {
-                    self.stats.borrow_mut().refused += 1;
+                let (refusals, reads) = (conn.refusals, budget.reads);
+                let step = conn.next_step(&mut ctx, &mut budget);
+                if conn.refusals > refusals || budget.reads > reads {
+                    let mut stats = self.stats.borrow_mut();
+                    stats.refused += u64::from(conn.refusals > refusals);
+                    stats.socket_reads += (budget.reads - reads) as u64;
                 }
                 (step, conn.id)
             };
@@ -497,7 +509,10 @@ impl ServerInner {
             };
             let mut pool = self.pool.borrow_mut();
             let date = self.date.borrow();
-            conn.next_step(&mut self.ctx(&mut pool, &date, Self::now(lp)), &mut 0)
+            conn.next_step(
+                &mut self.ctx(&mut pool, &date, Self::now(lp)),
+                &mut ReadBudget::default(),
+            )
         };
         if let Step::Close = step {
             self.close_conn(lp, key);

@@ -2,7 +2,9 @@
 
 mod util;
 
-use phaseloop::App;
+use std::time::Duration;
+
+use phaseloop::{App, ServerConfig};
 use util::{text_response, TestServer};
 
 fn app() -> App {
@@ -80,7 +82,15 @@ fn head_has_get_headers_and_no_body() {
 
 #[test]
 fn client_half_close_still_gets_its_answer() {
-    let server = TestServer::start(app);
+    // The end of stream must be seen at once: the idle timeout is far longer
+    // than the client's 10 s read timeout. (The request and the FIN arrive
+    // together: after the short read that takes the request, the FIN's edge
+    // is already spent, so the server must read on to end of stream.)
+    let cfg = ServerConfig {
+        keep_alive_timeout: Duration::from_secs(60),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::with_config(app, cfg);
     let mut c = server.connect();
     c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     c.shutdown_write();
@@ -92,4 +102,24 @@ fn client_half_close_still_gets_its_answer() {
         "{r}"
     );
     assert!(c.closed());
+}
+
+#[test]
+fn a_request_per_round_trip_costs_one_read() {
+    // Each request arrives alone and is read by one short `read`; a second
+    // `read` would only return EAGAIN (edge-triggered readiness reports the
+    // next request), so the server makes none.
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    for i in 0..20 {
+        c.send(format!("GET /n/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        assert_eq!(c.response(), text_response("200 OK", &i.to_string(), ""));
+    }
+    let stats = server.stats();
+    assert_eq!(stats.requests, 20);
+    assert!(
+        (20..=22).contains(&stats.socket_reads),
+        "{} reads for 20 requests",
+        stats.socket_reads
+    );
 }

@@ -180,6 +180,11 @@ pub fn render(
         "phaseloop_handler_panics_total {}",
         server_stats.handler_panics
     );
+    let _ = writeln!(
+        w,
+        "phaseloop_socket_reads_total {}",
+        server_stats.socket_reads
+    );
 
     if let Some(cluster) = cluster {
         let _ = writeln!(
