@@ -66,6 +66,9 @@ pub struct RouteStats {
     pub by_status: Vec<(u16, u64)>,
 }
 
+/// No route label is set (requests that matched no route have none).
+const UNLABELLED: u32 = u32::MAX;
+
 /// Highest handler latency the histogram tracks, in microseconds (an hour).
 const LATENCY_MAX_US: u64 = 3_600_000_000;
 
@@ -376,6 +379,18 @@ impl ServerInner {
 
     /// Reads, parses and dispatches until the connection must wait.
     fn drive(self: &Rc<Self>, lp: &Loop, key: usize) -> IoOutcome {
+        // The starvation guard's label names the route being served; it
+        // changes only when the route does (a pipelined batch is usually
+        // one route) and is cleared once the batch is over.
+        let mut labelled = UNLABELLED;
+        let outcome = self.drive_batch(lp, key, &mut labelled);
+        if labelled != UNLABELLED {
+            lp.set_label(None);
+        }
+        outcome
+    }
+
+    fn drive_batch(self: &Rc<Self>, lp: &Loop, key: usize, labelled: &mut u32) -> IoOutcome {
         let mut dispatched = 0;
         let mut budget = ReadBudget::default();
         let outcome = loop {
@@ -406,9 +421,11 @@ impl ServerInner {
                         _ => u32::MAX,
                     };
                     let res = Responder::new(self.clone(), key, id, seq, route, lp.now());
-                    lp.set_label(self.app.label(&target));
+                    if route != *labelled {
+                        lp.set_label(self.app.label(&target));
+                        *labelled = route;
+                    }
                     let ok = self.app.dispatch(lp, target, req, res);
-                    lp.set_label(None);
                     if !ok {
                         eprintln!("phaseloop: a handler panicked; answered 500");
                     }

@@ -86,15 +86,11 @@ fn list_has(value: &[u8], token: &str) -> bool {
 pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>, HttpError> {
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received
     // before the request line; the connection strips those before calling.
-    let line_end = memchr_newline(buf);
-    match line_end {
-        Some(i) if i > limits.max_request_line => {
-            return Err(HttpError::new(414, "request line too long"))
-        }
-        None if buf.len() > limits.max_request_line => {
-            return Err(HttpError::new(414, "request line too long"))
-        }
-        _ => {}
+    // Only a buffer longer than the limit can hold a request line over it.
+    if buf.len() > limits.max_request_line
+        && !buf[..=limits.max_request_line].contains(&b'\n')
+    {
+        return Err(HttpError::new(414, "request line too long"));
     }
 
     // Uninitialised slots: initialising 128 headers would cost a 4 KiB
@@ -215,15 +211,16 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
     // request we answer (httparse tolerates it). httparse refuses a bare CR
     // anywhere, so a bare LF can only end a line: check the ends of the
     // request line, of each field line and of the head.
-    let request_line_end = line_end.unwrap_or(0);
+    // httparse took `method SP target SP HTTP/1.x` and a line end: the
+    // line ends 9 bytes after the target.
+    let request_line_end = span(base, target.as_bytes()).1 as usize + 9;
     let field_lines_ok = req.headers.iter().all(|h| {
         let end = span(base, h.value).1;
         let rest = &buf[end as usize..len];
         let after_space = rest.iter().position(|b| *b != b' ' && *b != b'\t');
         after_space.is_some_and(|i| rest[i] == b'\r')
     });
-    if request_line_end == 0
-        || buf[request_line_end - 1] != b'\r'
+    if buf.get(request_line_end) != Some(&b'\r')
         || !field_lines_ok
         || len < 2
         || buf[len - 2] != b'\r'
@@ -284,10 +281,6 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
     }))
-}
-
-fn memchr_newline(buf: &[u8]) -> Option<usize> {
-    buf.iter().position(|b| *b == b'\n')
 }
 
 /// RFC 9112 §3.2: origin-form (`/path?q`), absolute-form (`http://h/p`), or
