@@ -87,9 +87,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received
     // before the request line; the connection strips those before calling.
     // Only a buffer longer than the limit can hold a request line over it.
-    if buf.len() > limits.max_request_line
-        && !buf[..=limits.max_request_line].contains(&b'\n')
-    {
+    if buf.len() > limits.max_request_line && !buf[..=limits.max_request_line].contains(&b'\n') {
         return Err(HttpError::new(414, "request line too long"));
     }
 
