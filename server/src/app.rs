@@ -54,9 +54,9 @@ pub(crate) struct Destination {
 }
 
 pub(crate) enum Target {
+    /// A route by index; its parameters are already in the request.
     Route {
         index: usize,
-        params: Vec<(Rc<str>, usize, usize)>,
     },
     NotFound,
     MethodNotAllowed(String),
@@ -156,14 +156,13 @@ impl App {
         self.chain = Some(self.middleware.clone().into());
     }
 
-    pub(crate) fn destination(&self, req: &Request) -> Destination {
-        match self
-            .router
-            .resolve(req.method(), req.method_token(), req.path_bytes())
-        {
-            Resolved::Route { index, params } => Destination {
+    /// Resolves a request's route, leaving its parameters in the request.
+    pub(crate) fn destination(&self, req: &mut Request) -> Destination {
+        let (method, token, path, params) = req.routing_parts();
+        match self.router.resolve(method, token, path, params) {
+            Resolved::Route { index } => Destination {
                 body_limit: self.router.routes[index].body_limit,
-                target: Target::Route { index, params },
+                target: Target::Route { index },
             },
             Resolved::NotFound => Destination {
                 target: Target::NotFound,
@@ -179,7 +178,7 @@ impl App {
     /// The route pattern a request went to, for logs and guard reports.
     pub(crate) fn label(&self, target: &Target) -> Option<Rc<str>> {
         match target {
-            Target::Route { index, .. } => Some(self.router.routes[*index].pattern.clone()),
+            Target::Route { index } => Some(self.router.routes[*index].pattern.clone()),
             _ => None,
         }
     }
@@ -194,8 +193,7 @@ impl App {
         res: Responder,
     ) -> bool {
         let endpoint: Rc<dyn Handler> = match target {
-            Target::Route { index, params } => {
-                req.set_params(params);
+            Target::Route { index } => {
                 req.set_route(self.router.routes[index].pattern.clone());
                 self.router.routes[index].handler.clone()
             }

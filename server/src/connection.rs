@@ -450,7 +450,8 @@ impl Conn {
                     // Nothing after this request is read (RFC 9112 §9.6).
                     self.close_after_queue = true;
                 }
-                let dest = ctx.app.destination(&req);
+                let mut req = req;
+                let dest = ctx.app.destination(&mut req);
                 let limit = dest.body_limit.unwrap_or(ctx.cfg.max_body);
                 let framing = match framing {
                     BodyFraming::None => {

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{ParsedHead, Version};
 use crate::response::Response;
+use crate::router::Param;
 
 type Span = (u32, u32);
 
@@ -81,7 +82,8 @@ struct Parts {
     path: Span,
     query: Option<Span>,
     version: Version,
-    params: Vec<(Rc<str>, Span)>,
+    /// Route parameters: name and (start, end) offsets in `path()`.
+    params: Vec<Param>,
     body: Vec<u8>,
     route: Option<Rc<str>>,
     peer: Option<SocketAddr>,
@@ -229,19 +231,19 @@ impl Request {
         std::str::from_utf8(self.slice(s)).unwrap_or("")
     }
 
-    /// Stores route parameters given as offsets into the path.
-    pub(crate) fn set_params(&mut self, params: Vec<(Rc<str>, usize, usize)>) {
-        if params.is_empty() {
-            return; // exact routes; a recycled request has none left
-        }
-        let parts = self.p_mut();
-        let base = parts.path.0;
-        parts.params.clear();
-        parts.params.extend(
-            params
-                .into_iter()
-                .map(|(n, s, e)| (n, (base + s as u32, base + e as u32))),
-        );
+    /// What routing reads (method, its token, the path) and the vector it
+    /// leaves the route's parameters in, as offsets into the path.
+    pub(crate) fn routing_parts(&mut self) -> (Method, &[u8], &[u8], &mut Vec<Param>) {
+        let p = self
+            .parts
+            .as_deref_mut()
+            .expect("a request has parts until dropped");
+        let token = &p.head[p.method_span.0 as usize..p.method_span.1 as usize];
+        let path = match &p.head[p.path.0 as usize..p.path.1 as usize] {
+            [] => b"/",
+            path => path,
+        };
+        (p.method, token, path, &mut p.params)
     }
 
     /// The pattern of the route this request matched (`GET /api/users/:id`),
@@ -266,21 +268,6 @@ impl Request {
         let p = self.str(self.p().path);
         if p.is_empty() {
             "/"
-        } else {
-            p
-        }
-    }
-
-    /// The method token as bytes.
-    pub(crate) fn method_token(&self) -> &[u8] {
-        self.slice(self.p().method_span)
-    }
-
-    /// The path as bytes (what routing reads: no UTF-8 check per request).
-    pub(crate) fn path_bytes(&self) -> &[u8] {
-        let p = self.slice(self.p().path);
-        if p.is_empty() {
-            b"/"
         } else {
             p
         }
@@ -343,11 +330,8 @@ impl Request {
 
     /// A route parameter (`:id` in `/api/users/:id`), undecoded.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.p()
-            .params
-            .iter()
-            .find(|(n, _)| &**n == name)
-            .map(|(_, v)| self.str(*v))
+        let (_, start, end) = self.p().params.iter().find(|(n, ..)| &**n == name)?;
+        self.path().get(*start..*end)
     }
 
     /// A route parameter, percent-decoded.
@@ -455,7 +439,8 @@ mod tests {
     #[test]
     fn recycled_storage_keeps_nothing_of_the_previous_request() {
         let mut first = request(b"POST /users/42?x=1 HTTP/1.1\r\nHost: a\r\nX-Old: yes\r\n\r\n");
-        first.set_params(vec![("id".into(), 7, 9)]);
+        let (_, _, _, params) = first.routing_parts();
+        params.push(("id".into(), 7, 9));
         first.set_route("POST /users/:id".into());
         first.body_mut().extend_from_slice(b"old body");
         assert_eq!(first.param("id"), Some("42"));

@@ -1,11 +1,17 @@
 //! A response as a handler builds it.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 
 use serde::Serialize;
 
 /// A response body.
+///
+/// Owned bytes of a small body go back to a per-thread spare list when the
+/// body is dropped (after it was copied into the connection's output), and
+/// [`Response::json`] serialises into one: a JSON response costs no
+/// allocation once the thread has served a few.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Body {
     /// No bytes.
@@ -24,6 +30,45 @@ impl Body {
             Body::Static(b) => b,
             Body::Bytes(b) => b,
         }
+    }
+}
+
+/// Spare body buffers kept per thread (each loop is one thread).
+const SPARE_BODIES: usize = 64;
+/// Buffers above this capacity are freed rather than kept.
+const SPARE_BODY_MAX: usize = 16 * 1024;
+
+thread_local! {
+    static SPARES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer, recycled if one is spare.
+fn spare_buffer() -> Vec<u8> {
+    SPARES
+        .try_with(|spares| spares.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        let Body::Bytes(bytes) = self else {
+            return;
+        };
+        if bytes.capacity() == 0 || bytes.capacity() > SPARE_BODY_MAX {
+            return;
+        }
+        let mut bytes = std::mem::take(bytes);
+        bytes.clear();
+        // `try_with`: a body dropped while the thread exits just frees.
+        let _ = SPARES.try_with(|spares| {
+            if let Ok(mut spares) = spares.try_borrow_mut() {
+                if spares.len() < SPARE_BODIES {
+                    spares.push(bytes);
+                }
+            }
+        });
     }
 }
 
@@ -111,8 +156,9 @@ impl Response {
 
     /// An `application/json` response serialising `value`.
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
-        match serde_json::to_vec(value) {
-            Ok(bytes) => {
+        let mut bytes = spare_buffer();
+        match serde_json::to_writer(&mut bytes, value) {
+            Ok(()) => {
                 let mut r = Response::new(status).body(bytes);
                 r.content_type = Some(Cow::Borrowed(b"application/json"));
                 r

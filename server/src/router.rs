@@ -24,14 +24,13 @@ pub(crate) struct Route {
     pub body_limit: Option<u64>,
 }
 
+/// A route parameter: its name and its (start, end) offsets in the path.
+pub(crate) type Param = (Rc<str>, usize, usize);
+
 /// Where a request goes.
 pub(crate) enum Resolved {
-    /// A route: its handler, label (pattern), body limit and parameters as
-    /// (name, start, end) offsets into the path.
-    Route {
-        index: usize,
-        params: Vec<(Rc<str>, usize, usize)>,
-    },
+    /// A route (by index); its parameters are in the vector `resolve` filled.
+    Route { index: usize },
     /// The path exists for other methods: 405 with this `Allow` value.
     MethodNotAllowed(String),
     /// No route has this path: 404.
@@ -136,7 +135,7 @@ impl Router {
         });
     }
 
-    fn matches(route: &Route, path: &[u8], params: &mut Vec<(Rc<str>, usize, usize)>) -> bool {
+    fn matches(route: &Route, path: &[u8], params: &mut Vec<Param>) -> bool {
         params.clear();
         let mut rest = &path[1.min(path.len())..];
         let mut offset = 1.min(path.len());
@@ -189,41 +188,48 @@ impl Router {
     }
 
     /// Resolves a request. `path` is bytes: the hot path never needs it
-    /// as text.
-    pub fn resolve(&self, method: Method, method_token: &[u8], path: &[u8]) -> Resolved {
+    /// as text. A matched route's parameters are left in `params` (the
+    /// request's own vector: no allocation once it has grown).
+    pub fn resolve(
+        &self,
+        method: Method,
+        method_token: &[u8],
+        path: &[u8],
+        params: &mut Vec<Param>,
+    ) -> Resolved {
+        params.clear();
         if let Some(index) = self
             .exact
             .get(path)
             .and_then(|by_method| by_method[method as usize])
         {
-            return Resolved::Route {
-                index,
-                params: Vec::new(),
-            };
+            return Resolved::Route { index };
         }
-        let mut params = Vec::new();
         let mut allow: Vec<&'static str> = Vec::new();
         let mut head_fallback = None;
         for (index, route) in self.routes.iter().enumerate() {
-            if !Self::matches(route, path, &mut params) {
+            if !Self::matches(route, path, params) {
                 continue;
             }
             if route.method == method
                 && (method != Method::Other || method_token == route.method.as_str().as_bytes())
             {
-                return Resolved::Route { index, params };
+                return Resolved::Route { index };
             }
             if method == Method::Head && route.method == Method::Get && head_fallback.is_none() {
-                head_fallback = Some((index, params.clone()));
+                head_fallback = Some(index);
             }
             let m = route.method.as_str();
             if !allow.contains(&m) {
                 allow.push(m);
             }
         }
-        if let Some((index, params)) = head_fallback {
-            return Resolved::Route { index, params };
+        if let Some(index) = head_fallback {
+            // Match again to leave that route's parameters in `params`.
+            Self::matches(&self.routes[index], path, params);
+            return Resolved::Route { index };
         }
+        params.clear();
         if allow.is_empty() {
             return Resolved::NotFound;
         }
@@ -251,9 +257,14 @@ mod tests {
         r
     }
 
+    fn resolve(r: &Router, m: Method, path: &str) -> Resolved {
+        r.resolve(m, m.as_str().as_bytes(), path.as_bytes(), &mut Vec::new())
+    }
+
     fn found(r: &Router, m: Method, path: &str) -> (usize, Vec<(String, String)>) {
-        match r.resolve(m, m.as_str().as_bytes(), path.as_bytes()) {
-            Resolved::Route { index, params } => (
+        let mut params = Vec::new();
+        match r.resolve(m, m.as_str().as_bytes(), path.as_bytes(), &mut params) {
+            Resolved::Route { index } => (
                 index,
                 params
                     .into_iter()
@@ -289,9 +300,9 @@ mod tests {
             (5, vec![("x".into(), "1".into()), ("y".into(), "2".into())])
         );
         assert_eq!(
-            found(&r, Method::Head, "/api/users/7").0,
-            1,
-            "HEAD falls back to GET"
+            found(&r, Method::Head, "/api/users/7"),
+            (1, vec![("id".into(), "7".into())]),
+            "HEAD falls back to GET, with its parameters"
         );
     }
 
@@ -306,18 +317,15 @@ mod tests {
             "/api/ordersx",
         ] {
             assert!(
-                matches!(
-                    r.resolve(Method::Get, b"GET", p.as_bytes()),
-                    Resolved::NotFound
-                ),
+                matches!(resolve(&r, Method::Get, p), Resolved::NotFound),
                 "{p}"
             );
         }
-        match r.resolve(Method::Delete, b"DELETE", b"/api/orders") {
+        match resolve(&r, Method::Delete, "/api/orders") {
             Resolved::MethodNotAllowed(allow) => assert_eq!(allow, "POST"),
             _ => panic!(),
         }
-        match r.resolve(Method::Post, b"POST", b"/api/users/1") {
+        match resolve(&r, Method::Post, "/api/users/1") {
             Resolved::MethodNotAllowed(allow) => assert_eq!(allow, "GET, HEAD"),
             _ => panic!(),
         }

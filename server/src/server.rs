@@ -417,7 +417,7 @@ impl ServerInner {
                     dispatched += 1;
                     self.stats.borrow_mut().requests += 1;
                     let route = match &target {
-                        crate::app::Target::Route { index, .. } => *index as u32,
+                        crate::app::Target::Route { index } => *index as u32,
                         _ => u32::MAX,
                     };
                     let res = Responder::new(self.clone(), key, id, seq, route, lp.now());
