@@ -38,6 +38,7 @@ mod responder;
 mod response;
 mod router;
 mod server;
+mod spares;
 pub mod supervisor;
 
 pub use app::App;

@@ -2,7 +2,6 @@
 //! callback, a pool job's callback or an `async` block.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -12,6 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::{ParsedHead, Version};
 use crate::response::Response;
 use crate::router::Param;
+use crate::spares::Spares;
 
 type Span = (u32, u32);
 
@@ -95,9 +95,7 @@ const SPARE_PARTS: usize = 256;
 const SPARE_BUFFER_MAX: usize = 16 * 1024;
 
 thread_local! {
-    // The boxes are the point: a request takes one back without allocating.
-    #[allow(clippy::vec_box)]
-    static SPARES: RefCell<Vec<Box<Parts>>> = const { RefCell::new(Vec::new()) };
+    static SPARES: Spares<Box<Parts>> = const { Spares::new(SPARE_PARTS) };
 }
 
 impl Drop for Request {
@@ -113,14 +111,7 @@ impl Drop for Request {
         }
         parts.params.clear();
         parts.route = None;
-        // `try_with`: a request dropped while the thread exits just frees.
-        let _ = SPARES.try_with(|spares| {
-            if let Ok(mut spares) = spares.try_borrow_mut() {
-                if spares.len() < SPARE_PARTS {
-                    spares.push(parts);
-                }
-            }
-        });
+        let _ = SPARES.try_with(|spares| spares.give(parts));
     }
 }
 
@@ -166,10 +157,7 @@ impl Request {
         };
         let method =
             Method::from_bytes(&head_bytes[parsed.method.0 as usize..parsed.method.1 as usize]);
-        let spare = SPARES
-            .try_with(|spares| spares.try_borrow_mut().ok().and_then(|mut s| s.pop()))
-            .ok()
-            .flatten();
+        let spare = SPARES.try_with(Spares::take).ok().flatten();
         let parts = match spare {
             Some(mut parts) => {
                 parts.head.clear();

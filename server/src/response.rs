@@ -1,10 +1,11 @@
 //! A response as a handler builds it.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::fmt;
 
 use serde::Serialize;
+
+use crate::spares::Spares;
 
 /// A response body.
 ///
@@ -39,13 +40,13 @@ const SPARE_BODIES: usize = 64;
 const SPARE_BODY_MAX: usize = 16 * 1024;
 
 thread_local! {
-    static SPARES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static SPARES: Spares<Vec<u8>> = const { Spares::new(SPARE_BODIES) };
 }
 
 /// An empty buffer, recycled if one is spare.
 fn spare_buffer() -> Vec<u8> {
     SPARES
-        .try_with(|spares| spares.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+        .try_with(Spares::take)
         .ok()
         .flatten()
         .unwrap_or_default()
@@ -61,14 +62,7 @@ impl Drop for Body {
         }
         let mut bytes = std::mem::take(bytes);
         bytes.clear();
-        // `try_with`: a body dropped while the thread exits just frees.
-        let _ = SPARES.try_with(|spares| {
-            if let Ok(mut spares) = spares.try_borrow_mut() {
-                if spares.len() < SPARE_BODIES {
-                    spares.push(bytes);
-                }
-            }
-        });
+        let _ = SPARES.try_with(|spares| spares.give(bytes));
     }
 }
 
