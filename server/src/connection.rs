@@ -20,8 +20,8 @@ use phaseloop_core::{IoToken, TimerId};
 
 use crate::app::Target;
 use crate::codec::{
-    encode_continue, encode_head, parse_head, BodyFraming, ChunkedDecoder, HttpError,
-    ResponseFraming, ResponseHead, Version,
+    encode_continue, encode_head, encode_head_cached, parse_head, BodyFraming, ChunkedDecoder,
+    HttpError, ResponseFraming, ResponseHead, Version,
 };
 use crate::config::ServerConfig;
 use crate::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
@@ -870,7 +870,11 @@ pub(crate) fn encode_response(
         close,
         http10_keep_alive: http10_keep_alive && !close,
     };
-    encode_head(out, &head, fields(response), date);
+    if response.headers.is_empty() {
+        encode_head_cached(out, &head, response.content_type.as_deref(), date);
+    } else {
+        encode_head(out, &head, fields(response), date);
+    }
     let bodiless = response.status < 200 || response.status == 204 || response.status == 304;
     if matches!(framing, ResponseFraming::Length(_)) && !head_only && !bodiless {
         out.extend_from_slice(response.body.as_bytes());

@@ -14,5 +14,7 @@ pub use chunked::ChunkedDecoder;
 pub use date::DateCache;
 pub use error::HttpError;
 pub use head::{parse_head, BodyFraming, HeadLimits, ParsedHead, Version};
-pub use response::{encode_continue, encode_head, ResponseFraming, ResponseHead};
+pub use response::{
+    encode_continue, encode_head, encode_head_cached, ResponseFraming, ResponseHead,
+};
 pub use status::reason_phrase;

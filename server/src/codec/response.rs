@@ -1,5 +1,7 @@
 //! Response heads to bytes (RFC 9112 §4, §6).
 
+use std::cell::RefCell;
+
 use super::date::DATE_LEN;
 use super::reason_phrase;
 
@@ -16,7 +18,7 @@ pub enum ResponseFraming {
 }
 
 /// What the connection knows about a response when it writes the head.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponseHead {
     /// Status code (100..=999).
     pub status: u16,
@@ -92,6 +94,75 @@ pub fn encode_head<'h>(
     out.extend_from_slice(b"\r\n");
 }
 
+/// The last head encoded on this thread by [`encode_head_cached`], with what
+/// it was made from.
+struct LastHead {
+    head: Option<ResponseHead>,
+    content_type: Option<Vec<u8>>,
+    date: [u8; DATE_LEN],
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static LAST_HEAD: RefCell<LastHead> = const {
+        RefCell::new(LastHead {
+            head: None,
+            content_type: None,
+            date: [0; DATE_LEN],
+            bytes: Vec::new(),
+        })
+    };
+}
+
+/// Heads longer than this are not kept (a long content type).
+const CACHED_HEAD_MAX: usize = 256;
+
+/// [`encode_head`] for a response whose only field is its content type:
+/// most answers of a route are alike (same status, type, length and date
+/// second), so the bytes of the last one are copied when everything they
+/// were made from is equal, instead of encoding a dozen pieces again.
+pub fn encode_head_cached(
+    out: &mut Vec<u8>,
+    head: &ResponseHead,
+    content_type: Option<&[u8]>,
+    date: &[u8; DATE_LEN],
+) {
+    let fields = content_type.map(|v| ("Content-Type", v));
+    let hit = LAST_HEAD.try_with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return false;
+        };
+        if last.head.as_ref() == Some(head)
+            && last.date == *date
+            && content_type == last.content_type.as_deref()
+        {
+            out.extend_from_slice(&last.bytes);
+            return true;
+        }
+        let start = out.len();
+        encode_head(out, head, fields, date);
+        let bytes = &out[start..];
+        if bytes.len() <= CACHED_HEAD_MAX {
+            let last = &mut *last;
+            last.head = Some(*head);
+            last.date = *date;
+            match (content_type, &mut last.content_type) {
+                (Some(new), Some(kept)) => {
+                    kept.clear();
+                    kept.extend_from_slice(new);
+                }
+                (new, kept) => *kept = new.map(<[u8]>::to_vec),
+            }
+            last.bytes.clear();
+            last.bytes.extend_from_slice(bytes);
+        }
+        true
+    });
+    if hit != Ok(true) {
+        encode_head(out, head, fields, date);
+    }
+}
+
 /// The interim response that tells a client to send the body it held back.
 pub fn encode_continue(out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -107,6 +178,79 @@ mod tests {
         let mut out = Vec::new();
         encode_head(&mut out, &head, headers.iter().copied(), DATE);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn cached_heads_are_the_heads_encode_makes() {
+        let heads = [
+            ResponseHead {
+                status: 200,
+                framing: ResponseFraming::Length(13),
+                close: false,
+                http10_keep_alive: false,
+            },
+            ResponseHead {
+                status: 200,
+                framing: ResponseFraming::Length(14),
+                close: false,
+                http10_keep_alive: false,
+            },
+            ResponseHead {
+                status: 200,
+                framing: ResponseFraming::Length(13),
+                close: true,
+                http10_keep_alive: false,
+            },
+            ResponseHead {
+                status: 200,
+                framing: ResponseFraming::Length(13),
+                close: false,
+                http10_keep_alive: true,
+            },
+            ResponseHead {
+                status: 404,
+                framing: ResponseFraming::Length(13),
+                close: false,
+                http10_keep_alive: false,
+            },
+            ResponseHead {
+                status: 200,
+                framing: ResponseFraming::Chunked,
+                close: false,
+                http10_keep_alive: false,
+            },
+        ];
+        let types: [Option<&[u8]>; 4] = [
+            None,
+            Some(b""),
+            Some(b"text/plain"),
+            Some(b"application/json"),
+        ];
+        let dates: [&[u8; DATE_LEN]; 2] = [DATE, b"Mon, 23 Nov 2026 18:00:01 GMT"];
+        // Every change of one input after another, twice over: hits and misses.
+        for _ in 0..2 {
+            for head in &heads {
+                for content_type in types {
+                    for date in dates {
+                        for _ in 0..2 {
+                            let mut want = b"prefix".to_vec();
+                            encode_head(
+                                &mut want,
+                                head,
+                                content_type.map(|v| ("Content-Type", v)),
+                                date,
+                            );
+                            let mut got = b"prefix".to_vec();
+                            encode_head_cached(&mut got, head, content_type, date);
+                            assert_eq!(
+                                String::from_utf8_lossy(&got),
+                                String::from_utf8_lossy(&want)
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
