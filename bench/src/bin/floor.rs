@@ -40,7 +40,12 @@ fn main() -> std::io::Result<()> {
     let mut next = 1usize;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        poll.poll(&mut events, None)?;
+        // A signal (or a debugger's request) interrupting the wait is an
+        // empty poll, not an error.
+        match poll.poll(&mut events, None) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            other => other?,
+        }
         for ev in events.iter() {
             if ev.token() == Token(0) {
                 loop {
