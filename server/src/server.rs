@@ -363,7 +363,9 @@ impl ServerInner {
         if !self.conn_alive(key, id) {
             return IoOutcome::Drained;
         }
-        if ev.writable && !self.flush(lp, key) {
+        // Most events report the socket writable (epoll gives the whole
+        // readiness mask); only output that waited for room needs a flush.
+        if ev.writable && self.output_waiting(key) && !self.flush(lp, key) {
             return IoOutcome::Drained;
         }
         if ev.readable || ev.read_closed || ev.error {
@@ -375,6 +377,14 @@ impl ServerInner {
             return self.drive(lp, key);
         }
         IoOutcome::Drained
+    }
+
+    /// Unsent bytes, or streams waiting for room: a writable event matters.
+    fn output_waiting(&self, key: usize) -> bool {
+        self.conns
+            .borrow()
+            .get(key)
+            .is_some_and(|c| c.unsent() > 0 || !c.drain_waiters.is_empty())
     }
 
     /// Reads, parses and dispatches until the connection must wait.
