@@ -89,9 +89,6 @@ pub(crate) struct ReadBudget {
 }
 
 /// What the connection asks its driver to do next.
-// Lives for one call and is moved once; boxing the request would cost an
-// allocation per request on the hot path.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Step {
     /// Run the handler for this request.
     Dispatch {
@@ -430,7 +427,7 @@ impl Conn {
                 let keep_alive = parsed.keep_alive;
                 let version = parsed.version;
                 let expect_continue = parsed.expect_continue;
-                let req = Request::from_head(&self.inbuf.data()[..head_len], parsed, self.peer);
+                let mut req = Request::from_head(&self.inbuf.data()[..head_len], parsed, self.peer);
                 self.inbuf.consume(head_len);
                 self.head_started = None;
                 self.requests += 1;
@@ -450,7 +447,6 @@ impl Conn {
                     // Nothing after this request is read (RFC 9112 §9.6).
                     self.close_after_queue = true;
                 }
-                let mut req = req;
                 let dest = ctx.app.destination(&mut req);
                 let limit = dest.body_limit.unwrap_or(ctx.cfg.max_body);
                 let framing = match framing {
