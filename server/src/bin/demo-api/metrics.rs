@@ -154,37 +154,23 @@ pub fn render(
         "phaseloop_connection_buffer_bytes {}",
         server.buffered_bytes()
     );
-    let _ = writeln!(
-        w,
-        "phaseloop_connections_accepted_total {}",
-        server_stats.accepted
-    );
-    let _ = writeln!(
-        w,
-        "phaseloop_accept_errors_total {}",
-        server_stats.accept_errors
-    );
-    let _ = writeln!(
-        w,
-        "phaseloop_accept_pauses_total {}",
-        server_stats.accept_pauses
-    );
-    let _ = writeln!(
-        w,
-        "phaseloop_requests_refused_total {}",
-        server_stats.refused
-    );
-    let _ = writeln!(w, "phaseloop_timeouts_total {}", server_stats.timeouts);
-    let _ = writeln!(
-        w,
-        "phaseloop_handler_panics_total {}",
-        server_stats.handler_panics
-    );
-    let _ = writeln!(
-        w,
-        "phaseloop_socket_reads_total {}",
-        server_stats.socket_reads
-    );
+    for (name, value) in [
+        (
+            "phaseloop_connections_accepted_total",
+            server_stats.accepted,
+        ),
+        ("phaseloop_accept_errors_total", server_stats.accept_errors),
+        ("phaseloop_accept_pauses_total", server_stats.accept_pauses),
+        ("phaseloop_requests_refused_total", server_stats.refused),
+        ("phaseloop_timeouts_total", server_stats.timeouts),
+        (
+            "phaseloop_handler_panics_total",
+            server_stats.handler_panics,
+        ),
+        ("phaseloop_socket_reads_total", server_stats.socket_reads),
+    ] {
+        let _ = writeln!(w, "{name} {value}");
+    }
 
     if let Some(cluster) = cluster {
         let _ = writeln!(
@@ -199,24 +185,19 @@ pub fn render(
             );
         }
     }
-    let _ = writeln!(w, "phaseloop_users_cache_hits_total {}", demo.cache_hits);
-    let _ = writeln!(
-        w,
-        "phaseloop_users_cache_misses_total {}",
-        demo.cache_misses
-    );
-    let _ = writeln!(w, "phaseloop_users_store_reads_total {}", demo.store_reads);
-    let _ = writeln!(w, "phaseloop_orders_stored {}", demo.orders);
-    let _ = writeln!(
-        w,
-        "phaseloop_notifications_delivered_total {}",
-        demo.notifications
-    );
-    let _ = writeln!(
-        w,
-        "phaseloop_notifications_replayed_total {}",
-        demo.replayed
-    );
-    let _ = writeln!(w, "phaseloop_journal_pending {}", demo.journal_pending);
+    for (name, value) in [
+        ("phaseloop_users_cache_hits_total", demo.cache_hits),
+        ("phaseloop_users_cache_misses_total", demo.cache_misses),
+        ("phaseloop_users_store_reads_total", demo.store_reads),
+        ("phaseloop_orders_stored", demo.orders as u64),
+        (
+            "phaseloop_notifications_delivered_total",
+            demo.notifications,
+        ),
+        ("phaseloop_notifications_replayed_total", demo.replayed),
+        ("phaseloop_journal_pending", demo.journal_pending as u64),
+    ] {
+        let _ = writeln!(w, "{name} {value}");
+    }
     out
 }
