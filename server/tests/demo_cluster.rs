@@ -4,7 +4,6 @@
 
 mod util;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use util::{body_of, status_of, temp_dir, Demo};
@@ -13,16 +12,7 @@ use util::{body_of, status_of, temp_dir, Demo};
 fn loops_share_work_and_order_ids_stay_unique() {
     let dir = temp_dir("cluster-orders");
     let demo = Demo::start(&dir, &["--loops", "2"]);
-    let mut ids = HashSet::new();
-    for n in 0..60 {
-        let r = demo.post(
-            "/api/orders",
-            &format!(r#"{{"restaurant_id":1,"customer":"c{n}","items":[{{"name":"x","qty":1}}]}}"#),
-        );
-        assert_eq!(status_of(&r), "HTTP/1.1 201 Created", "{r}");
-        let v: serde_json::Value = serde_json::from_str(body_of(&r)).unwrap();
-        assert!(ids.insert(v["id"].as_u64().unwrap()), "duplicate id in {r}");
-    }
+    let ids = demo.post_orders(60);
     std::thread::sleep(Duration::from_millis(200));
     for id in &ids {
         let r = demo.get(&format!("/api/orders/{id}"));

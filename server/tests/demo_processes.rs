@@ -34,16 +34,7 @@ fn workers_share_the_port_and_order_ids() {
     let dir = temp_dir("procs-orders");
     let demo = Demo::start(&dir, &["--workers", "2"]);
     assert_eq!(children(demo.child.id()).len(), 2);
-    let mut ids = HashSet::new();
-    for n in 0..40 {
-        let r = demo.post(
-            "/api/orders",
-            &format!(r#"{{"restaurant_id":1,"customer":"c{n}","items":[{{"name":"x","qty":1}}]}}"#),
-        );
-        assert_eq!(status_of(&r), "HTTP/1.1 201 Created", "{r}");
-        let v: serde_json::Value = serde_json::from_str(body_of(&r)).unwrap();
-        assert!(ids.insert(v["id"].as_u64().unwrap()), "duplicate id: {r}");
-    }
+    let ids = demo.post_orders(40);
     // Both workers took orders (ids are their slot modulo 2).
     assert!(
         ids.iter().any(|i| i % 2 == 0) && ids.iter().any(|i| i % 2 == 1),

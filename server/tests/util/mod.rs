@@ -271,6 +271,24 @@ impl Demo {
         ))
     }
 
+    /// Places `n` orders, each on a fresh connection; asserts each is
+    /// 201 Created with an id no other order got, and returns the ids.
+    pub fn post_orders(&self, n: usize) -> std::collections::HashSet<u64> {
+        let mut ids = std::collections::HashSet::new();
+        for n in 0..n {
+            let r = self.post(
+                "/api/orders",
+                &format!(
+                    r#"{{"restaurant_id":1,"customer":"c{n}","items":[{{"name":"x","qty":1}}]}}"#
+                ),
+            );
+            assert_eq!(status_of(&r), "HTTP/1.1 201 Created", "{r}");
+            let v: serde_json::Value = serde_json::from_str(body_of(&r)).unwrap();
+            assert!(ids.insert(v["id"].as_u64().unwrap()), "duplicate id in {r}");
+        }
+        ids
+    }
+
     /// Puts `clients` requests for /slow (a 3 s timer) in flight, sends
     /// SIGTERM, and checks that every one is answered in full with
     /// `Connection: close` and that the process then exits cleanly.
