@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::{ParsedHead, Version};
 use crate::response::Response;
 use crate::router::Param;
-use crate::spares::Spares;
+use crate::spares::{Spares, SPARE_BUFFER_MAX};
 
 type Span = (u32, u32);
 
@@ -91,11 +91,18 @@ struct Parts {
 
 /// Recycled request storage per thread (each loop is one thread).
 const SPARE_PARTS: usize = 256;
-/// Buffers above this size are freed rather than kept in a spare.
-const SPARE_BUFFER_MAX: usize = 16 * 1024;
 
 thread_local! {
     static SPARES: Spares<Box<Parts>> = const { Spares::new(SPARE_PARTS) };
+}
+
+/// The path's bytes in `head`; `/` when the target has none (absolute-form
+/// without a path). What routing matches and what [`Request::path`] shows.
+fn path_of(head: &[u8], path: Span) -> &[u8] {
+    match &head[path.0 as usize..path.1 as usize] {
+        [] => b"/",
+        bytes => bytes,
+    }
 }
 
 impl Drop for Request {
@@ -227,11 +234,7 @@ impl Request {
             .as_deref_mut()
             .expect("a request has parts until dropped");
         let token = &p.head[p.method_span.0 as usize..p.method_span.1 as usize];
-        let path = match &p.head[p.path.0 as usize..p.path.1 as usize] {
-            [] => b"/",
-            path => path,
-        };
-        (p.method, token, path, &mut p.params)
+        (p.method, token, path_of(&p.head, p.path), &mut p.params)
     }
 
     /// The pattern of the route this request matched (`GET /api/users/:id`),
@@ -253,12 +256,8 @@ impl Request {
     /// The path, undecoded (`/api/users/42`); `"/"` for an absolute-form
     /// target without one.
     pub fn path(&self) -> &str {
-        let p = self.str(self.p().path);
-        if p.is_empty() {
-            "/"
-        } else {
-            p
-        }
+        let p = self.p();
+        std::str::from_utf8(path_of(&p.head, p.path)).unwrap_or("/")
     }
 
     /// The query string after `?`, undecoded.

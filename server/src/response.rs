@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::spares::Spares;
+use crate::spares::{Spares, SPARE_BUFFER_MAX};
 
 /// A response body.
 ///
@@ -36,8 +36,6 @@ impl Body {
 
 /// Spare body buffers kept per thread (each loop is one thread).
 const SPARE_BODIES: usize = 64;
-/// Buffers above this capacity are freed rather than kept.
-const SPARE_BODY_MAX: usize = 16 * 1024;
 
 thread_local! {
     static SPARES: Spares<Vec<u8>> = const { Spares::new(SPARE_BODIES) };
@@ -57,7 +55,7 @@ impl Drop for Body {
         let Body::Bytes(bytes) = self else {
             return;
         };
-        if bytes.capacity() == 0 || bytes.capacity() > SPARE_BODY_MAX {
+        if bytes.capacity() == 0 || bytes.capacity() > SPARE_BUFFER_MAX {
             return;
         }
         let mut bytes = std::mem::take(bytes);

@@ -6,6 +6,10 @@
 
 use std::cell::RefCell;
 
+/// Byte buffers that grew past this are freed rather than kept in a spare:
+/// a rare large request or body must not pin its memory for good.
+pub(crate) const SPARE_BUFFER_MAX: usize = 16 * 1024;
+
 /// A bounded stack of spare `T`s.
 pub(crate) struct Spares<T> {
     list: RefCell<Vec<T>>,
