@@ -121,7 +121,7 @@ impl Responder {
     fn finish(&mut self, response: Response) {
         let (key, conn_id, seq) = (self.key, self.conn_id, self.seq);
         self.answer(response, |lp, inner, response| {
-            inner.complete(lp, key, conn_id, seq, response)
+            inner.complete(lp, key, conn_id, seq, &response)
         });
     }
 

@@ -92,6 +92,11 @@ pub(crate) struct ServerInner {
     route_stats: RefCell<Vec<Vec<(u16, u64)>>>,
     /// Time from dispatch to response, microseconds.
     latency_us: RefCell<hdrhistogram::Histogram<u64>>,
+    /// Answers given during their own dispatch (the loop's clock has not
+    /// moved: 1 µs in the histogram). Counted here and added to the
+    /// histogram when it is read: most answers are these, and a counter is
+    /// a tenth of a histogram record.
+    answered_at_once: Cell<u64>,
 }
 
 /// An HTTP/1.1 server running on a [`Loop`].
@@ -155,6 +160,7 @@ impl Server {
                 hdrhistogram::Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
                     .expect("static bounds are valid"),
             ),
+            answered_at_once: Cell::new(0),
         });
         let routes = inner.app.router.routes.len();
         *inner.route_stats.borrow_mut() = vec![Vec::new(); routes + 1];
@@ -217,7 +223,12 @@ impl Server {
     /// microseconds, measured on the loop's clock (one tick resolution:
     /// answers given during the dispatch count as 1 µs).
     pub fn latency_histogram(&self) -> hdrhistogram::Histogram<u64> {
-        self.inner.latency_us.borrow().clone()
+        let mut histogram = self.inner.latency_us.borrow_mut();
+        let at_once = self.inner.answered_at_once.replace(0);
+        if at_once > 0 {
+            histogram.saturating_record_n(1, at_once);
+        }
+        histogram.clone()
     }
 
     /// A copy of the server's counters.
@@ -263,7 +274,11 @@ impl ServerInner {
             Some((_, n)) => *n += 1,
             None => by_status.push((status, 1)),
         }
-        let us = took.as_micros().clamp(1, u128::from(LATENCY_MAX_US)) as u64;
+        if took < Duration::from_micros(2) {
+            self.answered_at_once.set(self.answered_at_once.get() + 1);
+            return;
+        }
+        let us = took.as_micros().min(u128::from(LATENCY_MAX_US)) as u64;
         self.latency_us.borrow_mut().saturating_record(us);
     }
 
@@ -550,13 +565,25 @@ impl ServerInner {
 
     /// A handler answered: queue the response in order and write if we are
     /// not inside a read batch.
-    pub fn complete(self: &Rc<Self>, lp: &Loop, key: usize, id: u64, seq: u64, response: Response) {
+    pub fn complete(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        seq: u64,
+        response: &Response,
+    ) {
         let status_class = (response.status / 100).min(5) as usize;
-        let done = self.with_conn(key, id, |conn, date, pool| {
-            conn.complete(seq, &response, date, pool);
-        });
-        if done.is_some() {
-            self.stats.borrow_mut().responses_by_class[status_class] += 1;
+        // Inside a read batch (the common case: an answer given during its
+        // dispatch) the batch writes at its end; nothing more to do here.
+        let Some(batching) = self.with_conn(key, id, |conn, date, pool| {
+            conn.complete(seq, response, date, pool);
+            conn.batching
+        }) else {
+            return;
+        };
+        self.stats.borrow_mut().responses_by_class[status_class] += 1;
+        if !batching {
             self.after_output(lp, key);
         }
     }
