@@ -192,10 +192,17 @@ impl App {
         mut req: Request,
         res: Responder,
     ) -> bool {
+        let chain = self.chain.as_deref().unwrap_or(&self.middleware);
         let endpoint: Rc<dyn Handler> = match target {
             Target::Route { index } => {
-                req.set_route(self.router.routes[index].pattern.clone());
-                self.router.routes[index].handler.clone()
+                let route = &self.router.routes[index];
+                req.set_route(route.pattern.clone());
+                if chain.is_empty() {
+                    // No middleware: no `Next` to build and carry.
+                    let handler = &*route.handler;
+                    return catch_unwind(AssertUnwindSafe(|| handler.call(lp, req, res))).is_ok();
+                }
+                route.handler.clone()
             }
             Target::NotFound => Rc::new(|_: &Loop, req: Request, res: Responder| {
                 res.send(Response::text(404, format!("Not Found: {}\n", req.path())));

@@ -901,7 +901,7 @@ pub(crate) fn encode_response(
         http10_keep_alive: http10_keep_alive && !close,
     };
     if response.headers.is_empty() {
-        encode_head_cached(out, &head, response.content_type.as_deref(), date);
+        encode_head_cached(out, &head, response.content_type.as_ref(), date);
     } else {
         encode_head(out, &head, fields(response), date);
     }

@@ -418,6 +418,8 @@ impl ServerInner {
     fn drive_batch(self: &Rc<Self>, lp: &Loop, key: usize, labelled: &mut u32) -> IoOutcome {
         let mut dispatched = 0;
         let mut budget = ReadBudget::default();
+        // The loop's clock moves once per tick, never inside a callback.
+        let now = Self::now(lp);
         let outcome = loop {
             let step = {
                 let mut conns = self.conns.borrow_mut();
@@ -427,7 +429,7 @@ impl ServerInner {
                 conn.batching = true;
                 let mut pool = self.pool.borrow_mut();
                 let date = self.date.borrow();
-                let mut ctx = self.ctx(&mut pool, &date, Self::now(lp));
+                let mut ctx = self.ctx(&mut pool, &date, now);
                 let (refusals, reads) = (conn.refusals, budget.reads);
                 let step = conn.next_step(&mut ctx, &mut budget);
                 if conn.refusals > refusals || budget.reads > reads {
@@ -445,7 +447,7 @@ impl ServerInner {
                         crate::app::Target::Route { index } => *index as u32,
                         _ => u32::MAX,
                     };
-                    let res = Responder::new(self.clone(), key, id, seq, route, lp.now());
+                    let res = Responder::new(self.clone(), key, id, seq, route, now);
                     if route != *labelled {
                         lp.set_label(self.app.label(&target));
                         *labelled = route;
