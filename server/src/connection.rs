@@ -285,6 +285,10 @@ impl Conn {
     /// (unanswered requests, buffered output bytes) in one pass over the
     /// queue: checked before every request is taken.
     fn backlog(&self) -> (usize, usize) {
+        if self.queue.is_empty() {
+            // Between requests, nearly always: no fold over a deque.
+            return (0, self.unsent());
+        }
         self.queue
             .iter()
             .fold((0, self.unsent()), |(unanswered, bytes), s| {

@@ -154,9 +154,17 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
 
+    // RFC 9112 §2.2: a bare LF is not a line terminator we accept in a
+    // request we answer (httparse tolerates it). httparse refuses a bare CR
+    // anywhere, so a bare LF can only end a line: check the ends of the
+    // request line, of each field line and of the head.
+    let mut field_lines_ok = true;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
+        let rest = &buf[span(base, value).1 as usize..len];
+        let after_space = rest.iter().position(|b| *b != b' ' && *b != b'\t');
+        field_lines_ok &= after_space.is_some_and(|i| rest[i] == b'\r');
         // Dispatch on length first: most fields are none of these five.
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
@@ -205,19 +213,9 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         }
     }
 
-    // RFC 9112 §2.2: a bare LF is not a line terminator we accept in a
-    // request we answer (httparse tolerates it). httparse refuses a bare CR
-    // anywhere, so a bare LF can only end a line: check the ends of the
-    // request line, of each field line and of the head.
     // httparse took `method SP target SP HTTP/1.x` and a line end: the
     // line ends 9 bytes after the target.
     let request_line_end = span(base, target.as_bytes()).1 as usize + 9;
-    let field_lines_ok = req.headers.iter().all(|h| {
-        let end = span(base, h.value).1;
-        let rest = &buf[end as usize..len];
-        let after_space = rest.iter().position(|b| *b != b' ' && *b != b'\t');
-        after_space.is_some_and(|i| rest[i] == b'\r')
-    });
     if buf.get(request_line_end) != Some(&b'\r')
         || !field_lines_ok
         || len < 2
