@@ -72,6 +72,37 @@ fn span(base: *const u8, part: &[u8]) -> Span {
     (start as u32, (start + part.len()) as u32)
 }
 
+/// `name` (a header name: a token, as httparse checked) equals `lower`
+/// (lowercase letters and `-`, at least 4 bytes) ignoring ASCII case, a word
+/// at a time: every request compares its field names with these. Setting
+/// bit 5 of a byte maps only `A`..=`Z` onto lowercase letters and only CR
+/// onto `-`, and CR is no token byte, so the comparison is exact.
+fn name_is(name: &[u8], lower: &[u8]) -> bool {
+    const LOWER64: u64 = 0x2020_2020_2020_2020;
+    const LOWER32: u32 = 0x2020_2020;
+    let n = name.len();
+    debug_assert!(lower.len() >= 4 && lower.iter().all(|b| b & 0x20 != 0));
+    if n != lower.len() {
+        return false;
+    }
+    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8"));
+    let half = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4"));
+    if n >= 8 {
+        // Whole words, then the last eight bytes (overlapping if need be).
+        let mut at = 0;
+        while at + 8 < n {
+            if word(name, at) | LOWER64 != word(lower, at) {
+                return false;
+            }
+            at += 8;
+        }
+        word(name, n - 8) | LOWER64 == word(lower, n - 8)
+    } else {
+        half(name, 0) | LOWER32 == half(lower, 0)
+            && half(name, n - 4) | LOWER32 == half(lower, n - 4)
+    }
+}
+
 /// True if `line` (a comma-separated list) contains `token`, ignoring case.
 fn list_has(value: &[u8], token: &str) -> bool {
     value
@@ -167,7 +198,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         field_lines_ok &= after_space.is_some_and(|i| rest[i] == b'\r');
         // Dispatch on length first: most fields are none of these five.
         match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if name_is(name, b"content-length") => {
                 // RFC 9112 §6.3 (5): an invalid Content-Length is unrecoverable.
                 let n = parse_content_length(value)?;
                 match content_length {
@@ -177,7 +208,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
                     _ => content_length = Some(n),
                 }
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            17 if name_is(name, b"transfer-encoding") => {
                 transfer_encoding = true;
                 // RFC 9112 §6.3 (4): chunked must be the final coding, once.
                 for coding in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
@@ -197,12 +228,12 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
                     }
                 }
             }
-            4 if name.eq_ignore_ascii_case(b"host") => host_count += 1,
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            4 if name_is(name, b"host") => host_count += 1,
+            10 if name_is(name, b"connection") => {
                 conn_close |= list_has(value, "close");
                 conn_keep_alive |= list_has(value, "keep-alive");
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            6 if name_is(name, b"expect") => {
                 if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                     expect_continue = true;
                 } else {
@@ -320,6 +351,38 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_is_agrees_with_eq_ignore_ascii_case_on_every_token_byte() {
+        let token_bytes: Vec<u8> = (0u8..=127)
+            .filter(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+            .collect();
+        for lower in [
+            &b"host"[..],
+            b"expect",
+            b"connection",
+            b"content-length",
+            b"transfer-encoding",
+        ] {
+            for case in [lower.to_vec(), lower.to_ascii_uppercase()] {
+                assert!(name_is(&case, lower));
+                // One byte changed to every token byte, at every position.
+                for at in 0..case.len() {
+                    for &b in &token_bytes {
+                        let mut name = case.clone();
+                        name[at] = b;
+                        assert_eq!(
+                            name_is(&name, lower),
+                            name.eq_ignore_ascii_case(lower),
+                            "{}",
+                            String::from_utf8_lossy(&name)
+                        );
+                    }
+                }
+                assert!(!name_is(&case[1..], lower));
+            }
+        }
+    }
 
     const LIMITS: HeadLimits = HeadLimits {
         max_request_line: 64,
