@@ -46,18 +46,21 @@ struct PathHasher(u64);
 
 impl std::hash::Hasher for PathHasher {
     fn write(&mut self, bytes: &[u8]) {
-        // Whole words load directly; only the tail goes byte by byte (a
-        // variable-length copy into a word would be a `memcpy` call).
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            self.mix(w);
-        }
-        let tail = words
-            .remainder()
-            .iter()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-        self.mix(tail);
+        // The first and last eight bytes (overlapping in a short path) with
+        // the length (hashed before): two loads, whatever the length. Two
+        // long paths differing only in the middle share a hash and cost a
+        // comparison more, which a lookup pays anyway.
+        let n = bytes.len();
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
+        let half =
+            |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")));
+        let (first, last) = match n {
+            8.. => (word(0), word(n - 8)),
+            4..8 => (half(0), half(n - 4)),
+            _ => (bytes.iter().fold(0, |acc, b| (acc << 8) | u64::from(*b)), 0),
+        };
+        self.mix(first);
+        self.mix(last);
     }
 
     fn write_usize(&mut self, n: usize) {
@@ -304,6 +307,35 @@ mod tests {
             (1, vec![("id".into(), "7".into())]),
             "HEAD falls back to GET, with its parameters"
         );
+    }
+
+    #[test]
+    fn exact_paths_of_every_length_find_their_own_route() {
+        // Lengths 1 to 40; pairs that differ only in the middle (one hash
+        // for both); and near misses that must find nothing.
+        let mut r = Router::default();
+        let h: Rc<dyn Handler> =
+            Rc::new(|_: &phaseloop_core::Loop, _: crate::Request, _: crate::Responder| {});
+        let mut paths = Vec::new();
+        for len in 1..=40 {
+            let base: String = "/abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"[..len].into();
+            paths.push(base.clone());
+            if len >= 18 {
+                let mut middle = base.into_bytes();
+                middle[len / 2] = b'-';
+                paths.push(String::from_utf8(middle).unwrap());
+            }
+        }
+        for p in &paths {
+            r.add(Method::Get, p, h.clone());
+        }
+        for (index, p) in paths.iter().enumerate() {
+            assert_eq!(found(&r, Method::Get, p).0, index, "{p}");
+            assert!(matches!(
+                resolve(&r, Method::Get, &format!("{p}~")),
+                Resolved::NotFound
+            ));
+        }
     }
 
     #[test]
