@@ -127,34 +127,34 @@ fn reserved(name: &str) -> bool {
 impl Response {
     /// An empty response with `status` (100..=999; others become 500).
     pub fn new(status: u16) -> Response {
+        Response::typed(status, None, Body::Empty)
+    }
+
+    /// A response built in one go: the builder methods would move it and
+    /// drop the fields they replace, a cost every response pays.
+    fn typed(status: u16, content_type: Option<&'static [u8]>, body: Body) -> Response {
         Response {
             status: if (100..=999).contains(&status) {
                 status
             } else {
                 500
             },
-            content_type: None,
+            content_type: content_type.map(Cow::Borrowed),
             headers: Vec::new(),
-            body: Body::Empty,
+            body,
         }
     }
 
     /// A `text/plain` response.
     pub fn text(status: u16, body: impl Into<Body>) -> Response {
-        let mut r = Response::new(status).body(body);
-        r.content_type = Some(Cow::Borrowed(b"text/plain; charset=utf-8"));
-        r
+        Response::typed(status, Some(b"text/plain; charset=utf-8"), body.into())
     }
 
     /// An `application/json` response serialising `value`.
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
         let mut bytes = spare_buffer();
         match serde_json::to_writer(&mut bytes, value) {
-            Ok(()) => {
-                let mut r = Response::new(status).body(bytes);
-                r.content_type = Some(Cow::Borrowed(b"application/json"));
-                r
-            }
+            Ok(()) => Response::typed(status, Some(b"application/json"), Body::Bytes(bytes)),
             Err(e) => Response::text(500, format!("response serialisation failed: {e}\n")),
         }
     }
