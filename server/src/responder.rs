@@ -26,7 +26,9 @@ pub struct Responder {
     /// Loop time at dispatch: the loop's cached clock costs no system call,
     /// and its resolution (one tick) is what a queued request experiences.
     started: Duration,
-    hooks: Vec<SendHook>,
+    /// `None` until a hook is added: most responders have none, and an
+    /// empty vector still costs a call to drop.
+    hooks: Option<Vec<SendHook>>,
 }
 
 impl fmt::Debug for Responder {
@@ -54,14 +56,14 @@ impl Responder {
             seq,
             route,
             started,
-            hooks: Vec::new(),
+            hooks: None,
         }
     }
 
     /// Registers `hook` to see (and may change) the response before it is
     /// written: how middleware adds headers or logs the status.
     pub fn on_send(&mut self, hook: impl FnOnce(&mut Response) + 'static) {
-        self.hooks.push(Box::new(hook));
+        self.hooks.get_or_insert_with(Vec::new).push(Box::new(hook));
     }
 
     /// Sends `response`. If the client has gone, it is dropped quietly.
@@ -95,9 +97,9 @@ impl Responder {
     /// now with `Transfer-Encoding: chunked` (HTTP/1.0 clients get the body
     /// delimited by the connection's end), its body (if any) as the first
     /// piece; the rest follows through the returned [`BodyWriter`].
-    pub fn stream(mut self, response: Response) -> BodyWriter {
+    pub fn stream(mut self, mut response: Response) -> BodyWriter {
         let (key, conn_id, seq) = (self.key, self.conn_id, self.seq);
-        let started = self.answer(response, |lp, inner, response| {
+        let started = self.answer(&mut response, |lp, inner, response| {
             inner
                 .stream_start(lp, key, conn_id, seq, response)
                 .then(|| inner.clone())
@@ -118,24 +120,26 @@ impl Responder {
         self.finish(Response::text(500, PANICKED));
     }
 
-    fn finish(&mut self, response: Response) {
+    fn finish(&mut self, mut response: Response) {
         let (key, conn_id, seq) = (self.key, self.conn_id, self.seq);
-        self.answer(response, |lp, inner, response| {
-            inner.complete(lp, key, conn_id, seq, &response)
+        self.answer(&mut response, |lp, inner, response| {
+            inner.complete(lp, key, conn_id, seq, response)
         });
     }
 
     /// What every answer goes through, once: the hooks, the route's
     /// counters, then `deliver` on the loop. `None` if already answered.
+    /// The response is lent, not moved: it is large, and every move of it
+    /// is a copy on the path of every request.
     fn answer<R>(
         &mut self,
-        mut response: Response,
-        deliver: impl FnOnce(&Loop, &Rc<ServerInner>, Response) -> R,
+        response: &mut Response,
+        deliver: impl FnOnce(&Loop, &Rc<ServerInner>, &Response) -> R,
     ) -> Option<R> {
         let inner = self.inner.take()?;
-        if !self.hooks.is_empty() {
-            for hook in self.hooks.drain(..) {
-                hook(&mut response);
+        if let Some(hooks) = self.hooks.take() {
+            for hook in hooks {
+                hook(response);
             }
         }
         let delivered = Loop::with_current(|lp| {

@@ -597,12 +597,12 @@ impl ServerInner {
         key: usize,
         id: u64,
         seq: u64,
-        response: Response,
+        response: &Response,
     ) -> bool {
         let status_class = (response.status / 100).min(5) as usize;
         let started = self
             .with_conn(key, id, |conn, date, pool| {
-                conn.start_stream(seq, &response, date, pool)
+                conn.start_stream(seq, response, date, pool)
             })
             .unwrap_or(false);
         if started {
