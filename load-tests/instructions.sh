@@ -9,11 +9,14 @@
 #   load-tests/instructions.sh "target/release/demo-api --port PORT --data-dir /tmp/ir-data"
 #   load-tests/instructions.sh "target/release/floor PORT" "-c 64 -n 100000"
 # Default load: 100,000 requests, 64 connections pipelining 16 deep.
+# IR_LINES=40 also prints the 40 costliest source lines of ours per request
+# (each inlined instruction counted on the line of ours it came from; see
+# load-tests/hot_lines.py).
 # Needs valgrind (apt-get install -y valgrind) and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 for tool in valgrind callgrind_control curl; do
@@ -25,7 +28,7 @@ load=${2:--c 64 -p 16 -n 100000}
 out=$(mktemp -d /tmp/phaseloop-ir.XXXXXX)
 rm -rf /tmp/ir-data
 # shellcheck disable=SC2086 # the command is words on purpose
-valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" ${1//PORT/$port} >"$out/server.log" 2>&1 &
+valgrind --tool=callgrind ${IR_LINES:+--dump-instr=yes} --callgrind-out-file="$out/cg.out" ${1//PORT/$port} >"$out/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -55,3 +58,9 @@ dump = sorted(glob.glob(f"{out}/cg.out.*"))[-1]
 total = next(int(l.split()[1]) for l in open(dump) if l.startswith(("summary:", "totals:")))
 print(f"{total / requests:.0f} instructions per request ({requests} requests; callgrind data in {dump})")
 EOF
+if [ -n "${IR_LINES:-}" ]; then
+  requests=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["requests"])' "$out/load.json")
+  # shellcheck disable=SC2086
+  set -- $1
+  python3 load-tests/hot_lines.py "$(ls "$out"/cg.out.* | sort | tail -1)" "$1" "$requests" "$IR_LINES"
+fi
