@@ -126,6 +126,7 @@ impl LoopBuilder {
         let lp = Loop {
             epoch: Instant::now(),
             now_ns: Cell::new(0),
+            now: Cell::new(Duration::ZERO),
             phase: Cell::new(Phase::Main),
             running: Cell::new(false),
             stop_requested: Cell::new(false),
@@ -183,6 +184,9 @@ impl LoopBuilder {
 pub struct Loop {
     epoch: Instant,
     now_ns: Cell<u64>,
+    /// The same instant as a `Duration`: handlers read it per request, and
+    /// converting nanoseconds to a `Duration` costs a division each time.
+    now: Cell<Duration>,
     phase: Cell<Phase>,
     running: Cell<bool>,
     stop_requested: Cell<bool>,
@@ -403,7 +407,14 @@ impl Loop {
     }
 
     fn update_time(&self) {
-        self.now_ns.set(self.elapsed_ns());
+        self.set_time(Instant::now());
+    }
+
+    /// Sets the loop's cached time to the clock reading `at`.
+    fn set_time(&self, at: Instant) {
+        let now = at.saturating_duration_since(self.epoch);
+        self.now.set(now);
+        self.now_ns.set(now.as_nanos() as u64);
     }
 
     fn elapsed_ns(&self) -> u64 {
@@ -518,7 +529,7 @@ impl Loop {
 
     /// The loop's cached time for this tick, since the loop was created.
     pub fn now(&self) -> Duration {
-        Duration::from_nanos(self.now_ns.get())
+        self.now.get()
     }
 
     // ----- pending --------------------------------------------------------
@@ -734,6 +745,10 @@ impl Loop {
             self.io.borrow_mut().collect(&events)
         };
         let start = Instant::now();
+        // As libuv does after its wait: the callbacks of this poll see the
+        // time they run at, not the time the tick began (the wait may have
+        // blocked for seconds, and deadlines they set count from now).
+        self.set_time(start);
         self.metrics
             .poll_wait_ns
             .set(self.metrics.poll_wait_ns.get() + (start - wait_start).as_nanos() as u64);

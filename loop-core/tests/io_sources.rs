@@ -6,6 +6,7 @@ mod util;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::rc::Rc;
+use std::time::Duration;
 
 use phaseloop_core::mio::net::{TcpListener, TcpStream};
 use phaseloop_core::mio::unix::SourceFd;
@@ -183,4 +184,46 @@ fn loop_with_only_io_blocks_until_readable() {
     assert!(start.elapsed() >= std::time::Duration::from_millis(25));
     assert_eq!(log.take(), ["ping"]);
     t.join().unwrap();
+}
+
+/// libuv refreshes the loop time when its poll returns: a callback of the
+/// poll phase sees the time it runs at, not the time the tick began, so a
+/// deadline it sets after a long wait counts from now.
+#[test]
+fn io_callbacks_see_the_time_after_the_wait() {
+    let lp = quiet_loop();
+    let (std_a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    std_a.set_nonblocking(true).unwrap();
+    let mut a = phaseloop_core::mio::net::UnixStream::from_std(std_a);
+    let seen: Rc<RefCell<Option<Duration>>> = Rc::default();
+    let s = seen.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        b.write_all(b"ping").unwrap();
+    });
+    let before = lp.enter(|lp: &Loop| {
+        let token = Rc::new(RefCell::new(None));
+        let tk = token.clone();
+        let fd = a.as_raw_fd();
+        *token.borrow_mut() = Some(
+            lp.register_io(&mut SourceFd(&fd), Interest::READABLE, move |lp, _| {
+                let mut buf = [0u8; 8];
+                let _ = a.read(&mut buf);
+                *s.borrow_mut() = Some(lp.now());
+                lp.deregister_io(tk.borrow_mut().take().unwrap(), &mut SourceFd(&fd))
+                    .unwrap();
+                IoOutcome::Drained
+            })
+            .unwrap(),
+        );
+        lp.now()
+    });
+    lp.run(phaseloop_core::RunMode::Default);
+    t.join().unwrap();
+    let at_callback = seen.borrow().expect("the callback ran");
+    // The writer slept 200 ms before the socket became readable.
+    assert!(
+        at_callback >= before + Duration::from_millis(150),
+        "the callback saw {at_callback:?}, the loop began at {before:?}"
+    );
 }
