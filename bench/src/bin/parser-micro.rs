@@ -1,5 +1,6 @@
-//! Micro-benchmarks of the HTTP/1.1 codec: our request-head parser (httparse
-//! plus the RFC 9112 checks and framing decisions) against httparse alone,
+//! Micro-benchmarks of the HTTP/1.1 codec: our request-head parser (our
+//! request line, httparse's field lines, the RFC 9112 checks and framing
+//! decisions) against httparse's whole-request parse alone,
 //! the chunked decoder, and response encoding. Medians of `--runs` runs.
 //!
 //! ```sh

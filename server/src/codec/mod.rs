@@ -7,6 +7,7 @@ mod chunked;
 mod date;
 mod error;
 mod head;
+mod request_line;
 mod response;
 mod status;
 

@@ -1,0 +1,277 @@
+//! The request line: `method SP request-target SP HTTP-version CRLF`
+//! (RFC 9112 §3).
+//!
+//! Ours rather than httparse's: httparse checks a target as UTF-8 with
+//! `str::from_utf8`, about a hundred instructions on every request even
+//! when the target is plain ASCII, as nearly every target is. Here the
+//! target is checked eight bytes at a time, and UTF-8 is validated only
+//! when a byte above 0x7F was seen. The header fields stay httparse's.
+
+use super::head::Version;
+use super::HttpError;
+
+/// Where the parts of a complete request line lie in the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLine {
+    /// The method token.
+    pub method: (usize, usize),
+    /// The request target as sent.
+    pub target: (usize, usize),
+    /// The protocol version.
+    pub version: Version,
+    /// Bytes up to and including the line's LF.
+    pub len: usize,
+}
+
+/// `tchar` (RFC 9110 §5.6.2): the bytes a method token may hold.
+static TCHAR: [bool; 256] = {
+    let mut map = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        map[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    map
+};
+
+fn bad_line() -> HttpError {
+    HttpError::bad_request("invalid request line")
+}
+
+/// Parses the request line at the start of `buf`: `Ok(None)` while it is
+/// incomplete, `Err` for a line to refuse (400, or 505 for a well-formed
+/// version other than 1.0 and 1.1). Leading empty lines must be gone.
+pub fn parse_request_line(buf: &[u8]) -> Result<Option<RequestLine>, HttpError> {
+    // The method: GET is most requests, one compare.
+    let method_end = if buf.starts_with(b"GET ") {
+        3
+    } else {
+        match buf.iter().position(|b| !TCHAR[usize::from(*b)]) {
+            None => return Ok(None),
+            Some(0) => return Err(bad_line()),
+            Some(end) if buf[end] == b' ' => end,
+            Some(_) => return Err(bad_line()),
+        }
+    };
+    let target_start = method_end + 1;
+    let Some(scan) = scan_target(&buf[target_start..]) else {
+        return Ok(None);
+    };
+    let target_end = target_start + scan.len;
+    match buf[target_end] {
+        b' ' if scan.len > 0 => {}
+        _ => return Err(bad_line()),
+    }
+    if scan.non_ascii && std::str::from_utf8(&buf[target_start..target_end]).is_err() {
+        return Err(HttpError::bad_request("invalid request target"));
+    }
+    let version_start = target_end + 1;
+    let Some(version) = buf.get(version_start..version_start + 8) else {
+        return Ok(None);
+    };
+    // One compare of eight bytes for the two versions we serve.
+    let word = u64::from_le_bytes(version.try_into().expect("eight bytes"));
+    let version = match version {
+        _ if word == u64::from_le_bytes(*b"HTTP/1.1") => Version::Http11,
+        _ if word == u64::from_le_bytes(*b"HTTP/1.0") => Version::Http10,
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            return Err(HttpError::new(
+                505,
+                "only HTTP/1.0 and HTTP/1.1 are supported",
+            ))
+        }
+        _ => return Err(bad_line()),
+    };
+    let end = version_start + 8;
+    match buf.get(end..end + 2) {
+        Some(b"\r\n") => {}
+        // RFC 9112 §2.2: we answer no request whose lines end in a bare LF.
+        Some([b'\n', _]) => return Err(HttpError::bad_request("bare LF in request head")),
+        Some(_) => return Err(HttpError::bad_request("invalid line ending")),
+        None if buf.get(end).is_some_and(|b| *b != b'\r') => {
+            return Err(if buf[end] == b'\n' {
+                HttpError::bad_request("bare LF in request head")
+            } else {
+                HttpError::bad_request("invalid line ending")
+            })
+        }
+        None => return Ok(None),
+    }
+    Ok(Some(RequestLine {
+        method: (0, method_end),
+        target: (target_start, target_end),
+        version,
+        len: end + 2,
+    }))
+}
+
+/// How far a target runs in the bytes it was scanned in.
+struct TargetScan {
+    /// Bytes before the first byte that cannot be in a target (the SP
+    /// that should end it, or an invalid one).
+    len: usize,
+    /// A byte above 0x7F was seen: the target must then be valid UTF-8.
+    non_ascii: bool,
+}
+
+/// Finds the end of a target: visible ASCII, or bytes above 0x7F (UTF-8,
+/// checked by the caller). `None` when `bytes` ends inside the target.
+fn scan_target(bytes: &[u8]) -> Option<TargetScan> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    // Eight bytes a step while all are in 0x21..=0x7E. A word with a byte
+    // below 0x21 or above 0x7E raises a high bit in `outside` (a word
+    // with bytes above 0x7F may raise false alarms, so any alarm is
+    // settled byte by byte below).
+    while let Some(word) = bytes.get(at..at + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let below = x.wrapping_sub(ONES * 0x21) & !x;
+        let above = x.wrapping_add(ONES) | x;
+        if (below | above) & HIGHS != 0 {
+            break;
+        }
+        at += 8;
+    }
+    let mut non_ascii = false;
+    for (i, &b) in bytes[at..].iter().enumerate() {
+        match b {
+            0x21..=0x7E => {}
+            0x80..=0xFF => non_ascii = true,
+            _ => {
+                return Some(TargetScan {
+                    len: at + i,
+                    non_ascii,
+                })
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> RequestLine {
+        parse_request_line(line.as_bytes())
+            .unwrap_or_else(|e| panic!("{line:?}: {e:?}"))
+            .unwrap_or_else(|| panic!("{line:?}: incomplete"))
+    }
+
+    fn refused(line: &[u8]) -> (u16, String) {
+        match parse_request_line(line) {
+            Err(e) => (e.status, e.message.to_string()),
+            Ok(r) => panic!("{:?} was taken: {r:?}", String::from_utf8_lossy(line)),
+        }
+    }
+
+    #[test]
+    fn parts_are_found() {
+        let line = ok("GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(line.method, (0, 3));
+        assert_eq!(line.target, (4, 14));
+        assert_eq!(line.version, Version::Http11);
+        assert_eq!(line.len, 25);
+        let line = ok("M-SEARCH * HTTP/1.0\r\n");
+        assert_eq!((line.method, line.target), ((0, 8), (9, 10)));
+        assert_eq!(line.version, Version::Http10);
+        let target = "/api/users/42?fields=name,email&x=%20y";
+        let line = ok(&format!("DELETE {target} HTTP/1.1\r\n"));
+        assert_eq!(line.target, (7, 7 + target.len()));
+        // UTF-8 above 0x7F is taken (httparse takes it too).
+        let line = ok("GET /caf\u{e9}/\u{1F600} HTTP/1.1\r\n");
+        assert_eq!(line.target, (4, 4 + "/caf\u{e9}/\u{1F600}".len()));
+    }
+
+    #[test]
+    fn a_target_of_every_length_ends_at_its_space() {
+        // The word-wise scan must stop at the right byte whatever the
+        // alignment of the space or of a bad byte.
+        for len in 1..40 {
+            let target = format!("/{}", "a".repeat(len - 1));
+            let line = ok(&format!("GET {target} HTTP/1.1\r\n"));
+            assert_eq!(line.target, (4, 4 + len), "length {len}");
+            for bad in [b'\t', 0x7F, 0x00, b'\r', b'\n'] {
+                let mut raw = format!("GET {target}").into_bytes();
+                raw[4 + len - 1] = bad;
+                raw.extend_from_slice(b" HTTP/1.1\r\n");
+                if len > 1 {
+                    assert_eq!(refused(&raw).0, 400, "length {len}, byte {bad:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn incomplete_lines_wait() {
+        let full = b"POST /orders HTTP/1.1\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(
+                parse_request_line(&full[..cut]).unwrap(),
+                None,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_refused() {
+        let cases: &[(&[u8], u16, &str)] = &[
+            (b"G@T / HTTP/1.1\r\n", 400, "invalid request line"),
+            (b" / HTTP/1.1\r\n", 400, "invalid request line"),
+            (b"GET  / HTTP/1.1\r\n", 400, "invalid request line"),
+            (b"GET /\r\n", 400, "invalid request line"),
+            (b"GET / HTTP/1.1 \r\n", 400, "invalid line ending"),
+            (b"GET / HTTP/1.1\n", 400, "bare LF in request head"),
+            (
+                b"GET / HTTP/1.1\nHost: x\r\n",
+                400,
+                "bare LF in request head",
+            ),
+            (b"GET / FTP/1.1\r\n", 400, "invalid request line"),
+            (b"GET / http/1.1\r\n", 400, "invalid request line"),
+            (
+                b"GET / HTTP/2.0\r\n",
+                505,
+                "only HTTP/1.0 and HTTP/1.1 are supported",
+            ),
+            (
+                b"GET / HTTP/1.2\r\n",
+                505,
+                "only HTTP/1.0 and HTTP/1.1 are supported",
+            ),
+            (b"GET /a\x7fb HTTP/1.1\r\n", 400, "invalid request line"),
+            (b"GET /\xff\xfe HTTP/1.1\r\n", 400, "invalid request target"),
+            (b"\x16\x03\x01\x02\x00\x01\x00", 400, "invalid request line"),
+        ];
+        for (line, status, message) in cases {
+            assert_eq!(
+                refused(line),
+                (*status, message.to_string()),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+}
