@@ -146,15 +146,24 @@ fn scan_target(bytes: &[u8]) -> Option<TargetScan> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut at = 0;
-    // Eight bytes a step while all are in 0x21..=0x7E. A word with a byte
-    // below 0x21 or above 0x7E raises a high bit in `outside` (a word
-    // with bytes above 0x7F may raise false alarms, so any alarm is
-    // settled byte by byte below).
+    // Eight bytes a step. A byte below 0x21 or above 0x7E raises its high
+    // bit in `outside`. Bytes above a raised one may be false alarms (a
+    // borrow or a carry runs upwards), the lowest raised one never is: it
+    // is where the target ends, unless it is a byte above 0x7F, which the
+    // byte-wise loop below takes on from.
     while let Some(word) = bytes.get(at..at + 8) {
         let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
         let below = x.wrapping_sub(ONES * 0x21) & !x;
         let above = x.wrapping_add(ONES) | x;
-        if (below | above) & HIGHS != 0 {
+        let outside = (below | above) & HIGHS;
+        if outside != 0 {
+            at += outside.trailing_zeros() as usize / 8;
+            if bytes[at] < 0x80 {
+                return Some(TargetScan {
+                    len: at,
+                    non_ascii: false,
+                });
+            }
             break;
         }
         at += 8;
