@@ -69,6 +69,10 @@ impl Responder {
     /// Sends `response`. If the client has gone, it is dropped quietly.
     pub fn send(mut self, response: Response) {
         self.finish(response);
+        // Answered: `inner` and `hooks` are taken, so there is nothing to
+        // drop, and skipping `Drop` saves every request its check.
+        debug_assert!(self.inner.is_none() && self.hooks.is_none());
+        std::mem::forget(self);
     }
 
     /// Sends a `text/plain` response.
