@@ -88,7 +88,7 @@ pub(crate) struct IoSources {
     /// Sources that asked to be called again next tick.
     again: Vec<(IoToken, IoEvent)>,
     /// Scratch buffer the poll phase copies ready events into.
-    ready: Vec<(Token, IoEvent)>,
+    ready: Vec<(IoToken, IoEvent)>,
 }
 
 impl IoSources {
@@ -132,7 +132,8 @@ impl IoSources {
             if event.token() == WAKER_TOKEN {
                 woken = true;
             } else {
-                self.ready.push((event.token(), IoEvent::from_mio(event)));
+                self.ready
+                    .push((IoToken(event.token()), IoEvent::from_mio(event)));
             }
         }
         woken
@@ -141,10 +142,15 @@ impl IoSources {
     /// Takes the sources to revisit plus the fresh events, revisits first.
     pub fn take_ready(&mut self, out: &mut Vec<(IoToken, IoEvent)>) {
         out.clear();
+        if self.again.is_empty() {
+            // Nearly every tick: the fresh events change hands whole (each
+            // vector keeps its capacity), no event is copied.
+            std::mem::swap(&mut self.ready, out);
+            return;
+        }
         out.append(&mut self.again);
         let revisits = out.len();
         for (token, event) in self.ready.drain(..) {
-            let token = IoToken(token);
             // A source both revisited and freshly ready gets one call.
             if let Some(existing) = out[..revisits].iter_mut().find(|(t, _)| *t == token) {
                 existing.1.merge(event);

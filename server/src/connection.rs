@@ -833,6 +833,17 @@ impl Conn {
         Step::Yield
     }
 
+    /// True when nothing need be armed for the current deadline: there is
+    /// none (a pending timer finds none and stops), or the armed timer
+    /// fires no later than it (the timer is lazy: moving a deadline later
+    /// costs nothing; a timer that fires early re-arms for the new time).
+    pub fn timer_covers_deadline(&self, cfg: &ServerConfig) -> bool {
+        match self.deadline(cfg) {
+            None => true,
+            Some((due, _)) => self.timer.is_some() && self.timer_due <= due,
+        }
+    }
+
     /// The deadline the connection is under now, if any.
     pub fn deadline(&self, cfg: &ServerConfig) -> Option<(Duration, DeadlineKind)> {
         if self.lifecycle == Lifecycle::Lingering {

@@ -375,31 +375,26 @@ impl ServerInner {
     // ----- connection events ----------------------------------------------
 
     fn on_event(self: Rc<Self>, lp: &Loop, key: usize, id: u64, ev: IoEvent) -> IoOutcome {
-        if !self.conn_alive(key, id) {
-            return IoOutcome::Drained;
-        }
-        // Most events report the socket writable (epoll gives the whole
-        // readiness mask); only output that waited for room needs a flush.
-        if ev.writable && self.output_waiting(key) && !self.flush(lp, key) {
+        let output_waiting = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(key).filter(|c| c.id == id) else {
+                return IoOutcome::Drained;
+            };
+            if ev.read_closed || ev.error {
+                conn.peer_shut = true;
+            }
+            // Most events report the socket writable (epoll gives the whole
+            // readiness mask); only output that waited for room needs a
+            // flush: unsent bytes, or streams waiting for room.
+            ev.writable && (conn.unsent() > 0 || !conn.drain_waiters.is_empty())
+        };
+        if output_waiting && !self.flush(lp, key) {
             return IoOutcome::Drained;
         }
         if ev.readable || ev.read_closed || ev.error {
-            if ev.read_closed || ev.error {
-                if let Some(conn) = self.conns.borrow_mut().get_mut(key) {
-                    conn.peer_shut = true;
-                }
-            }
             return self.drive(lp, key);
         }
         IoOutcome::Drained
-    }
-
-    /// Unsent bytes, or streams waiting for room: a writable event matters.
-    fn output_waiting(&self, key: usize) -> bool {
-        self.conns
-            .borrow()
-            .get(key)
-            .is_some_and(|c| c.unsent() > 0 || !c.drain_waiters.is_empty())
     }
 
     /// Reads, parses and dispatches until the connection must wait.
@@ -524,7 +519,10 @@ impl ServerInner {
                 } else {
                     Vec::new()
                 };
-                (done, drained)
+                // Usually the armed timer still covers the deadline: seen
+                // here, that costs no second look-up of the connection.
+                let timer_ok = !done && drained.is_empty() && conn.timer_covers_deadline(&self.cfg);
+                (done, drained, timer_ok)
             })
         };
         match result {
@@ -532,14 +530,16 @@ impl ServerInner {
                 self.close_conn(lp, key);
                 false
             }
-            Ok((lingering, drained)) => {
+            Ok((lingering, drained, timer_ok)) => {
                 for waiter in drained {
                     waiter(lp);
                 }
                 if lingering && !self.drive_linger(lp, key) {
                     return false; // the client had already closed: done
                 }
-                self.update_deadline(lp, key);
+                if !timer_ok {
+                    self.update_deadline(lp, key);
+                }
                 true
             }
         }
@@ -727,12 +727,12 @@ impl ServerInner {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
-        let Some((due, _)) = conn.deadline(&self.cfg) else {
-            return; // a pending timer finds no deadline and stops
-        };
-        if conn.timer.is_some() && conn.timer_due <= due {
+        if conn.timer_covers_deadline(&self.cfg) {
             return;
         }
+        let Some((due, _)) = conn.deadline(&self.cfg) else {
+            return;
+        };
         if let Some(t) = conn.timer.take() {
             lp.clear_timer(t);
         }
