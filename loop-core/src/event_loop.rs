@@ -334,7 +334,7 @@ impl Loop {
         let _enter = Enter::new(self);
         let previous = self.phase.replace(Phase::Main);
         let start = Instant::now();
-        self.guard.mark(start);
+        self.guard.mark();
         let r = self.macrotask(|| f(self));
         self.metrics
             .add_phase(Phase::Main, start.elapsed().as_nanos() as u64);
@@ -389,7 +389,7 @@ impl Loop {
     fn timed<R>(&self, phase: Phase, f: impl FnOnce() -> R) -> R {
         self.phase.set(phase);
         let start = Instant::now();
-        self.guard.mark(start);
+        self.guard.mark();
         let r = f();
         self.metrics
             .add_phase(phase, start.elapsed().as_nanos() as u64);
@@ -752,7 +752,7 @@ impl Loop {
         self.metrics
             .poll_wait_ns
             .set(self.metrics.poll_wait_ns.get() + (start - wait_start).as_nanos() as u64);
-        self.guard.mark(start);
+        self.guard.mark();
 
         let mut ready = std::mem::take(&mut *self.dispatch.borrow_mut());
         self.io.borrow_mut().take_ready(&mut ready);

@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::metrics::Phase;
 
@@ -74,12 +74,17 @@ pub type BlockHook = Box<dyn Fn(&BlockReport)>;
 pub(crate) struct Guard {
     threshold: Option<Duration>,
     warn: bool,
-    /// Start of the current macrotask, when the guard is on.
-    mark: Cell<Option<Instant>>,
+    clock: GuardClock,
+    /// Start of the current macrotask (the guard clock's nanoseconds), when
+    /// the guard is on.
+    mark: Cell<Option<u64>>,
+    /// The label last set. Cleared with `set_label(None)`, it stays readable
+    /// until the macrotask ends: a handler clears its label when it returns,
+    /// before the guard looks at how long it took.
     label: RefCell<Option<Rc<str>>>,
-    /// The last label set during the current macrotask: a handler clears its
-    /// label when it returns, before the guard looks at how long it took.
-    macrotask_label: RefCell<Option<Rc<str>>>,
+    /// `label` was cleared during the current macrotask: it goes when the
+    /// macrotask ends.
+    label_cleared: Cell<bool>,
     /// A drain inside the current macrotask was already reported.
     drain_reported: Cell<bool>,
     reports: Cell<u64>,
@@ -87,9 +92,45 @@ pub(crate) struct Guard {
     hook: RefCell<Option<BlockHook>>,
 }
 
+/// The clock the guard reads after every callback. Linux's coarse
+/// monotonic clock is a memory read (no time-stamp counter, no conversion)
+/// with tick resolution (1 to 10 ms); it is used when that resolution is at
+/// most a tenth of the threshold, the precise clock otherwise.
+#[derive(Clone, Copy)]
+struct GuardClock(libc::clockid_t);
+
+impl GuardClock {
+    fn for_threshold(threshold: Option<Duration>) -> Self {
+        let coarse = libc::CLOCK_MONOTONIC_COARSE;
+        let mut res = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `res` is a valid timespec for the call to fill.
+        let ok = unsafe { libc::clock_getres(coarse, &mut res) } == 0;
+        let res = Duration::new(res.tv_sec as u64, res.tv_nsec as u32);
+        match threshold {
+            Some(t) if ok && res * 10 <= t => GuardClock(coarse),
+            _ => GuardClock(libc::CLOCK_MONOTONIC),
+        }
+    }
+
+    /// Nanoseconds on this clock.
+    fn now_ns(self) -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec for the call to fill; both
+        // clocks exist on every Linux since 2.6.32.
+        unsafe { libc::clock_gettime(self.0, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+}
+
 /// State of one microtask drain, for the guard.
 pub(crate) struct DrainWatch {
-    started: Option<Instant>,
+    started: Option<u64>,
     count: u32,
     reported: bool,
 }
@@ -99,9 +140,10 @@ impl Guard {
         Guard {
             threshold,
             warn,
+            clock: GuardClock::for_threshold(threshold),
             mark: Cell::new(None),
             label: RefCell::new(None),
-            macrotask_label: RefCell::new(None),
+            label_cleared: Cell::new(false),
             drain_reported: Cell::new(false),
             reports: Cell::new(0),
             recent: RefCell::new(VecDeque::new()),
@@ -110,10 +152,16 @@ impl Guard {
     }
 
     pub fn set_label(&self, label: Option<Rc<str>>) {
-        if label.is_some() {
-            self.macrotask_label.replace(label.clone());
+        if self.threshold.is_none() {
+            return; // no report will ever name it
         }
-        self.label.replace(label);
+        match label {
+            Some(label) => {
+                self.label.replace(Some(label));
+                self.label_cleared.set(false);
+            }
+            None => self.label_cleared.set(true),
+        }
     }
 
     pub fn set_hook(&self, hook: Option<BlockHook>) {
@@ -130,9 +178,9 @@ impl Guard {
 
     /// Marks the start of a run of callbacks (a phase beginning).
     #[inline]
-    pub fn mark(&self, at: Instant) {
+    pub fn mark(&self) {
         if self.threshold.is_some() {
-            self.mark.set(Some(at));
+            self.mark.set(Some(self.clock.now_ns()));
         }
     }
 
@@ -142,16 +190,19 @@ impl Guard {
         let Some(threshold) = self.threshold else {
             return;
         };
-        let now = Instant::now();
+        let now = self.clock.now_ns();
         if let Some(start) = self.mark.get() {
-            let held = now.duration_since(start);
+            let held = Duration::from_nanos(now.saturating_sub(start));
             // One incident, one report: a starving drain already spoke.
             if held > threshold && !self.drain_reported.get() {
                 self.report(BlockKind::Callback, phase, held);
             }
         }
         self.drain_reported.set(false);
-        self.macrotask_label.take();
+        if self.label_cleared.get() {
+            self.label.take();
+            self.label_cleared.set(false);
+        }
         self.mark.set(Some(now));
     }
 
@@ -172,10 +223,11 @@ impl Guard {
         if watch.reported {
             return;
         }
-        let started = *watch.started.get_or_insert_with(Instant::now);
+        let clock = self.clock;
+        let started = *watch.started.get_or_insert_with(|| clock.now_ns());
         watch.count += 1;
         if watch.count % DRAIN_CHECK_EVERY == 0 {
-            let held = started.elapsed();
+            let held = Duration::from_nanos(clock.now_ns().saturating_sub(started));
             if held > threshold {
                 watch.reported = true;
                 self.drain_reported.set(true);
@@ -189,11 +241,7 @@ impl Guard {
             kind,
             phase,
             held,
-            label: self
-                .label
-                .borrow()
-                .clone()
-                .or_else(|| self.macrotask_label.borrow().clone()),
+            label: self.label.borrow().clone(),
         };
         self.reports.set(self.reports.get() + 1);
         if self.warn {
@@ -207,5 +255,44 @@ impl Guard {
             recent.pop_front();
         }
         recent.push_back(report);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coarse_clock_serves_only_thresholds_it_can_resolve() {
+        let coarse = GuardClock::for_threshold(Some(DEFAULT_BLOCK_THRESHOLD)).0;
+        let fine = GuardClock::for_threshold(Some(Duration::from_micros(500))).0;
+        // Linux ticks at 100 to 1000 Hz: 10 ms or finer, so the default
+        // threshold of 100 ms gets the coarse clock, half a millisecond
+        // never does.
+        assert_eq!(coarse, libc::CLOCK_MONOTONIC_COARSE);
+        assert_eq!(fine, libc::CLOCK_MONOTONIC);
+        assert_eq!(GuardClock::for_threshold(None).0, libc::CLOCK_MONOTONIC);
+    }
+
+    #[test]
+    fn a_held_callback_is_measured_on_either_clock() {
+        for threshold in [DEFAULT_BLOCK_THRESHOLD, Duration::from_millis(5)] {
+            let guard = Guard::new(Some(threshold), false);
+            guard.set_label(Some("GET /slow".into()));
+            guard.mark();
+            std::thread::sleep(threshold + threshold / 2);
+            // The handler clears its label before the guard looks.
+            guard.set_label(None);
+            guard.after_callback(Phase::Poll);
+            let reports = guard.recent();
+            assert_eq!(reports.len(), 1, "threshold {threshold:?}");
+            assert!(reports[0].held > threshold, "{:?}", reports[0].held);
+            assert_eq!(reports[0].label.as_deref(), Some("GET /slow"));
+            // The cleared label is gone once the macrotask ended.
+            guard.mark();
+            std::thread::sleep(threshold + threshold / 2);
+            guard.after_callback(Phase::Timers);
+            assert_eq!(guard.recent()[1].label, None);
+        }
     }
 }
