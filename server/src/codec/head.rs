@@ -452,6 +452,79 @@ mod tests {
         );
     }
 
+    /// Mutated heads (bytes replaced, inserted, dropped, cut) never panic
+    /// the parser, and what it takes lies inside the buffer.
+    #[test]
+    fn mutated_heads_are_taken_or_refused_without_panicking() {
+        const HEADS: &[&[u8]] = &[
+            b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+            b"PUT http://h/p HTTP/1.0\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\n\r\n",
+        ];
+        const BYTES: &[u8] = b" \t\r\n:/?*,0aZ\x7f\x80\xff";
+        // Tight limits, and limits that let a head spill past the stack
+        // slots (the last head has 26 fields).
+        let tight = HeadLimits {
+            max_request_line: 48,
+            max_head_bytes: 160,
+            max_headers: 5,
+        };
+        let roomy = HeadLimits {
+            max_request_line: 64,
+            max_head_bytes: 1024,
+            max_headers: 30,
+        };
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "X-F: v\r\n".repeat(25)
+        );
+        let mut seed = 0xD1B5_4A32_D192_ED03u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize
+        };
+        let mut verdicts = [0u32; 3];
+        let mut spilled = 0;
+        for _ in 0..50_000 {
+            let pick = next() % (HEADS.len() + 1);
+            let mut head = HEADS.get(pick).map_or(many.as_bytes(), |h| *h).to_vec();
+            let limits = if next() % 2 == 0 { &tight } else { &roomy };
+            for _ in 0..(next() % 4 + 1) {
+                if head.len() < 2 {
+                    break;
+                }
+                let at = next() % head.len();
+                match next() % 4 {
+                    0 => head[at] = BYTES[next() % BYTES.len()],
+                    1 => head.insert(at, BYTES[next() % BYTES.len()]),
+                    2 => drop(head.remove(at)),
+                    _ => head.truncate(at.max(1)),
+                }
+            }
+            match parse_head(&head, limits) {
+                Ok(Some(h)) => {
+                    assert!(h.len <= head.len() && h.len <= limits.max_head_bytes);
+                    for (from, to) in [h.method, h.target] {
+                        assert!(from < to && to as usize <= h.len, "{head:?}");
+                    }
+                    assert!(h.header_count <= limits.max_headers);
+                    spilled += u32::from(h.header_count > INLINE_HEADER_SLOTS);
+                    verdicts[0] += 1;
+                }
+                Ok(None) => verdicts[1] += 1,
+                Err(e) => {
+                    assert!((400..=505).contains(&e.status), "{e:?}");
+                    verdicts[2] += 1;
+                }
+            }
+        }
+        assert!(verdicts.iter().all(|n| *n > 1000), "{verdicts:?}");
+        assert!(spilled > 100, "{spilled} heads past the stack slots");
+    }
+
     #[test]
     fn complete_heads() {
         let h = ok("GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
