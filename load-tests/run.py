@@ -5,10 +5,12 @@ Servers: phaseloop's demo-api, the seed's API in Express (load-tests/node),
 Node's bare http module for /plaintext, and the bare-mio floor. Each server
 runs pinned to CPU 0 and phaseloop-load (our load generator) to CPU 1, on
 127.0.0.1. For every scenario and server: req/s, req per server CPU-second,
-p50/p99 latency and errors, medians of --runs runs. Writes a Markdown table
+p50/p99 latency and errors, medians of --runs runs. Servers take turns
+scenario by scenario, each in a fresh process warmed up by --warmup
+seconds of unmeasured load, so drift hits them alike. Writes a Markdown table
 and, per run, the generator's JSON and SVG latency plot to --out.
 
-Usage: load-tests/run.sh [--runs 3] [--duration 5] [--quick] [--servers phaseloop,express,node,floor]
+Usage: load-tests/run.sh [--runs 3] [--duration 5] [--warmup 1] [--quick] [--servers phaseloop,express,node,floor]
 """
 import argparse
 import json
@@ -83,6 +85,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--quick", action="store_true", help="1,000 instead of 10,000 connections")
+    ap.add_argument("--warmup", type=float, default=1, help="seconds of unmeasured load on each fresh server")
     ap.add_argument("--servers", default="phaseloop,express,node,floor")
     ap.add_argument("--out", default=os.path.join(HERE, "results", time.strftime("%Y-%m-%d-%H%M%S")))
     args = ap.parse_args()
@@ -97,23 +100,34 @@ def main():
         f.write("".join(f"/api/users/{100000 + i}\n" for i in range(5)))
     rows = {}
     max_rate = {}
+    # Scenario by scenario, every server in turn with a fresh process, the
+    # order reversed every other run: the machine's drift (this VM is
+    # shared) then falls on all servers alike, within seconds of each other.
     for run in range(args.runs):
-        for name in servers:
-            proc = start(name, data)
-            try:
-                for label, path, who, extra in scenarios(args.quick):
-                    if name not in who:
-                        continue
-                    extra = list(extra)
+        for label, path, who, extra in scenarios(args.quick):
+            order = servers if run % 2 == 0 else servers[::-1]
+            for name in order:
+                if name not in who:
+                    continue
+                proc = start(name, data)
+                try:
+                    extra_args = list(extra)
+                    target = path
                     if path == "USERS":
-                        path = "/"
-                        extra += ["--paths", paths_file]
+                        target = "/"
+                        extra_args += ["--paths", paths_file]
                     if path == "RATE":
-                        path = "/plaintext"
-                        extra += ["-r", str(max(100, int(max_rate.get(name, 1000) * 0.5)))]
+                        target = "/plaintext"
+                        extra_args += ["-r", str(max(100, int(max_rate.get(name, 1000) * 0.5)))]
                     tag = f"{len(rows)}-{name}-run{run + 1}"
+                    # A fresh process warms up first (V8's JIT, caches,
+                    # pools), unmeasured, as it would have under earlier
+                    # scenarios in a long-lived process.
+                    if args.warmup > 0:
+                        load(PORTS[name], target, extra_args, args.warmup, os.path.join(args.out, "warmup.json"),
+                             os.path.join(args.out, "warmup.svg"))
                     before = cpu_seconds(proc.pid)
-                    res = load(PORTS[name], path, extra, args.duration, os.path.join(args.out, tag + ".json"),
+                    res = load(PORTS[name], target, extra_args, args.duration, os.path.join(args.out, tag + ".json"),
                                os.path.join(args.out, tag + ".svg"))
                     cpu = cpu_seconds(proc.pid) - before
                     if label.startswith("GET /plaintext, 100 conns"):
@@ -123,9 +137,12 @@ def main():
                          res["latency_ms"]["p99"], res["errors"]["total"]))
                     print(f"run {run + 1} {name:9} {label:48} {res['requests_per_s']:9.0f} req/s "
                           f"p99 {res['latency_ms']['p99']:8.2f} ms errors {res['errors']['total']}", file=sys.stderr)
-            finally:
-                proc.kill()
-                proc.wait()
+                finally:
+                    proc.kill()
+                    proc.wait()
+    for scratch in ("warmup.json", "warmup.svg"):
+        if os.path.exists(os.path.join(args.out, scratch)):
+            os.remove(os.path.join(args.out, scratch))
     lines = [f"Medians of {args.runs} runs of {args.duration:g} s; server on CPU 0, phaseloop-load on CPU 1; "
              f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores.", "",
              "| scenario | server | req/s | req per server CPU-s | p50 ms | p99 ms | errors | phaseloop / this (CPU-s) |",
