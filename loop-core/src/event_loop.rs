@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use crate::clock;
 use crate::guard::{BlockHook, Guard, DEFAULT_BLOCK_THRESHOLD};
 use crate::hooks::{HookId, HookKind, HookList};
 use crate::immediates::{ImmediateId, Immediates};
@@ -124,7 +125,7 @@ impl LoopBuilder {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let lp = Loop {
-            epoch: Instant::now(),
+            epoch_ns: clock::monotonic_ns(),
             now_ns: Cell::new(0),
             now: Cell::new(Duration::ZERO),
             phase: Cell::new(Phase::Main),
@@ -182,7 +183,8 @@ impl LoopBuilder {
 ///   A panic in a callback unwinds out of [`Loop::run`] (like an uncaught
 ///   exception in Node); the HTTP layer catches its handlers' panics itself.
 pub struct Loop {
-    epoch: Instant,
+    /// The monotonic clock's reading when the loop was made, in ns.
+    epoch_ns: u64,
     now_ns: Cell<u64>,
     /// The same instant as a `Duration`: handlers read it per request, and
     /// converting nanoseconds to a `Duration` costs a division each time.
@@ -333,11 +335,11 @@ impl Loop {
     pub fn enter<R>(&self, f: impl FnOnce(&Loop) -> R) -> R {
         let _enter = Enter::new(self);
         let previous = self.phase.replace(Phase::Main);
-        let start = Instant::now();
+        let start = clock::monotonic_ns();
         self.guard.mark();
         let r = self.macrotask(|| f(self));
         self.metrics
-            .add_phase(Phase::Main, start.elapsed().as_nanos() as u64);
+            .add_phase(Phase::Main, clock::monotonic_ns().saturating_sub(start));
         self.phase.set(previous);
         r
     }
@@ -388,11 +390,11 @@ impl Loop {
 
     fn timed<R>(&self, phase: Phase, f: impl FnOnce() -> R) -> R {
         self.phase.set(phase);
-        let start = Instant::now();
+        let start = clock::monotonic_ns();
         self.guard.mark();
         let r = f();
         self.metrics
-            .add_phase(phase, start.elapsed().as_nanos() as u64);
+            .add_phase(phase, clock::monotonic_ns().saturating_sub(start));
         r
     }
 
@@ -407,18 +409,18 @@ impl Loop {
     }
 
     fn update_time(&self) {
-        self.set_time(Instant::now());
+        self.set_time(clock::monotonic_ns());
     }
 
-    /// Sets the loop's cached time to the clock reading `at`.
-    fn set_time(&self, at: Instant) {
-        let now = at.saturating_duration_since(self.epoch);
-        self.now.set(now);
-        self.now_ns.set(now.as_nanos() as u64);
+    /// Sets the loop's cached time to the monotonic clock's reading `at_ns`.
+    fn set_time(&self, at_ns: u64) {
+        let now = at_ns.saturating_sub(self.epoch_ns);
+        self.now_ns.set(now);
+        self.now.set(Duration::from_nanos(now));
     }
 
     fn elapsed_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        clock::monotonic_ns().saturating_sub(self.epoch_ns)
     }
 
     fn stop_pending(&self) -> bool {
@@ -733,7 +735,7 @@ impl Loop {
 
     fn run_poll(&self, timeout: Option<Duration>) {
         self.phase.set(Phase::Poll);
-        let wait_start = Instant::now();
+        let wait_start = clock::monotonic_ns();
         let woken = {
             let mut events = self.events.borrow_mut();
             match self.poll.borrow_mut().poll(&mut events, timeout) {
@@ -744,14 +746,14 @@ impl Loop {
             }
             self.io.borrow_mut().collect(&events)
         };
-        let start = Instant::now();
+        let start = clock::monotonic_ns();
         // As libuv does after its wait: the callbacks of this poll see the
         // time they run at, not the time the tick began (the wait may have
         // blocked for seconds, and deadlines they set count from now).
         self.set_time(start);
         self.metrics
             .poll_wait_ns
-            .set(self.metrics.poll_wait_ns.get() + (start - wait_start).as_nanos() as u64);
+            .set(self.metrics.poll_wait_ns.get() + start.saturating_sub(wait_start));
         self.guard.mark();
 
         let mut ready = std::mem::take(&mut *self.dispatch.borrow_mut());
@@ -766,7 +768,7 @@ impl Loop {
             self.drain_inbox();
         }
         self.metrics
-            .add_phase(Phase::Poll, start.elapsed().as_nanos() as u64);
+            .add_phase(Phase::Poll, clock::monotonic_ns().saturating_sub(start));
     }
 
     fn dispatch_io(&self, token: IoToken, event: IoEvent) {

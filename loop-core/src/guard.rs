@@ -117,14 +117,7 @@ impl GuardClock {
 
     /// Nanoseconds on this clock.
     fn now_ns(self) -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid timespec for the call to fill; both
-        // clocks exist on every Linux since 2.6.32.
-        unsafe { libc::clock_gettime(self.0, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        crate::clock::now_ns(self.0)
     }
 }
 

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod clock;
 mod event_loop;
 mod guard;
 mod handle_slots;
