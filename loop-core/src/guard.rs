@@ -185,10 +185,11 @@ impl Guard {
         };
         let now = self.clock.now_ns();
         if let Some(start) = self.mark.get() {
-            let held = Duration::from_nanos(now.saturating_sub(start));
+            // Compared in nanoseconds: a Duration is made only to report.
+            let held_ns = now.saturating_sub(start);
             // One incident, one report: a starving drain already spoke.
-            if held > threshold && !self.drain_reported.get() {
-                self.report(BlockKind::Callback, phase, held);
+            if u128::from(held_ns) > threshold.as_nanos() && !self.drain_reported.get() {
+                self.report(BlockKind::Callback, phase, Duration::from_nanos(held_ns));
             }
         }
         self.drain_reported.set(false);
