@@ -360,7 +360,9 @@ impl Conn {
             if matches!(self.reading, Reading::Stopped) {
                 return Step::Wait;
             }
-            if self.over_limits(ctx.cfg) {
+            // (Between requests the check at the top of this iteration
+            // already ran, and parsing took nothing since.)
+            if !matches!(self.reading, Reading::Head) && self.over_limits(ctx.cfg) {
                 self.paused = true;
                 return Step::Wait;
             }
