@@ -107,10 +107,7 @@ pub struct Response {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(crate::codec::is_tchar)
 }
 
 fn valid_value(value: &[u8]) -> bool {

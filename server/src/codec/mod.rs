@@ -19,3 +19,26 @@ pub use response::{
     encode_continue, encode_head, encode_head_cached, ResponseFraming, ResponseHead,
 };
 pub use status::reason_phrase;
+
+/// `tchar` (RFC 9110 §5.6.2): the bytes a token (a method, a field name)
+/// may hold.
+pub(crate) const fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}

@@ -8,7 +8,7 @@
 //! when a byte above 0x7F was seen. The header fields stay httparse's.
 
 use super::head::Version;
-use super::HttpError;
+use super::{is_tchar, HttpError};
 
 /// Where the parts of a complete request line lie in the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,30 +23,12 @@ pub struct RequestLine {
     pub len: usize,
 }
 
-/// `tchar` (RFC 9110 §5.6.2): the bytes a method token may hold.
+/// [`is_tchar`] as a table: the method is scanned a byte at a time.
 static TCHAR: [bool; 256] = {
     let mut map = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        map[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
+        map[b] = is_tchar(b as u8);
         b += 1;
     }
     map
