@@ -835,15 +835,14 @@ impl Conn {
         Step::Yield
     }
 
-    /// True when nothing need be armed for the current deadline: there is
-    /// none (a pending timer finds none and stops), or the armed timer
-    /// fires no later than it (the timer is lazy: moving a deadline later
-    /// costs nothing; a timer that fires early re-arms for the new time).
-    pub fn timer_covers_deadline(&self, cfg: &ServerConfig) -> bool {
-        match self.deadline(cfg) {
-            None => true,
-            Some((due, _)) => self.timer.is_some() && self.timer_due <= due,
-        }
+    /// The deadline a timer must now be armed for, if any: `None` when there
+    /// is no deadline (a pending timer finds none and stops) or the armed
+    /// timer fires no later than it (the timer is lazy: moving a deadline
+    /// later costs nothing; a timer that fires early re-arms).
+    pub fn deadline_to_arm(&self, cfg: &ServerConfig) -> Option<Duration> {
+        let (due, _) = self.deadline(cfg)?;
+        let covered = self.timer.is_some() && self.timer_due <= due;
+        (!covered).then_some(due)
     }
 
     /// The deadline the connection is under now, if any.

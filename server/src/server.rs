@@ -521,7 +521,8 @@ impl ServerInner {
                 };
                 // Usually the armed timer still covers the deadline: seen
                 // here, that costs no second look-up of the connection.
-                let timer_ok = !done && drained.is_empty() && conn.timer_covers_deadline(&self.cfg);
+                let timer_ok =
+                    !done && drained.is_empty() && conn.deadline_to_arm(&self.cfg).is_none();
                 (done, drained, timer_ok)
             })
         };
@@ -727,10 +728,7 @@ impl ServerInner {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
-        if conn.timer_covers_deadline(&self.cfg) {
-            return;
-        }
-        let Some((due, _)) = conn.deadline(&self.cfg) else {
+        let Some(due) = conn.deadline_to_arm(&self.cfg) else {
             return;
         };
         if let Some(t) = conn.timer.take() {
