@@ -150,38 +150,55 @@ fn busy_source_yields_to_others_with_again() {
     );
 }
 
-#[test]
-fn loop_with_only_io_blocks_until_readable() {
-    let lp = quiet_loop();
+/// A socket a thread writes "ping" into after `delay`, registered on `lp`
+/// for one readable event: `on_read` gets the event and what was read, then
+/// the source is deregistered. Returns the writer thread.
+fn read_once_after(
+    lp: &Loop,
+    delay: Duration,
+    on_read: impl FnOnce(&Loop, phaseloop_core::IoEvent, &[u8]) + 'static,
+) -> std::thread::JoinHandle<()> {
     let (std_a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
     std_a.set_nonblocking(true).unwrap();
     let mut a = phaseloop_core::mio::net::UnixStream::from_std(std_a);
-    let log = Log::new();
-    let l = log.clone();
-    let t = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(30));
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(delay);
         b.write_all(b"ping").unwrap();
     });
-    lp.enter(|lp: &Loop| {
-        let token = Rc::new(RefCell::new(None));
-        let tk = token.clone();
-        let fd = a.as_raw_fd();
-        *token.borrow_mut() = Some(
-            lp.register_io(&mut SourceFd(&fd), Interest::READABLE, move |lp, ev| {
-                assert!(ev.readable);
-                let mut buf = [0u8; 8];
-                let n = a.read(&mut buf).unwrap();
-                l.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                lp.deregister_io(tk.borrow_mut().take().unwrap(), &mut SourceFd(&fd))
-                    .unwrap();
-                IoOutcome::Drained
-            })
-            .unwrap(),
-        );
+    let token = Rc::new(RefCell::new(None));
+    let tk = token.clone();
+    let fd = a.as_raw_fd();
+    let mut on_read = Some(on_read);
+    *token.borrow_mut() = Some(
+        lp.register_io(&mut SourceFd(&fd), Interest::READABLE, move |lp, ev| {
+            let mut buf = [0u8; 8];
+            let n = a.read(&mut buf).unwrap();
+            if let Some(f) = on_read.take() {
+                f(lp, ev, &buf[..n]);
+            }
+            lp.deregister_io(tk.borrow_mut().take().unwrap(), &mut SourceFd(&fd))
+                .unwrap();
+            IoOutcome::Drained
+        })
+        .unwrap(),
+    );
+    writer
+}
+
+#[test]
+fn loop_with_only_io_blocks_until_readable() {
+    let lp = quiet_loop();
+    let log = Log::new();
+    let l = log.clone();
+    let t = lp.enter(|lp: &Loop| {
+        read_once_after(lp, Duration::from_millis(30), move |_, ev, got| {
+            assert!(ev.readable);
+            l.push(String::from_utf8_lossy(got).into_owned());
+        })
     });
     let start = std::time::Instant::now();
     lp.run(phaseloop_core::RunMode::Default);
-    assert!(start.elapsed() >= std::time::Duration::from_millis(25));
+    assert!(start.elapsed() >= Duration::from_millis(25));
     assert_eq!(log.take(), ["ping"]);
     t.join().unwrap();
 }
@@ -192,31 +209,13 @@ fn loop_with_only_io_blocks_until_readable() {
 #[test]
 fn io_callbacks_see_the_time_after_the_wait() {
     let lp = quiet_loop();
-    let (std_a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-    std_a.set_nonblocking(true).unwrap();
-    let mut a = phaseloop_core::mio::net::UnixStream::from_std(std_a);
     let seen: Rc<RefCell<Option<Duration>>> = Rc::default();
     let s = seen.clone();
-    let t = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        b.write_all(b"ping").unwrap();
-    });
-    let before = lp.enter(|lp: &Loop| {
-        let token = Rc::new(RefCell::new(None));
-        let tk = token.clone();
-        let fd = a.as_raw_fd();
-        *token.borrow_mut() = Some(
-            lp.register_io(&mut SourceFd(&fd), Interest::READABLE, move |lp, _| {
-                let mut buf = [0u8; 8];
-                let _ = a.read(&mut buf);
-                *s.borrow_mut() = Some(lp.now());
-                lp.deregister_io(tk.borrow_mut().take().unwrap(), &mut SourceFd(&fd))
-                    .unwrap();
-                IoOutcome::Drained
-            })
-            .unwrap(),
-        );
-        lp.now()
+    let (t, before) = lp.enter(|lp: &Loop| {
+        let t = read_once_after(lp, Duration::from_millis(200), move |lp, _, _| {
+            *s.borrow_mut() = Some(lp.now());
+        });
+        (t, lp.now())
     });
     lp.run(phaseloop_core::RunMode::Default);
     t.join().unwrap();
