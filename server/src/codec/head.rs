@@ -1,8 +1,9 @@
 //! Request heads: the request line and header fields (RFC 9112 §2–§6).
 //!
 //! The request line is ours (`request_line.rs`), the field lines are
-//! httparse's; this module adds what a server must decide from the fields: framing of the body, persistence of the connection,
-//! `Expect: 100-continue`, and every rejection RFC 9112 asks for.
+//! httparse's; this module adds what a server must decide from the fields:
+//! framing of the body, persistence of the connection, `Expect:
+//! 100-continue`, and every rejection RFC 9112 asks for.
 
 use super::request_line::parse_request_line;
 use super::HttpError;
@@ -129,14 +130,16 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         return Err(HttpError::new(414, "request line too long"));
     }
 
-    let line = match parse_request_line(buf)? {
-        Some(line) => line,
-        None => {
-            if buf.len() > limits.max_head_bytes {
-                return Err(HttpError::new(431, "request header block too large"));
-            }
-            return Ok(None);
+    // An incomplete head waits for more bytes while the limit allows them.
+    let incomplete = || {
+        if buf.len() > limits.max_head_bytes {
+            Err(HttpError::new(431, "request header block too large"))
+        } else {
+            Ok(None)
         }
+    };
+    let Some(line) = parse_request_line(buf)? else {
+        return incomplete();
     };
 
     // The fields: httparse's. Its slots must be initialised (it has no
@@ -155,12 +158,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         };
     let (fields_len, headers) = match parsed {
         Ok(httparse::Status::Complete(done)) => done,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > limits.max_head_bytes {
-                return Err(HttpError::new(431, "request header block too large"));
-            }
-            return Ok(None);
-        }
+        Ok(httparse::Status::Partial) => return incomplete(),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HttpError::new(431, "too many header fields"))
         }
@@ -259,8 +257,9 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         }
     }
 
-    // The request line ended in CRLF (parse_request_line saw to it).
-    if !field_lines_ok || len < 2 || buf[len - 2] != b'\r' {
+    // The request line ended in CRLF (parse_request_line saw to it), so
+    // the head is longer than the two bytes looked at here.
+    if !field_lines_ok || buf[len - 2] != b'\r' {
         return Err(HttpError::bad_request("bare LF in request head"));
     }
 

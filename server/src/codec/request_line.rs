@@ -91,19 +91,12 @@ pub fn parse_request_line(buf: &[u8]) -> Result<Option<RequestLine>, HttpError> 
         _ => return Err(bad_line()),
     };
     let end = version_start + 8;
-    match buf.get(end..end + 2) {
-        Some(b"\r\n") => {}
+    match &buf[end..] {
+        [b'\r', b'\n', ..] => {}
+        [] | [b'\r'] => return Ok(None),
         // RFC 9112 §2.2: we answer no request whose lines end in a bare LF.
-        Some([b'\n', _]) => return Err(HttpError::bad_request("bare LF in request head")),
-        Some(_) => return Err(HttpError::bad_request("invalid line ending")),
-        None if buf.get(end).is_some_and(|b| *b != b'\r') => {
-            return Err(if buf[end] == b'\n' {
-                HttpError::bad_request("bare LF in request head")
-            } else {
-                HttpError::bad_request("invalid line ending")
-            })
-        }
-        None => return Ok(None),
+        [b'\n', ..] => return Err(HttpError::bad_request("bare LF in request head")),
+        _ => return Err(HttpError::bad_request("invalid line ending")),
     }
     Ok(Some(RequestLine {
         method: (0, method_end),
