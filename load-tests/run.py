@@ -124,8 +124,8 @@ def main():
                     # pools), unmeasured, as it would have under earlier
                     # scenarios in a long-lived process.
                     if args.warmup > 0:
-                        load(PORTS[name], target, extra_args, args.warmup, os.path.join(args.out, "warmup.json"),
-                             os.path.join(args.out, "warmup.svg"))
+                        load(PORTS[name], target, extra_args, args.warmup, os.path.join(data, "warmup.json"),
+                             os.path.join(data, "warmup.svg"))
                     before = cpu_seconds(proc.pid)
                     res = load(PORTS[name], target, extra_args, args.duration, os.path.join(args.out, tag + ".json"),
                                os.path.join(args.out, tag + ".svg"))
@@ -140,9 +140,6 @@ def main():
                 finally:
                     proc.kill()
                     proc.wait()
-    for scratch in ("warmup.json", "warmup.svg"):
-        if os.path.exists(os.path.join(args.out, scratch)):
-            os.remove(os.path.join(args.out, scratch))
     lines = [f"Medians of {args.runs} runs of {args.duration:g} s; server on CPU 0, phaseloop-load on CPU 1; "
              f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores.", "",
              "| scenario | server | req/s | req per server CPU-s | p50 ms | p99 ms | errors | phaseloop / this (CPU-s) |",
