@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 
-use crate::codec::{ParsedHead, Version};
+use crate::codec::{find_byte, ParsedHead, Version};
 use crate::response::Response;
 use crate::router::Param;
 use crate::spares::{Spares, SPARE_BUFFER_MAX};
@@ -98,32 +98,6 @@ thread_local! {
 
 /// The path's bytes in `head`; `/` when the target has none (absolute-form
 /// without a path). What routing matches and what [`Request::path`] shows.
-/// The first `byte` in `hay`, eight bytes per step: a target is searched
-/// once per request, and a byte-by-byte scan costs several instructions a
-/// byte.
-fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut words = hay.chunks_exact(8);
-    let mut at = 0;
-    for word in &mut words {
-        let x =
-            u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ (ONES * u64::from(byte));
-        // The lowest byte of x that is zero sets its high bit here (higher
-        // ones may be false alarms, hence the lowest).
-        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
-        if zero != 0 {
-            return Some(at + zero.trailing_zeros() as usize / 8);
-        }
-        at += 8;
-    }
-    words
-        .remainder()
-        .iter()
-        .position(|b| *b == byte)
-        .map(|i| at + i)
-}
-
 fn path_of(head: &[u8], path: Span) -> &[u8] {
     match &head[path.0 as usize..path.1 as usize] {
         [] => b"/",

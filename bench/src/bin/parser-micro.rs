@@ -1,11 +1,14 @@
 //! Micro-benchmarks of the HTTP/1.1 codec: our request-head parser (our
-//! request line, httparse's field lines, the RFC 9112 checks and framing
-//! decisions) against httparse's whole-request parse alone,
+//! request line, our scan of plain field lines with httparse for any
+//! others, the RFC 9112 checks and framing decisions) against httparse's
+//! whole-request parse alone,
 //! the chunked decoder, and response encoding. Medians of `--runs` runs.
 //!
 //! ```sh
 //! cargo build --release -p phaseloop-bench
 //! taskset -c 0 target/release/parser-micro
+//! # instructions per parse of one case:
+//! valgrind --tool=callgrind target/release/parser-micro --runs 1 --only "parse_head, small"
 //! ```
 
 use std::hint::black_box;
@@ -45,6 +48,12 @@ fn main() {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    // `--only TEXT`: the cases whose name contains TEXT (to count one
+    // case's instructions under callgrind).
+    let only = std::env::args()
+        .skip_while(|a| a != "--only")
+        .nth(1)
+        .unwrap_or_default();
     let n = 1_000_000u64;
     let lim = limits();
     let chunked_body = {
@@ -122,7 +131,7 @@ fn main() {
     println!("parser-micro: {n} iterations per run, medians of {runs} runs\n");
     println!("| case | ns per op |");
     println!("|---|---|");
-    for (name, f) in cases.iter_mut() {
+    for (name, f) in cases.iter_mut().filter(|(name, _)| name.contains(&*only)) {
         let per = median((0..runs).map(|_| time(n, &mut *f)).collect());
         println!("| {name} | {:.1} |", per.as_nanos() as f64 / n as f64);
     }

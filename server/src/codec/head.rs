@@ -1,10 +1,12 @@
 //! Request heads: the request line and header fields (RFC 9112 §2–§6).
 //!
-//! The request line is ours (`request_line.rs`), the field lines are
-//! httparse's; this module adds what a server must decide from the fields:
-//! framing of the body, persistence of the connection, `Expect:
-//! 100-continue`, and every rejection RFC 9112 asks for.
+//! The request line is ours (`request_line.rs`); plain field lines are
+//! scanned by us (`fields.rs`), any others parsed by httparse. This module
+//! adds what a server must decide from the fields: framing of the body,
+//! persistence of the connection, `Expect: 100-continue`, and every
+//! rejection RFC 9112 asks for.
 
+use super::fields::scan_plain_fields;
 use super::request_line::parse_request_line;
 use super::HttpError;
 
@@ -75,16 +77,12 @@ pub struct ParsedHead {
     pub expect_continue: bool,
 }
 
-fn span(base: *const u8, part: &[u8]) -> Span {
-    let start = part.as_ptr() as usize - base as usize;
-    (start as u32, (start + part.len()) as u32)
-}
-
-/// `name` (a header name: a token, as httparse checked) equals `lower`
+/// `name` (a field name, or an item of a field value) equals `lower`
 /// (lowercase letters and `-`, at least 4 bytes) ignoring ASCII case, a word
 /// at a time: every request compares its field names with these. Setting
 /// bit 5 of a byte maps only `A`..=`Z` onto lowercase letters and only CR
-/// onto `-`, and CR is no token byte, so the comparison is exact.
+/// onto `-`, and neither names nor values hold a CR, so the comparison is
+/// exact.
 fn name_is(name: &[u8], lower: &[u8]) -> bool {
     const LOWER64: u64 = 0x2020_2020_2020_2020;
     const LOWER32: u32 = 0x2020_2020;
@@ -111,11 +109,155 @@ fn name_is(name: &[u8], lower: &[u8]) -> bool {
     }
 }
 
-/// True if `line` (a comma-separated list) contains `token`, ignoring case.
-fn list_has(value: &[u8], token: &str) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+/// What the server decides from the header fields, gathered one field at
+/// a time in the order received.
+#[derive(Default)]
+struct FieldFacts {
+    content_length: Option<u64>,
+    transfer_encoding: bool,
+    chunked: bool,
+    host_count: usize,
+    conn_close: bool,
+    conn_keep_alive: bool,
+    expect_continue: bool,
+    /// Every field line ended in CRLF (only httparse's parse can say
+    /// otherwise: it takes a bare LF).
+    field_lines_ok: bool,
+    /// The first field that makes the request one to refuse; later fields
+    /// are not looked at.
+    error: Option<HttpError>,
+}
+
+impl FieldFacts {
+    fn new() -> FieldFacts {
+        FieldFacts {
+            field_lines_ok: true,
+            ..FieldFacts::default()
+        }
+    }
+
+    /// Takes one field into account.
+    fn take(&mut self, name: &[u8], value: &[u8]) {
+        if self.error.is_none() {
+            if let Err(e) = self.judge(name, value) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    fn judge(&mut self, name: &[u8], value: &[u8]) -> Result<(), HttpError> {
+        // Dispatch on length first: most fields are none of these five.
+        match name.len() {
+            14 if name_is(name, b"content-length") => {
+                // RFC 9112 §6.3 (5): an invalid Content-Length is unrecoverable.
+                let n = parse_content_length(value)?;
+                match self.content_length {
+                    Some(prev) if prev != n => {
+                        return Err(HttpError::bad_request("conflicting Content-Length fields"))
+                    }
+                    _ => self.content_length = Some(n),
+                }
+            }
+            17 if name_is(name, b"transfer-encoding") => {
+                self.transfer_encoding = true;
+                // RFC 9112 §6.3 (4): chunked must be the final coding, once.
+                for coding in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    if coding.is_empty() {
+                        continue;
+                    }
+                    if self.chunked {
+                        return Err(HttpError::bad_request(
+                            "chunked must be the final transfer coding",
+                        ));
+                    }
+                    if coding.eq_ignore_ascii_case(b"chunked") {
+                        self.chunked = true;
+                    } else {
+                        // RFC 9112 §6.1: an unknown transfer coding we cannot decode.
+                        return Err(HttpError::new(501, "unsupported transfer coding"));
+                    }
+                }
+            }
+            4 if name_is(name, b"host") => self.host_count += 1,
+            10 if name_is(name, b"connection") => {
+                // One pass over the options; the two we act on compare a
+                // word at a time (a value holds no CR: `name_is` is exact).
+                for option in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    match option.len() {
+                        5 => self.conn_close |= name_is(option, b"close"),
+                        10 => self.conn_keep_alive |= name_is(option, b"keep-alive"),
+                        _ => {}
+                    }
+                }
+            }
+            6 if name_is(name, b"expect") => {
+                if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                    self.expect_continue = true;
+                } else {
+                    return Err(HttpError::new(417, "unsupported expectation"));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The fields of a head that is not plain (or not complete), parsed by
+/// httparse: `Ok(Some((len, count)))` when complete, `Ok(None)` when more
+/// bytes are needed. Kept out of line: its slots are filled in on every
+/// call, which the plain scan must not pay for.
+#[inline(never)]
+fn fields_by_httparse(
+    fields_buf: &[u8],
+    max: usize,
+    facts: &mut FieldFacts,
+) -> Result<Option<(usize, usize)>, HttpError> {
+    // httparse's slots must be initialised (it has no uninitialised
+    // variant for fields alone).
+    let mut inline = [httparse::EMPTY_HEADER; INLINE_HEADER_SLOTS];
+    let mut all: [httparse::Header<'_>; HEADER_SLOTS];
+    let parsed =
+        match httparse::parse_headers(fields_buf, &mut inline[..max.min(INLINE_HEADER_SLOTS)]) {
+            Err(httparse::Error::TooManyHeaders) if max > INLINE_HEADER_SLOTS => {
+                all = [httparse::EMPTY_HEADER; HEADER_SLOTS];
+                httparse::parse_headers(fields_buf, &mut all[..max])
+            }
+            other => other,
+        };
+    let (len, headers) = match parsed {
+        Ok(httparse::Status::Complete(done)) => done,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HttpError::new(431, "too many header fields"))
+        }
+        Err(httparse::Error::HeaderName) => {
+            return Err(HttpError::bad_request(
+                "invalid header field name (or obs-fold)",
+            ))
+        }
+        Err(httparse::Error::HeaderValue) => {
+            return Err(HttpError::bad_request("invalid header field value"))
+        }
+        Err(httparse::Error::NewLine) => return Err(HttpError::bad_request("invalid line ending")),
+        Err(_) => return Err(HttpError::bad_request("malformed request")),
+    };
+    // RFC 9112 §2.2: a bare LF is not a line terminator we accept in a
+    // request we answer (httparse tolerates it). httparse refuses a bare CR
+    // anywhere, so a bare LF can only end a line: check the ends of the
+    // field lines here and the head's in parse_head.
+    let base = fields_buf.as_ptr() as usize;
+    for h in headers.iter() {
+        let value_end = h.value.as_ptr() as usize - base + h.value.len();
+        let rest = &fields_buf[value_end..len];
+        // Nearly always the value ends right at the CR.
+        if rest.first() != Some(&b'\r') {
+            let after_space = rest.iter().position(|b| *b != b' ' && *b != b'\t');
+            facts.field_lines_ok &= after_space.is_some_and(|i| rest[i] == b'\r');
+        }
+        facts.take(h.name.as_bytes(), h.value);
+    }
+    Ok(Some((len, headers.len())))
 }
 
 /// Parses a request head from the start of `buf`.
@@ -123,6 +265,25 @@ fn list_has(value: &[u8], token: &str) -> bool {
 /// Returns `Ok(None)` when more bytes are needed (and the limits still allow
 /// them), `Ok(Some(head))` when complete, `Err` for a request to refuse.
 pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>, HttpError> {
+    parse_head_with(buf, limits, FieldParser::PlainScanFirst)
+}
+
+/// Who parses the field lines.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FieldParser {
+    /// The plain scan, httparse when it gives up (the server's way).
+    PlainScanFirst,
+    /// httparse alone: what tests hold the plain scan to.
+    #[cfg(test)]
+    HttparseOnly,
+}
+
+#[inline(always)]
+fn parse_head_with(
+    buf: &[u8],
+    limits: &HeadLimits,
+    parser: FieldParser,
+) -> Result<Option<ParsedHead>, HttpError> {
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received
     // before the request line; the connection strips those before calling.
     // Only a buffer longer than the limit can hold a request line over it.
@@ -142,126 +303,53 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<ParsedHead>,
         return incomplete();
     };
 
-    // The fields: httparse's. Its slots must be initialised (it has no
-    // uninitialised variant for fields alone).
+    // The fields: plain ones scanned here, anything else by httparse.
     let max = limits.max_headers.min(HEADER_SLOTS);
     let fields_buf = &buf[line.len..];
-    let mut inline = [httparse::EMPTY_HEADER; INLINE_HEADER_SLOTS];
-    let mut all: [httparse::Header<'_>; HEADER_SLOTS];
-    let parsed =
-        match httparse::parse_headers(fields_buf, &mut inline[..max.min(INLINE_HEADER_SLOTS)]) {
-            Err(httparse::Error::TooManyHeaders) if max > INLINE_HEADER_SLOTS => {
-                all = [httparse::EMPTY_HEADER; HEADER_SLOTS];
-                httparse::parse_headers(fields_buf, &mut all[..max])
+    let mut facts = FieldFacts::new();
+    let scanned = if parser == FieldParser::PlainScanFirst {
+        scan_plain_fields(fields_buf, max, |name, value| facts.take(name, value))
+    } else {
+        None
+    };
+    let (fields_len, header_count) = match scanned {
+        Some(done) => done,
+        None => {
+            facts = FieldFacts::new();
+            match fields_by_httparse(fields_buf, max, &mut facts)? {
+                Some(done) => done,
+                None => return incomplete(),
             }
-            other => other,
-        };
-    let (fields_len, headers) = match parsed {
-        Ok(httparse::Status::Complete(done)) => done,
-        Ok(httparse::Status::Partial) => return incomplete(),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(HttpError::new(431, "too many header fields"))
         }
-        Err(httparse::Error::HeaderName) => {
-            return Err(HttpError::bad_request(
-                "invalid header field name (or obs-fold)",
-            ))
-        }
-        Err(httparse::Error::HeaderValue) => {
-            return Err(HttpError::bad_request("invalid header field value"))
-        }
-        Err(httparse::Error::NewLine) => return Err(HttpError::bad_request("invalid line ending")),
-        Err(_) => return Err(HttpError::bad_request("malformed request")),
     };
     let len = line.len + fields_len;
     if len > limits.max_head_bytes {
         return Err(HttpError::new(431, "request header block too large"));
     }
-    let base = buf.as_ptr();
     let version = line.version;
     let method = &buf[line.method.0..line.method.1];
     let target = &buf[line.target.0..line.target.1];
     if !valid_target(method, target) {
         return Err(HttpError::bad_request("invalid request target"));
     }
-
-    let header_count = headers.len();
-    let mut content_length: Option<u64> = None;
-    let mut transfer_encoding = false;
-    let mut chunked = false;
-    let mut host_count = 0usize;
-    let mut conn_close = false;
-    let mut conn_keep_alive = false;
-    let mut expect_continue = false;
-
-    // RFC 9112 §2.2: a bare LF is not a line terminator we accept in a
-    // request we answer (httparse tolerates it). httparse refuses a bare CR
-    // anywhere, so a bare LF can only end a line: check the ends of the
-    // field lines and of the head (parse_request_line checked the request
-    // line's).
-    let mut field_lines_ok = true;
-    for h in headers {
-        let name = h.name.as_bytes();
-        let value = h.value;
-        let rest = &buf[span(base, value).1 as usize..len];
-        // Nearly always the value ends right at the CR.
-        if rest.first() != Some(&b'\r') {
-            let after_space = rest.iter().position(|b| *b != b' ' && *b != b'\t');
-            field_lines_ok &= after_space.is_some_and(|i| rest[i] == b'\r');
-        }
-        // Dispatch on length first: most fields are none of these five.
-        match name.len() {
-            14 if name_is(name, b"content-length") => {
-                // RFC 9112 §6.3 (5): an invalid Content-Length is unrecoverable.
-                let n = parse_content_length(value)?;
-                match content_length {
-                    Some(prev) if prev != n => {
-                        return Err(HttpError::bad_request("conflicting Content-Length fields"))
-                    }
-                    _ => content_length = Some(n),
-                }
-            }
-            17 if name_is(name, b"transfer-encoding") => {
-                transfer_encoding = true;
-                // RFC 9112 §6.3 (4): chunked must be the final coding, once.
-                for coding in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                    if coding.is_empty() {
-                        continue;
-                    }
-                    if chunked {
-                        return Err(HttpError::bad_request(
-                            "chunked must be the final transfer coding",
-                        ));
-                    }
-                    if coding.eq_ignore_ascii_case(b"chunked") {
-                        chunked = true;
-                    } else {
-                        // RFC 9112 §6.1: an unknown transfer coding we cannot decode.
-                        return Err(HttpError::new(501, "unsupported transfer coding"));
-                    }
-                }
-            }
-            4 if name_is(name, b"host") => host_count += 1,
-            10 if name_is(name, b"connection") => {
-                conn_close |= list_has(value, "close");
-                conn_keep_alive |= list_has(value, "keep-alive");
-            }
-            6 if name_is(name, b"expect") => {
-                if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                    expect_continue = true;
-                } else {
-                    return Err(HttpError::new(417, "unsupported expectation"));
-                }
-            }
-            _ => {}
-        }
+    if let Some(e) = facts.error {
+        return Err(e);
     }
-
     // The request line ended in CRLF (parse_request_line saw to it), so
     // the head is longer than the two bytes looked at here.
-    if !field_lines_ok || buf[len - 2] != b'\r' {
+    if !facts.field_lines_ok || buf[len - 2] != b'\r' {
         return Err(HttpError::bad_request("bare LF in request head"));
     }
+    let FieldFacts {
+        content_length,
+        transfer_encoding,
+        chunked,
+        host_count,
+        conn_close,
+        conn_keep_alive,
+        expect_continue,
+        ..
+    } = facts;
 
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is refused.
     if version == Version::Http11 && host_count != 1 {
@@ -362,20 +450,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn name_is_agrees_with_eq_ignore_ascii_case_on_every_token_byte() {
-        let token_bytes: Vec<u8> = (0u8..=127).filter(|b| crate::codec::is_tchar(*b)).collect();
+    fn name_is_agrees_with_eq_ignore_ascii_case_on_every_byte_but_cr() {
+        let bytes: Vec<u8> = (0u8..=255).filter(|b| *b != b'\r').collect();
         for lower in [
             &b"host"[..],
             b"expect",
             b"connection",
             b"content-length",
             b"transfer-encoding",
+            b"close",
+            b"keep-alive",
         ] {
             for case in [lower.to_vec(), lower.to_ascii_uppercase()] {
                 assert!(name_is(&case, lower));
                 // One byte changed to every token byte, at every position.
                 for at in 0..case.len() {
-                    for &b in &token_bytes {
+                    for &b in &bytes {
                         let mut name = case.clone();
                         name[at] = b;
                         assert_eq!(
@@ -520,6 +610,104 @@ mod tests {
         }
         assert!(verdicts.iter().all(|n| *n > 1000), "{verdicts:?}");
         assert!(spilled > 100, "{spilled} heads past the stack slots");
+    }
+
+    /// The plain scan decides exactly as httparse would: on random heads
+    /// (fields of every kind, good and bad bytes, every line ending, cut
+    /// anywhere) the server's parse and an httparse-only parse give the
+    /// same head, the same wait or the same refusal.
+    #[test]
+    fn the_plain_scan_agrees_with_httparse_on_random_heads() {
+        const NAMES: &[&[u8]] = &[
+            b"Content-Length",
+            b"CONTENT-LENGTH",
+            b"Transfer-Encoding",
+            b"Connection",
+            b"Expect",
+            b"X-Request-Id",
+            b"Accept-Encoding",
+            b"a",
+            b"!#$%&'*+-.^_`|~09azAZ",
+            b"User-Agent",
+            b"Accept",
+            b"Host",
+            b"host",
+            b"Ho st",
+            b"Host ",
+            b"",
+            b"X\x7fY",
+            b"\xc3\xa9",
+        ];
+        const VALUES: &[&[u8]] = &[
+            b"x",
+            b"127.0.0.1:3000",
+            b"5",
+            b"5, 5",
+            b"5, 6",
+            b"-1",
+            b"chunked",
+            b"gzip, chunked",
+            b"chunked, gzip",
+            b"close",
+            b"keep-alive, Upgrade",
+            b"100-continue",
+            b"200-ok",
+            b"",
+            b" \t",
+            b"a\tb",
+            b"caf\xc3\xa9 \xff",
+            b"a\x01b",
+            b"a\x7f",
+            b"x\x00y",
+            b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ];
+        const SEPARATORS: &[&[u8]] = &[b": ", b":", b":\t ", b" : ", b";"];
+        const LINE_ENDS: &[&[u8]] = &[b"\r\n", b"\r\n", b"\r\n", b"  \r\n", b"\n", b"\r", b"\r\n "];
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize
+        };
+        let mut scanned = 0;
+        let mut verdicts = [0u32; 3];
+        for _ in 0..100_000 {
+            let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+            if next() % 4 != 0 {
+                head.extend_from_slice(b"Host: x\r\n");
+            }
+            for _ in 0..next() % 8 {
+                // Mostly well-formed lines, now and then an odd piece.
+                let odd = |n: usize, common: usize| if n % 4 == 0 { n / 4 } else { n % common };
+                head.extend_from_slice(NAMES[odd(next(), 10) % NAMES.len()]);
+                head.extend_from_slice(SEPARATORS[odd(next(), 3) % SEPARATORS.len()]);
+                head.extend_from_slice(VALUES[next() % VALUES.len()]);
+                head.extend_from_slice(LINE_ENDS[odd(next(), 4) % LINE_ENDS.len()]);
+            }
+            head.extend_from_slice(if next() % 8 == 0 { b"\n" } else { b"\r\n" });
+            if next() % 4 == 0 {
+                head.truncate(next() % head.len() + 1);
+            }
+            let limits = HeadLimits {
+                max_request_line: 64,
+                max_head_bytes: [64, 256, 4096][next() % 3],
+                max_headers: [1, 3, 8, 100][next() % 4],
+            };
+            let ours = parse_head(&head, &limits);
+            let theirs = parse_head_with(&head, &limits, FieldParser::HttparseOnly);
+            assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(&head));
+            let fields = head.get(16..).unwrap_or_default();
+            scanned +=
+                usize::from(scan_plain_fields(fields, limits.max_headers, |_, _| {}).is_some());
+            verdicts[match ours {
+                Ok(Some(_)) => 0,
+                Ok(None) => 1,
+                Err(_) => 2,
+            }] += 1;
+        }
+        assert!(verdicts.iter().all(|n| *n > 5000), "{verdicts:?}");
+        assert!(scanned > 10_000, "only {scanned} heads were plain");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod chunked;
 mod date;
 mod error;
+mod fields;
 mod head;
 mod request_line;
 mod response;
@@ -41,4 +42,42 @@ pub(crate) const fn is_tchar(b: u8) -> bool {
                 | b'|'
                 | b'~'
         )
+}
+
+/// [`is_tchar`] as a table, for tokens scanned a byte at a time (methods,
+/// field names).
+pub(crate) static TCHAR: [bool; 256] = {
+    let mut map = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        map[b] = is_tchar(b as u8);
+        b += 1;
+    }
+    map
+};
+
+/// The first `byte` in `hay`, eight bytes a step: targets and field lines
+/// are searched on every request, and a byte-by-byte scan costs several
+/// instructions a byte.
+pub(crate) fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let x =
+            u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ (ONES * u64::from(byte));
+        // The lowest byte of x that is zero sets its high bit here (higher
+        // ones may be false alarms, hence the lowest).
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zero != 0 {
+            return Some(at + zero.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|b| *b == byte)
+        .map(|i| at + i)
 }

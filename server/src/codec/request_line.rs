@@ -5,10 +5,10 @@
 //! `str::from_utf8`, about a hundred instructions on every request even
 //! when the target is plain ASCII, as nearly every target is. Here the
 //! target is checked eight bytes at a time, and UTF-8 is validated only
-//! when a byte above 0x7F was seen. The header fields stay httparse's.
+//! when a byte above 0x7F was seen.
 
 use super::head::Version;
-use super::{is_tchar, HttpError};
+use super::{HttpError, TCHAR};
 
 /// Where the parts of a complete request line lie in the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,17 +22,6 @@ pub struct RequestLine {
     /// Bytes up to and including the line's LF.
     pub len: usize,
 }
-
-/// [`is_tchar`] as a table: the method is scanned a byte at a time.
-static TCHAR: [bool; 256] = {
-    let mut map = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        map[b] = is_tchar(b as u8);
-        b += 1;
-    }
-    map
-};
 
 fn bad_line() -> HttpError {
     HttpError::bad_request("invalid request line")
