@@ -81,3 +81,15 @@ pub(crate) fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
         .position(|b| *b == byte)
         .map(|i| at + i)
 }
+
+/// A xorshift generator for the codec's randomized tests: repeatable from
+/// its seed, and no dependency.
+#[cfg(test)]
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> usize {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed as usize
+    }
+}

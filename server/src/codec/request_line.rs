@@ -296,19 +296,13 @@ mod tests {
             ],
             &[b"\r\n", b"\n", b" \r\n", b"\r", b"x"],
         ];
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::codec::xorshift(0x9E37_79B9_7F4A_7C15u64);
         let mut agreed = [0u32; 3];
         for _ in 0..100_000 {
             let mut line = Vec::new();
             for choices in PARTS {
-                let n = choices.len() as u64;
-                let pick = (next() % n).min(next() % n) as usize;
+                let n = choices.len();
+                let pick = (next() % n).min(next() % n);
                 line.extend_from_slice(choices[pick]);
             }
             if matches!(line.first(), Some(b'\r' | b'\n')) {
@@ -322,7 +316,7 @@ mod tests {
             }
             line.extend_from_slice(b"\r\n");
             // And a cut of it, somewhere.
-            let cut = &line[..(next() % line.len() as u64) as usize];
+            let cut = &line[..next() % line.len()];
             for input in [&line[..], cut] {
                 let ours = parse_request_line(input);
                 let mut slots = [httparse::EMPTY_HEADER; 4];
