@@ -409,135 +409,157 @@ impl Conn {
 
     /// Tries to complete a request from buffered bytes.
     fn parse_buffered(&mut self, ctx: &mut Ctx<'_>) -> Option<Step> {
-        let now = ctx.now;
-        match &mut self.reading {
+        match self.reading {
             Reading::Stopped => Some(Step::Wait),
-            Reading::Head => {
-                self.skip_leading_empty_lines();
-                if self.inbuf.is_empty() {
-                    return None;
-                }
-                if self.head_started.is_none() {
-                    self.head_started = Some(now);
-                }
-                let parsed = match parse_head(self.inbuf.data(), &ctx.cfg.head_limits()) {
-                    Ok(Some(p)) => p,
-                    Ok(None) => return None,
-                    Err(e) => {
-                        self.refuse(e, ctx);
-                        return Some(Step::Wait);
-                    }
-                };
-                let head_len = parsed.len;
-                let framing = parsed.framing;
-                let keep_alive = parsed.keep_alive;
-                let version = parsed.version;
-                let expect_continue = parsed.expect_continue;
-                let mut req = Request::from_head(&self.inbuf.data()[..head_len], parsed, self.peer);
-                self.inbuf.consume(head_len);
-                self.head_started = None;
-                self.requests += 1;
+            Reading::Head => self.parse_next_head(ctx),
+            Reading::Body(_) => self.read_body(ctx),
+        }
+    }
 
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.queue.push_back(Slot {
-                    seq,
-                    bytes: None,
-                    head_only: req.method() == Method::Head,
-                    close: !keep_alive,
-                    http10_keep_alive: keep_alive && version == Version::Http10,
-                    http10: version == Version::Http10,
-                    streaming: false,
-                });
+    /// The next request's head: dispatched at once when it has no body
+    /// (nearly every request), else its body is read first.
+    fn parse_next_head(&mut self, ctx: &mut Ctx<'_>) -> Option<Step> {
+        let now = ctx.now;
+        self.skip_leading_empty_lines();
+        if self.inbuf.is_empty() {
+            return None;
+        }
+        if self.head_started.is_none() {
+            self.head_started = Some(now);
+        }
+        let parsed = match parse_head(self.inbuf.data(), &ctx.cfg.head_limits()) {
+            Ok(Some(p)) => p,
+            Ok(None) => return None,
+            Err(e) => {
+                self.refuse(e, ctx);
+                return Some(Step::Wait);
+            }
+        };
+        let head_len = parsed.len;
+        let framing = parsed.framing;
+        let keep_alive = parsed.keep_alive;
+        let version = parsed.version;
+        let expect_continue = parsed.expect_continue;
+        let mut req = Request::from_head(&self.inbuf.data()[..head_len], parsed, self.peer);
+        self.inbuf.consume(head_len);
+        self.head_started = None;
+        self.requests += 1;
+
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back(Slot {
+            seq,
+            bytes: None,
+            head_only: req.method() == Method::Head,
+            close: !keep_alive,
+            http10_keep_alive: keep_alive && version == Version::Http10,
+            http10: version == Version::Http10,
+            streaming: false,
+        });
+        if !keep_alive {
+            // Nothing after this request is read (RFC 9112 §9.6).
+            self.close_after_queue = true;
+        }
+        let dest = ctx.app.destination(&mut req);
+        let limit = dest.body_limit.unwrap_or(ctx.cfg.max_body);
+        let decoder = match framing {
+            BodyFraming::None => {
                 if !keep_alive {
-                    // Nothing after this request is read (RFC 9112 §9.6).
-                    self.close_after_queue = true;
+                    self.reading = Reading::Stopped;
                 }
-                let dest = ctx.app.destination(&mut req);
-                let limit = dest.body_limit.unwrap_or(ctx.cfg.max_body);
-                let framing = match framing {
-                    BodyFraming::None => {
-                        if !keep_alive {
-                            self.reading = Reading::Stopped;
-                        }
-                        return Some(Step::Dispatch {
-                            req,
-                            target: dest.target,
-                            seq,
-                        });
-                    }
-                    BodyFraming::Length(n) if n > limit => {
-                        self.queue.pop_back();
-                        self.refuse(HttpError::new(413, "request body too large"), ctx);
-                        return Some(Step::Wait);
-                    }
-                    BodyFraming::Length(n) => BodyDecoder::Length(n),
-                    BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
-                };
-                // RFC 9110 §10.1.1: tell the client to send the body, unless
-                // it already started or earlier responses must go first.
-                if expect_continue && self.inbuf.is_empty() && self.queue.len() == 1 {
-                    if self.outbuf.capacity() == 0 {
-                        self.outbuf = ctx.pool.take();
-                    }
-                    encode_continue(&mut self.outbuf);
-                }
-                self.last_read = now;
-                self.reading = Reading::Body(Box::new(PendingBody {
+                return Some(Step::Dispatch {
                     req,
                     target: dest.target,
                     seq,
-                    framing,
-                    limit,
-                }));
-                self.parse_buffered(ctx)
+                });
             }
-            Reading::Body(pending) => {
-                let done = match &mut pending.framing {
-                    BodyDecoder::Length(remaining) => {
-                        let take = (*remaining as usize).min(self.inbuf.len());
-                        pending
-                            .req
-                            .body_mut()
-                            .extend_from_slice(&self.inbuf.data()[..take]);
-                        self.inbuf.consume(take);
-                        *remaining -= take as u64;
-                        *remaining == 0
-                    }
-                    BodyDecoder::Chunked(decoder) => {
-                        match decoder.decode(
-                            self.inbuf.data(),
-                            pending.req.body_mut(),
-                            pending.limit,
-                        ) {
-                            Ok(used) => {
-                                self.inbuf.consume(used);
-                                decoder.is_done()
-                            }
-                            Err(e) => {
-                                self.queue.pop_back();
-                                self.refuse(e, ctx);
-                                return Some(Step::Wait);
-                            }
-                        }
-                    }
-                };
-                if !done {
-                    return None;
-                }
-                let Reading::Body(pending) = std::mem::replace(&mut self.reading, Reading::Head)
-                else {
-                    unreachable!("matched above")
-                };
-                if self.close_after_queue {
-                    self.reading = Reading::Stopped;
-                }
-                let PendingBody {
-                    req, target, seq, ..
-                } = *pending;
-                Some(Step::Dispatch { req, target, seq })
+            BodyFraming::Length(n) if n > limit => {
+                self.queue.pop_back();
+                self.refuse(HttpError::new(413, "request body too large"), ctx);
+                return Some(Step::Wait);
             }
+            BodyFraming::Length(n) => BodyDecoder::Length(n),
+            BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
+        };
+        let body = PendingBody {
+            req,
+            target: dest.target,
+            seq,
+            framing: decoder,
+            limit,
+        };
+        self.begin_body(ctx, body, expect_continue)
+    }
+
+    /// Starts reading a request's body. Out of line: the bodiless path
+    /// above is every GET's, and stays small without it.
+    #[cold]
+    #[inline(never)]
+    fn begin_body(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        body: PendingBody,
+        expect_continue: bool,
+    ) -> Option<Step> {
+        let now = ctx.now;
+        // RFC 9110 §10.1.1: tell the client to send the body, unless
+        // it already started or earlier responses must go first.
+        if expect_continue && self.inbuf.is_empty() && self.queue.len() == 1 {
+            if self.outbuf.capacity() == 0 {
+                self.outbuf = ctx.pool.take();
+            }
+            encode_continue(&mut self.outbuf);
         }
+        self.last_read = now;
+        self.reading = Reading::Body(Box::new(body));
+        self.read_body(ctx)
+    }
+
+    /// Takes body bytes from the buffer; the request is dispatched once its
+    /// body is complete.
+    #[inline(never)]
+    fn read_body(&mut self, ctx: &mut Ctx<'_>) -> Option<Step> {
+        let Reading::Body(pending) = &mut self.reading else {
+            return None;
+        };
+        let done = match &mut pending.framing {
+            BodyDecoder::Length(remaining) => {
+                let take = (*remaining as usize).min(self.inbuf.len());
+                pending
+                    .req
+                    .body_mut()
+                    .extend_from_slice(&self.inbuf.data()[..take]);
+                self.inbuf.consume(take);
+                *remaining -= take as u64;
+                *remaining == 0
+            }
+            BodyDecoder::Chunked(decoder) => {
+                match decoder.decode(self.inbuf.data(), pending.req.body_mut(), pending.limit) {
+                    Ok(used) => {
+                        self.inbuf.consume(used);
+                        decoder.is_done()
+                    }
+                    Err(e) => {
+                        self.queue.pop_back();
+                        self.refuse(e, ctx);
+                        return Some(Step::Wait);
+                    }
+                }
+            }
+        };
+        if !done {
+            return None;
+        }
+        let Reading::Body(pending) = std::mem::replace(&mut self.reading, Reading::Head) else {
+            unreachable!("matched above")
+        };
+        if self.close_after_queue {
+            self.reading = Reading::Stopped;
+        }
+        let PendingBody {
+            req, target, seq, ..
+        } = *pending;
+        Some(Step::Dispatch { req, target, seq })
     }
 
     fn skip_leading_empty_lines(&mut self) {
