@@ -614,7 +614,16 @@ impl Conn {
         date: &[u8; 29],
         pool: &mut BufferPool,
     ) {
-        self.answer(seq, response, date, pool, false);
+        // Nearly always the answer to the request at the front.
+        if self
+            .queue
+            .front()
+            .is_some_and(|s| s.seq == seq && s.bytes.is_none())
+        {
+            self.answer_front(response, date, pool);
+        } else {
+            self.answer(seq, response, date, pool, false);
+        }
     }
 
     /// Starts a streamed response (head now, body in chunks). Returns false
@@ -629,6 +638,10 @@ impl Conn {
         self.answer(seq, response, date, pool, true)
     }
 
+    /// An answer that waits for its turn, or a stream's head. Out of line:
+    /// the common answer (the front request's, fixed length) is
+    /// [`Conn::answer_front`].
+    #[inline(never)]
     fn answer(
         &mut self,
         seq: u64,
@@ -637,15 +650,6 @@ impl Conn {
         pool: &mut BufferPool,
         streaming: bool,
     ) -> bool {
-        if !streaming
-            && self
-                .queue
-                .front()
-                .is_some_and(|s| s.seq == seq && s.bytes.is_none())
-        {
-            self.answer_front(response, date, pool);
-            return true;
-        }
         let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
         let last_seq = self.next_seq.saturating_sub(1);
         let close_after_queue = self.close_after_queue;
