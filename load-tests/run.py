@@ -48,7 +48,13 @@ def start(name, data):
     env = dict(os.environ, NODE_ENV="production")  # Express's fast path, as deployed
     proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=raise_nofile, env=env)
-    wait_port(port)
+    # The demo replays its order log at start-up, and the orders scenario
+    # grows it by millions of lines over a set: give it time.
+    try:
+        wait_port(port, timeout=60)
+    except SystemExit:
+        proc.kill()
+        raise
     if proc.poll() is not None:
         sys.exit(f"{name} exited at start-up")
     return proc
