@@ -96,6 +96,23 @@ thread_local! {
     static SPARES: Spares<Box<Parts>> = const { Spares::new(SPARE_PARTS) };
 }
 
+/// Where the path starts in a target that does not start with one:
+/// absolute-form (RFC 9112 §3.2.2) after the authority; `*` has none.
+#[cold]
+fn path_offset(raw: &[u8]) -> u32 {
+    if raw == b"*" {
+        return 0;
+    }
+    let after_scheme = raw
+        .windows(3)
+        .position(|w| w == b"://")
+        .map_or(0, |i| i + 3);
+    raw[after_scheme..]
+        .iter()
+        .position(|b| *b == b'/' || *b == b'?')
+        .map_or(raw.len(), |i| i + after_scheme) as u32
+}
+
 /// The path's bytes in `head`; `/` when the target has none (absolute-form
 /// without a path). What routing matches and what [`Request::path`] shows.
 fn path_of(head: &[u8], path: Span) -> &[u8] {
@@ -141,19 +158,11 @@ impl Request {
     ) -> Request {
         let target = parsed.target;
         let raw = &head_bytes[target.0 as usize..target.1 as usize];
-        // Absolute-form (RFC 9112 §3.2.2): the path starts after the authority.
-        let mut start = target.0;
-        if raw.first() != Some(&b'/') && raw != b"*" {
-            let after_scheme = raw
-                .windows(3)
-                .position(|w| w == b"://")
-                .map_or(0, |i| i + 3);
-            let path_at = raw[after_scheme..]
-                .iter()
-                .position(|b| *b == b'/' || *b == b'?')
-                .map_or(raw.len(), |i| i + after_scheme);
-            start = target.0 + path_at as u32;
-        }
+        let start = if raw.first() == Some(&b'/') {
+            target.0
+        } else {
+            target.0 + path_offset(raw)
+        };
         let rest = &head_bytes[start as usize..target.1 as usize];
         let (path, query) = match find_byte(rest, b'?') {
             Some(q) => (

@@ -208,6 +208,11 @@ impl Router {
         {
             return Resolved::Route { index };
         }
+        // Only asterisk-form (`OPTIONS *`) has a path without a leading
+        // slash; no pattern names it (a pattern starts with `/`).
+        if path.first() != Some(&b'/') {
+            return Resolved::NotFound;
+        }
         let mut allow: Vec<&'static str> = Vec::new();
         let mut head_fallback = None;
         for (index, route) in self.routes.iter().enumerate() {

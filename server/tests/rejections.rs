@@ -106,6 +106,42 @@ fn not_found_and_method_not_allowed() {
     );
 }
 
+/// Absolute-form targets route by the path after their authority (RFC
+/// 9112 §3.2.2), `/` when they have none; asterisk-form has no route.
+#[test]
+fn every_target_form_routes_by_its_path() {
+    fn echo_target() -> App {
+        let show = |req: &phaseloop::Request| {
+            format!(
+                "{} {} {}",
+                req.path(),
+                req.param("id").unwrap_or("-"),
+                req.query().unwrap_or("-")
+            )
+        };
+        App::new()
+            .get("/", move |_, req, res| res.text(200, show(&req)))
+            .get("/a/:id", move |_, req, res| res.text(200, show(&req)))
+    }
+    let server = TestServer::start(echo_target);
+    let mut c = server.connect();
+    for (target, body) in [
+        ("/a/42?x=1", "/a/42 42 x=1"),
+        ("http://example.com/a/42?x=1", "/a/42 42 x=1"),
+        ("HTTPS://EXAMPLE.COM:8443/a/7", "/a/7 7 -"),
+        ("http://example.com", "/ - -"),
+        ("http://example.com?q=2", "/ - q=2"),
+    ] {
+        c.send(format!("GET {target} HTTP/1.1\r\nHost: example.com\r\n\r\n").as_bytes());
+        assert_eq!(c.response(), text_response("200 OK", body, ""), "{target}");
+    }
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        c.response(),
+        text_response("404 Not Found", "Not Found: *\n", "")
+    );
+}
+
 #[test]
 fn random_garbage_never_stops_the_server() {
     let server = TestServer::start(app);
