@@ -12,15 +12,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use phaseloop_core::{Job, Lane, Loop, PoolError};
-
-/// A record found at start-up: (offset, line length, payload).
-pub type Recovered = (u64, u32, Vec<u8>);
 
 /// Records waiting for the next group commit, at most.
 pub const MAX_PENDING: usize = 4096;
@@ -49,57 +46,71 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
     line
 }
 
-/// Reads every whole, valid record; cuts the file after the last one.
-/// Returns (offset, line length, payload) per record.
-pub fn recover(path: &Path) -> io::Result<Vec<Recovered>> {
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+/// Hands every whole, valid record of the journal at `path` to
+/// `each(offset, line length, payload)`, in order, stopping at the first
+/// line that is not one. Returns (bytes of valid records, file length).
+/// One line is in memory at a time: a journal can be millions of records.
+pub fn scan(path: &Path, mut each: impl FnMut(u64, u32, &[u8])) -> io::Result<(u64, u64)> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
         Err(e) => return Err(e),
     };
-    let mut records = Vec::new();
-    let mut at = 0usize;
-    while let Some(nl) = data[at..].iter().position(|b| *b == b'\n') {
-        let line = &data[at..at + nl];
-        let valid = line.len() > 17
-            && line[16] == b' '
-            && std::str::from_utf8(&line[..16])
+    let file_len = file.metadata()?.len();
+    let mut reader = io::BufReader::with_capacity(1 << 16, file);
+    let mut line = Vec::new();
+    let mut at = 0u64;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        let Some(body) = line.strip_suffix(b"\n") else {
+            break; // the end, or a tail without its newline
+        };
+        let valid = body.len() > 17
+            && body[16] == b' '
+            && std::str::from_utf8(&body[..16])
                 .ok()
                 .and_then(|h| u64::from_str_radix(h, 16).ok())
-                == Some(checksum(&line[17..]));
+                == Some(checksum(&body[17..]));
         if !valid {
             break;
         }
-        records.push((at as u64, (nl + 1) as u32, line[17..].to_vec()));
-        at += nl + 1;
+        each(at, n as u32, &body[17..]);
+        at += n as u64;
     }
-    if at < data.len() {
+    Ok((at, file_len))
+}
+
+/// [`scan`], then cuts the file after the last valid record (a torn or
+/// corrupt tail from a crash mid-append).
+fn recover(path: &Path, each: impl FnMut(u64, u32, &[u8])) -> io::Result<()> {
+    let (valid, file_len) = scan(path, each)?;
+    if valid < file_len {
         eprintln!(
             "demo-api: {}: ignoring {} bytes of torn or corrupt tail",
             path.display(),
-            data.len() - at
+            file_len - valid
         );
         let file = OpenOptions::new().write(true).open(path)?;
-        file.set_len(at as u64)?;
+        file.set_len(valid)?;
         file.sync_all()?;
     }
-    Ok(records)
+    Ok(())
 }
 
 impl Journal {
-    pub fn open(path: PathBuf) -> io::Result<(Rc<Journal>, Vec<Recovered>)> {
-        let records = recover(&path)?;
+    /// Opens the journal at `path`, handing every record already in it to
+    /// `each(offset, line length, payload)` and cutting a torn tail.
+    pub fn open(path: PathBuf, each: impl FnMut(u64, u32, &[u8])) -> io::Result<Rc<Journal>> {
+        recover(&path, each)?;
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        Ok((
-            Rc::new(Journal {
-                path,
-                len: Cell::new(len),
-                pending: RefCell::new(Vec::new()),
-                in_flight: Cell::new(false),
-                commits: Cell::new(0),
-            }),
-            records,
-        ))
+        Ok(Rc::new(Journal {
+            path,
+            len: Cell::new(len),
+            pending: RefCell::new(Vec::new()),
+            in_flight: Cell::new(false),
+            commits: Cell::new(0),
+        }))
     }
 
     pub fn pending(&self) -> usize {

@@ -202,14 +202,12 @@ impl Orders {
             if !(name.starts_with("orders") && name.ends_with(".log")) {
                 continue;
             }
-            let data = std::fs::read(entry.path()).unwrap_or_default();
-            for line in data.split(|b| *b == b'\n') {
-                if line.len() > 17 {
-                    if let Ok(order) = serde_json::from_slice::<OrderId>(&line[17..]) {
-                        max = max.max(order.id);
-                    }
+            // Valid records only: an id in a torn tail was never given out.
+            let _ = crate::journal::scan(&entry.path(), |_, _, payload| {
+                if let Ok(order) = serde_json::from_slice::<OrderId>(payload) {
+                    max = max.max(order.id);
                 }
-            }
+            });
         }
         max
     }
@@ -224,19 +222,18 @@ impl Orders {
         index: SharedIndex,
     ) -> std::io::Result<(Rc<Orders>, Vec<u64>)> {
         let (orders_path, notes_path) = Self::journal_paths(data_dir, slot);
-        let (orders, order_records) = Journal::open(orders_path)?;
-        let (notes, note_records) = Journal::open(notes_path)?;
-        let notified: HashSet<u64> = note_records
-            .iter()
-            .filter_map(|(_, _, p)| serde_json::from_slice::<NotifiedOrder>(p).ok())
-            .map(|note| note.order_id)
-            .collect();
+        let mut notified = HashSet::new();
+        let notes = Journal::open(notes_path, |_, _, payload| {
+            if let Ok(note) = serde_json::from_slice::<NotifiedOrder>(payload) {
+                notified.insert(note.order_id);
+            }
+        })?;
         let mut unnotified = Vec::new();
-        {
+        let orders = {
             let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
-            for (offset, len, payload) in order_records {
-                let Ok(OrderId { id }) = serde_json::from_slice::<OrderId>(&payload) else {
-                    continue;
+            Journal::open(orders_path, |offset, len, payload| {
+                let Ok(OrderId { id }) = serde_json::from_slice::<OrderId>(payload) else {
+                    return;
                 };
                 let was_notified = notified.contains(&id);
                 if !was_notified {
@@ -253,8 +250,8 @@ impl Orders {
                         timeline: Timeline::new(Event::SavedBeforeRestart),
                     },
                 );
-            }
-        }
+            })?
+        };
         // The first id above everything on disk that belongs to this slot.
         let max = Self::max_id_on_disk(data_dir);
         let slots = slots.max(1) as u64;
