@@ -417,20 +417,18 @@ impl Orders {
             }
             let (orders_path, notes_path) = Self::journal_paths(&self.data_dir, owner);
             let job = phaseloop_core::Job::new(phaseloop_core::Lane::Fs, move || {
+                // The first valid record whose `key` is the id (the
+                // journal is read a line at a time, whatever its size).
                 let find = |path: &Path, key: &str| -> Option<Value> {
-                    let data = std::fs::read(path).ok()?;
-                    data.split(|b| *b == b'\n')
-                        .filter(|l| {
-                            l.len() > 17
-                                && crate::journal::checksum(&l[17..])
-                                    == u64::from_str_radix(
-                                        std::str::from_utf8(&l[..16]).unwrap_or(""),
-                                        16,
-                                    )
-                                    .unwrap_or(0)
-                        })
-                        .filter_map(|l| serde_json::from_slice::<Value>(&l[17..]).ok())
-                        .find(|v| v.get(key).and_then(Value::as_u64) == Some(id))
+                    let mut found = None;
+                    let _ = crate::journal::scan(path, |_, _, payload| {
+                        if found.is_none() {
+                            found = serde_json::from_slice::<Value>(payload)
+                                .ok()
+                                .filter(|v| v.get(key).and_then(Value::as_u64) == Some(id));
+                        }
+                    });
+                    found
                 };
                 let record = find(&orders_path, "id");
                 let notified = record.is_some() && find(&notes_path, "order_id").is_some();
