@@ -519,6 +519,7 @@ impl Conn {
     /// body is complete.
     #[inline(never)]
     fn read_body(&mut self, ctx: &mut Ctx<'_>) -> Option<Step> {
+        // Called only while a body is being read.
         let Reading::Body(pending) = &mut self.reading else {
             return None;
         };

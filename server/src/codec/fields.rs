@@ -4,7 +4,8 @@
 //! visible bytes, spaces and tabs, CRLF after each line and after the last.
 //! httparse's general parser costs about 200 instructions for a single
 //! `Host` field (its set-up, and the 24 slots it must be given filled in);
-//! this scan costs a third of that. It takes only fields httparse takes in
+//! with this scan, `parse_head` of such a head went from 668 instructions
+//! to 425 (`parser-micro --only`). It takes only fields httparse takes in
 //! the same way (same names, same values, same length): anything else
 //! (obs-fold, a bare LF or CR, a bad byte, too many fields, a head cut
 //! short) makes it give up, and httparse parses the head and decides.
