@@ -46,11 +46,23 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
     line
 }
 
-/// Hands every whole, valid record of the journal at `path` to
-/// `each(offset, line length, payload)`, in order, stopping at the first
-/// line that is not one. Returns (bytes of valid records, file length).
-/// One line is in memory at a time: a journal can be millions of records.
-pub fn scan(path: &Path, mut each: impl FnMut(u64, u32, &[u8])) -> io::Result<(u64, u64)> {
+/// The payload of a record line (without its `\n`) if the line is whole
+/// and its checksum matches.
+fn payload_of(line: &[u8]) -> Option<&[u8]> {
+    let valid = line.len() > 17
+        && line[16] == b' '
+        && std::str::from_utf8(&line[..16])
+            .ok()
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            == Some(checksum(&line[17..]));
+    valid.then(|| &line[17..])
+}
+
+/// Reads the journal at `path` a line at a time (one line in memory: a
+/// journal can hold millions of records), handing each line that ends in
+/// `\n` to `each(offset, length, line without its \n)` while it returns
+/// true. Returns (where reading stopped, file length).
+fn each_line(path: &Path, mut each: impl FnMut(u64, u32, &[u8]) -> bool) -> io::Result<(u64, u64)> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
@@ -63,22 +75,44 @@ pub fn scan(path: &Path, mut each: impl FnMut(u64, u32, &[u8])) -> io::Result<(u
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line)?;
+        // The end, or a tail without its newline.
         let Some(body) = line.strip_suffix(b"\n") else {
-            break; // the end, or a tail without its newline
+            break;
         };
-        let valid = body.len() > 17
-            && body[16] == b' '
-            && std::str::from_utf8(&body[..16])
-                .ok()
-                .and_then(|h| u64::from_str_radix(h, 16).ok())
-                == Some(checksum(&body[17..]));
-        if !valid {
+        if !each(at, n as u32, body) {
             break;
         }
-        each(at, n as u32, &body[17..]);
         at += n as u64;
     }
     Ok((at, file_len))
+}
+
+/// Hands every whole, valid record of the journal at `path` to
+/// `each(offset, line length, payload)`, in order, stopping at the first
+/// line that is not one. Returns (bytes of valid records, file length).
+pub fn scan(path: &Path, mut each: impl FnMut(u64, u32, &[u8])) -> io::Result<(u64, u64)> {
+    each_line(path, |at, n, line| match payload_of(line) {
+        Some(payload) => {
+            each(at, n, payload);
+            true
+        }
+        None => false,
+    })
+}
+
+/// The payload of the first valid record `wanted` accepts (it sees each
+/// line's payload part before its checksum is worked out: a look-up in a
+/// journal of millions pays the checksum only for candidates). Lines that
+/// are not valid records are passed over: another process may be appending.
+pub fn find(path: &Path, wanted: impl Fn(&[u8]) -> bool) -> io::Result<Option<Vec<u8>>> {
+    let mut found = None;
+    each_line(path, |_, _, line| {
+        if line.get(17..).is_some_and(&wanted) {
+            found = payload_of(line).map(<[u8]>::to_vec);
+        }
+        found.is_none()
+    })?;
+    Ok(found)
 }
 
 /// [`scan`], then cuts the file after the last valid record (a torn or

@@ -417,21 +417,18 @@ impl Orders {
             }
             let (orders_path, notes_path) = Self::journal_paths(&self.data_dir, owner);
             let job = phaseloop_core::Job::new(phaseloop_core::Lane::Fs, move || {
-                // The first valid record whose `key` is the id (the
-                // journal is read a line at a time, whatever its size).
-                // Only lines holding `"key":id` are parsed: a journal can
-                // hold millions of records, and parsing each is ~4 µs.
+                // The first record whose `key` is the id. Only lines
+                // holding `"key":id` are checked and parsed: a journal can
+                // hold millions of records (parsing one is ~4 µs).
                 let find = |path: &Path, key: &str| -> Option<Value> {
                     let needle = format!("\"{key}\":{id}").into_bytes();
-                    let mut found = None;
-                    let _ = crate::journal::scan(path, |_, _, payload| {
-                        if found.is_none() && payload.windows(needle.len()).any(|w| w == needle) {
-                            found = serde_json::from_slice::<Value>(payload)
-                                .ok()
-                                .filter(|v| v.get(key).and_then(Value::as_u64) == Some(id));
-                        }
-                    });
-                    found
+                    let is_it = |payload: &[u8]| {
+                        payload.windows(needle.len()).any(|w| w == needle)
+                            && serde_json::from_slice::<Value>(payload)
+                                .is_ok_and(|v| v.get(key).and_then(Value::as_u64) == Some(id))
+                    };
+                    let payload = crate::journal::find(path, is_it).ok().flatten()?;
+                    serde_json::from_slice(&payload).ok()
                 };
                 let record = find(&orders_path, "id");
                 let notified = record.is_some() && find(&notes_path, "order_id").is_some();
