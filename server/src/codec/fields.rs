@@ -11,10 +11,7 @@
 //! short) makes it give up, and httparse parses the head and decides.
 //! `head.rs`'s tests hold it to that on random and mutated heads.
 
-use super::{find_byte, TCHAR};
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
+use super::{find_byte, zero_bytes, HIGHS, ONES, TCHAR};
 
 /// Scans the field lines at the start of `buf` (the bytes after the
 /// request line), calling `field(name, value)` for each. `Some((len,
@@ -87,10 +84,8 @@ fn find_value_end(bytes: &[u8]) -> Option<usize> {
         // a borrow, the lowest never is).
         while let Some(word) = bytes.get(at..at + 8) {
             let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            let control = x.wrapping_sub(ONES * 0x20) & !x;
-            let del = x ^ (ONES * 0x7F);
-            let del = del.wrapping_sub(ONES) & !del;
-            let stop = (control | del) & HIGHS;
+            let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+            let stop = control | zero_bytes(x ^ (ONES * 0x7F));
             if stop != 0 {
                 at += stop.trailing_zeros() as usize / 8;
                 break;

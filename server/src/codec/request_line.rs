@@ -8,7 +8,7 @@
 //! when a byte above 0x7F was seen.
 
 use super::head::Version;
-use super::{HttpError, TCHAR};
+use super::{HttpError, HIGHS, ONES, TCHAR};
 
 /// Where the parts of a complete request line lie in the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +107,6 @@ struct TargetScan {
 /// Finds the end of a target: visible ASCII, or bytes above 0x7F (UTF-8,
 /// checked by the caller). `None` when `bytes` ends inside the target.
 fn scan_target(bytes: &[u8]) -> Option<TargetScan> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut at = 0;
     // Eight bytes a step. A byte below 0x21 or above 0x7E raises its high
     // bit in `outside`. Bytes above a raised one may be false alarms (a
