@@ -140,8 +140,12 @@ impl Router {
 
     fn matches(route: &Route, path: &[u8], params: &mut Vec<Param>) -> bool {
         params.clear();
-        let mut rest = &path[1.min(path.len())..];
-        let mut offset = 1.min(path.len());
+        // Every pattern starts with `/`; a path that does not (asterisk-form,
+        // `OPTIONS *`) matches none.
+        let Some(mut rest) = path.strip_prefix(b"/") else {
+            return false;
+        };
+        let mut offset = 1;
         let mut segs = route.segments.iter().peekable();
         while let Some(seg) = segs.next() {
             if let Segment::Wildcard(name) = seg {
@@ -207,11 +211,6 @@ impl Router {
             .and_then(|by_method| by_method[method as usize])
         {
             return Resolved::Route { index };
-        }
-        // Only asterisk-form (`OPTIONS *`) has a path without a leading
-        // slash; no pattern names it (a pattern starts with `/`).
-        if path.first() != Some(&b'/') {
-            return Resolved::NotFound;
         }
         let mut allow: Vec<&'static str> = Vec::new();
         let mut head_fallback = None;
