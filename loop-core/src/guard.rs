@@ -73,6 +73,9 @@ pub type BlockHook = Box<dyn Fn(&BlockReport)>;
 
 pub(crate) struct Guard {
     threshold: Option<Duration>,
+    /// The threshold in the guard clock's nanoseconds, worked out once: it
+    /// is compared after every callback.
+    threshold_ns: u64,
     warn: bool,
     clock: GuardClock,
     /// Start of the current macrotask (the guard clock's nanoseconds), when
@@ -132,6 +135,9 @@ impl Guard {
     pub fn new(threshold: Option<Duration>, warn: bool) -> Self {
         Guard {
             threshold,
+            threshold_ns: threshold.map_or(u64::MAX, |t| {
+                u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+            }),
             warn,
             clock: GuardClock::for_threshold(threshold),
             mark: Cell::new(None),
@@ -180,15 +186,15 @@ impl Guard {
     /// Called after every macrotask (and its microtasks).
     #[inline]
     pub fn after_callback(&self, phase: Phase) {
-        let Some(threshold) = self.threshold else {
+        if self.threshold.is_none() {
             return;
-        };
+        }
         let now = self.clock.now_ns();
         if let Some(start) = self.mark.get() {
             // Compared in nanoseconds: a Duration is made only to report.
             let held_ns = now.saturating_sub(start);
             // One incident, one report: a starving drain already spoke.
-            if u128::from(held_ns) > threshold.as_nanos() && !self.drain_reported.get() {
+            if held_ns > self.threshold_ns && !self.drain_reported.get() {
                 self.report(BlockKind::Callback, phase, Duration::from_nanos(held_ns));
             }
         }
@@ -211,21 +217,22 @@ impl Guard {
     /// Called for every microtask a drain runs.
     #[inline]
     pub fn on_microtask(&self, watch: &mut DrainWatch, phase: Phase) {
-        let Some(threshold) = self.threshold else {
-            return;
-        };
-        if watch.reported {
+        if self.threshold.is_none() || watch.reported {
             return;
         }
         let clock = self.clock;
         let started = *watch.started.get_or_insert_with(|| clock.now_ns());
         watch.count += 1;
         if watch.count % DRAIN_CHECK_EVERY == 0 {
-            let held = Duration::from_nanos(clock.now_ns().saturating_sub(started));
-            if held > threshold {
+            let held_ns = clock.now_ns().saturating_sub(started);
+            if held_ns > self.threshold_ns {
                 watch.reported = true;
                 self.drain_reported.set(true);
-                self.report(BlockKind::MicrotaskDrain, phase, held);
+                self.report(
+                    BlockKind::MicrotaskDrain,
+                    phase,
+                    Duration::from_nanos(held_ns),
+                );
             }
         }
     }
