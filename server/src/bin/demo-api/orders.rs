@@ -191,15 +191,16 @@ impl Orders {
         }
     }
 
-    /// The highest order id in any slot's journal (read-only scan).
-    fn max_id_on_disk(data_dir: &Path) -> u64 {
+    /// The highest order id in the order journals of `data_dir` other
+    /// than `own` (whose ids the caller has just read).
+    fn max_id_on_disk(data_dir: &Path, own: &Path) -> u64 {
         let Ok(entries) = std::fs::read_dir(data_dir) else {
             return 0;
         };
         let mut max = 0;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !(name.starts_with("orders") && name.ends_with(".log")) {
+            if !(name.starts_with("orders") && name.ends_with(".log")) || entry.path() == own {
                 continue;
             }
             // Valid records only: an id in a torn tail was never given out.
@@ -229,12 +230,14 @@ impl Orders {
             }
         })?;
         let mut unnotified = Vec::new();
+        let mut own_max = 0;
         let orders = {
             let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
-            Journal::open(orders_path, |offset, len, payload| {
+            Journal::open(orders_path.clone(), |offset, len, payload| {
                 let Ok(OrderId { id }) = serde_json::from_slice::<OrderId>(payload) else {
                     return;
                 };
+                own_max = own_max.max(id);
                 let was_notified = notified.contains(&id);
                 if !was_notified {
                     unnotified.push(id);
@@ -253,7 +256,7 @@ impl Orders {
             })?
         };
         // The first id above everything on disk that belongs to this slot.
-        let max = Self::max_id_on_disk(data_dir);
+        let max = own_max.max(Self::max_id_on_disk(data_dir, &orders_path));
         let slots = slots.max(1) as u64;
         let mut first = (max / slots + 1) * slots + slot as u64;
         if first <= max {
