@@ -48,7 +48,7 @@ def main():
             server = subprocess.Popen([os.path.join(REL, "demo-api"), "--port", str(PORT), "--data-dir", data,
                                        "--log-level", "error", "--keep-alive", "60"] + extra,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=raise_nofile)
-            wait_port(PORT)
+            wait_port(PORT, server)
             time.sleep(0.3)
             before = per_loop() if "--loops" in extra else []
             out = os.path.join(data, "r.json")

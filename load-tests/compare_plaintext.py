@@ -43,7 +43,9 @@ def rss_kib(pid):
     return 0
 
 
-def wait_port(port, timeout=10):
+def wait_port(port, proc, timeout=10):
+    """Waits for `proc` to listen on `port`; kills it and exits if it does not
+    in time (a server left running would hold the port for the next run)."""
     end = time.time() + timeout
     while time.time() < end:
         try:
@@ -51,6 +53,8 @@ def wait_port(port, timeout=10):
             return
         except OSError:
             time.sleep(0.05)
+    proc.kill()
+    proc.wait()
     sys.exit(f"server on port {port} did not start")
 
 
@@ -74,7 +78,7 @@ def start(name, port, data):
         cmd = ["node", os.path.join(ROOT, "bench", "node", "plaintext.js"), str(port)]
     proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, preexec_fn=raise_nofile)
-    wait_port(port)
+    wait_port(port, proc)
     if proc.poll() is not None:
         sys.exit(f"{name} exited at start-up")
     return proc

@@ -137,7 +137,7 @@ def main():
         server = subprocess.Popen(["taskset", "-c", "0", os.path.join(REL, "demo-api"), "--port", str(PORT),
                                    "--data-dir", data, "--log-level", "error"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=raise_nofile)
-        wait_port(PORT)
+        wait_port(PORT, server)
         time.sleep(0.3)
         rss_before = rss_kib(server.pid)
         peak = [rss_before]

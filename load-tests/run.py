@@ -50,11 +50,7 @@ def start(name, data):
                             preexec_fn=raise_nofile, env=env)
     # The demo replays its order log at start-up, and the orders scenario
     # grows it by millions of lines over a set: give it time.
-    try:
-        wait_port(port, timeout=60)
-    except SystemExit:
-        proc.kill()
-        raise
+    wait_port(port, proc, timeout=60)
     if proc.poll() is not None:
         sys.exit(f"{name} exited at start-up")
     return proc
