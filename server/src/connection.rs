@@ -98,6 +98,9 @@ pub(crate) enum Step {
     },
     /// Nothing to do until the next event.
     Wait,
+    /// The codec refused a request: its error response is queued and
+    /// nothing more is read. Then as `Wait`.
+    Refused,
     /// The read budget ran out with bytes possibly left: come back next tick.
     Yield,
     /// Close the connection now.
@@ -151,8 +154,6 @@ pub(crate) struct Conn {
     pub idle_since: Duration,
     pub linger_since: Duration,
     pub requests: u64,
-    /// Requests refused by the codec on this connection.
-    pub refusals: u64,
     /// Streams waiting for the client to take bytes (`BodyWriter::on_drain`).
     pub drain_waiters: Vec<DrainWaiter>,
     /// The peer's end of stream (or an error) was reported: its edge is
@@ -248,7 +249,6 @@ impl Conn {
             idle_since: now,
             linger_since: now,
             requests: 0,
-            refusals: 0,
             drain_waiters: Vec::new(),
             peer_shut: false,
         }
@@ -432,7 +432,7 @@ impl Conn {
             Ok(None) => return None,
             Err(e) => {
                 self.refuse(e, ctx);
-                return Some(Step::Wait);
+                return Some(Step::Refused);
             }
         };
         let head_len = parsed.len;
@@ -476,7 +476,7 @@ impl Conn {
             BodyFraming::Length(n) if n > limit => {
                 self.queue.pop_back();
                 self.refuse(HttpError::new(413, "request body too large"), ctx);
-                return Some(Step::Wait);
+                return Some(Step::Refused);
             }
             BodyFraming::Length(n) => BodyDecoder::Length(n),
             BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
@@ -543,7 +543,7 @@ impl Conn {
                     Err(e) => {
                         self.queue.pop_back();
                         self.refuse(e, ctx);
-                        return Some(Step::Wait);
+                        return Some(Step::Refused);
                     }
                 }
             }
@@ -579,7 +579,6 @@ impl Conn {
 
     /// Queues an error response after the in-flight ones and stops reading.
     pub fn refuse(&mut self, error: HttpError, ctx: &mut Ctx<'_>) {
-        self.refusals += 1;
         self.reading = Reading::Stopped;
         self.inbuf.clear();
         self.close_after_queue = true;

@@ -25,7 +25,7 @@ use crate::response::Response;
 /// Connections accepted per listener event before yielding to the others.
 const ACCEPTS_PER_EVENT: usize = 128;
 /// Requests dispatched per connection event before yielding.
-const REQUESTS_PER_EVENT: usize = 64;
+const REQUESTS_PER_EVENT: u64 = 64;
 
 /// Counters a server keeps (read with [`Server::stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,7 +38,8 @@ pub struct ServerStats {
     pub closed: u64,
     /// Requests dispatched to handlers.
     pub requests: u64,
-    /// Responses by class: 1xx..5xx at index 1..5.
+    /// Handlers' answers by class: 1xx..5xx at index 1..5 (the codec's
+    /// refusals are counted in `refused`).
     pub responses_by_class: [u64; 6],
     /// Requests refused by the codec (400, 413, 414, 431, 501, 505...).
     pub refused: u64,
@@ -64,6 +65,14 @@ pub struct RouteStats {
     pub route: Rc<str>,
     /// (status, responses) in order of first appearance.
     pub by_status: Vec<(u16, u64)>,
+}
+
+/// What one drive of a connection did: its reads and what it dispatched.
+#[derive(Default)]
+struct DriveTally {
+    budget: ReadBudget,
+    dispatched: u64,
+    refused: u64,
 }
 
 /// No route label is set (requests that matched no route have none).
@@ -233,7 +242,15 @@ impl Server {
 
     /// A copy of the server's counters.
     pub fn stats(&self) -> ServerStats {
-        self.inner.stats.borrow().clone()
+        let mut stats = self.inner.stats.borrow().clone();
+        // Every handler's answer is counted once, by route and status;
+        // the classes are added up from there when asked for.
+        for by_status in self.inner.route_stats.borrow().iter() {
+            for &(status, n) in by_status {
+                stats.responses_by_class[usize::from(status / 100).min(5)] += n;
+            }
+        }
+        stats
     }
 
     /// Graceful shutdown: stop accepting, close idle connections, let
@@ -403,16 +420,27 @@ impl ServerInner {
         // changes only when the route does (a pipelined batch is usually
         // one route) and is cleared once the batch is over.
         let mut labelled = UNLABELLED;
-        let outcome = self.drive_batch(lp, key, &mut labelled);
+        let mut tally = DriveTally::default();
+        let outcome = self.drive_batch(lp, key, &mut labelled, &mut tally);
         if labelled != UNLABELLED {
             lp.set_label(None);
         }
+        // Counted once a drive, not once a request: a pipelined batch is
+        // many requests.
+        let mut stats = self.stats.borrow_mut();
+        stats.requests += tally.dispatched;
+        stats.refused += tally.refused;
+        stats.socket_reads += tally.budget.reads as u64;
         outcome
     }
 
-    fn drive_batch(self: &Rc<Self>, lp: &Loop, key: usize, labelled: &mut u32) -> IoOutcome {
-        let mut dispatched = 0;
-        let mut budget = ReadBudget::default();
+    fn drive_batch(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        labelled: &mut u32,
+        tally: &mut DriveTally,
+    ) -> IoOutcome {
         // The loop's clock moves once per tick, never inside a callback.
         let now = Self::now(lp);
         let outcome = loop {
@@ -425,19 +453,11 @@ impl ServerInner {
                 let mut pool = self.pool.borrow_mut();
                 let date = self.date.borrow();
                 let mut ctx = self.ctx(&mut pool, &date, now);
-                let (refusals, reads) = (conn.refusals, budget.reads);
-                let step = conn.next_step(&mut ctx, &mut budget);
-                if conn.refusals > refusals || budget.reads > reads {
-                    let mut stats = self.stats.borrow_mut();
-                    stats.refused += u64::from(conn.refusals > refusals);
-                    stats.socket_reads += (budget.reads - reads) as u64;
-                }
-                (step, conn.id)
+                (conn.next_step(&mut ctx, &mut tally.budget), conn.id)
             };
             match step {
                 (Step::Dispatch { req, target, seq }, id) => {
-                    dispatched += 1;
-                    self.stats.borrow_mut().requests += 1;
+                    tally.dispatched += 1;
                     let route = match &target {
                         crate::app::Target::Route { index } => *index as u32,
                         _ => u32::MAX,
@@ -451,11 +471,12 @@ impl ServerInner {
                     if !ok {
                         eprintln!("phaseloop: a handler panicked; answered 500");
                     }
-                    if dispatched >= REQUESTS_PER_EVENT {
+                    if tally.dispatched >= REQUESTS_PER_EVENT {
                         break IoOutcome::Again;
                     }
                 }
-                (Step::Wait, _) => {
+                (step @ (Step::Wait | Step::Refused), _) => {
+                    tally.refused += u64::from(matches!(step, Step::Refused));
                     // Flushing may let a paused connection read again.
                     if self.finish_batch(lp, key) {
                         continue;
@@ -576,7 +597,6 @@ impl ServerInner {
         seq: u64,
         response: &Response,
     ) {
-        let status_class = (response.status / 100).min(5) as usize;
         // Inside a read batch (the common case: an answer given during its
         // dispatch) the batch writes at its end; nothing more to do here.
         let Some(batching) = self.with_conn(key, id, |conn, date, pool| {
@@ -585,7 +605,6 @@ impl ServerInner {
         }) else {
             return;
         };
-        self.stats.borrow_mut().responses_by_class[status_class] += 1;
         if !batching {
             self.after_output(lp, key);
         }
@@ -600,14 +619,12 @@ impl ServerInner {
         seq: u64,
         response: &Response,
     ) -> bool {
-        let status_class = (response.status / 100).min(5) as usize;
         let started = self
             .with_conn(key, id, |conn, date, pool| {
                 conn.start_stream(seq, response, date, pool)
             })
             .unwrap_or(false);
         if started {
-            self.stats.borrow_mut().responses_by_class[status_class] += 1;
             self.after_output(lp, key);
         }
         started

@@ -24,9 +24,15 @@ fn keep_alive_reuses_one_connection() {
         c.send(format!("GET /n/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
         assert_eq!(c.response(), text_response("200 OK", &i.to_string(), ""));
     }
+    c.send(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        c.response(),
+        text_response("404 Not Found", "Not Found: /missing\n", "")
+    );
     let stats = server.stats();
     assert_eq!(stats.accepted, 1);
-    assert_eq!(stats.requests, 5);
+    assert_eq!(stats.requests, 6);
+    assert_eq!(stats.responses_by_class, [0, 0, 5, 0, 1, 0]);
 }
 
 #[test]
