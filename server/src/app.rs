@@ -10,7 +10,8 @@ use crate::handler::{async_handler, Handler, Middleware, Next};
 use crate::request::{Method, Request};
 use crate::responder::Responder;
 use crate::response::Response;
-use crate::router::{Resolved, Router};
+use crate::router::Router;
+pub(crate) use crate::router::Target;
 
 /// Routes and middleware.
 ///
@@ -51,15 +52,6 @@ impl Default for App {
 pub(crate) struct Destination {
     pub target: Target,
     pub body_limit: Option<u64>,
-}
-
-pub(crate) enum Target {
-    /// A route by index; its parameters are already in the request.
-    Route {
-        index: usize,
-    },
-    NotFound,
-    MethodNotAllowed(String),
 }
 
 impl App {
@@ -159,26 +151,18 @@ impl App {
     /// Resolves a request's route, leaving its parameters in the request.
     pub(crate) fn destination(&self, req: &mut Request) -> Destination {
         let (method, token, path, params) = req.routing_parts();
-        match self.router.resolve(method, token, path, params) {
-            Resolved::Route { index } => Destination {
-                body_limit: self.router.routes[index].body_limit,
-                target: Target::Route { index },
-            },
-            Resolved::NotFound => Destination {
-                target: Target::NotFound,
-                body_limit: None,
-            },
-            Resolved::MethodNotAllowed(allow) => Destination {
-                target: Target::MethodNotAllowed(allow),
-                body_limit: None,
-            },
-        }
+        let target = self.router.resolve(method, token, path, params);
+        let body_limit = match target {
+            Target::Route { index } => self.router.routes[index as usize].body_limit,
+            Target::NotFound | Target::MethodNotAllowed => None,
+        };
+        Destination { target, body_limit }
     }
 
     /// The route pattern a request went to, for logs and guard reports.
-    pub(crate) fn label(&self, target: &Target) -> Option<Rc<str>> {
+    pub(crate) fn label(&self, target: Target) -> Option<Rc<str>> {
         match target {
-            Target::Route { index } => Some(self.router.routes[*index].pattern.clone()),
+            Target::Route { index } => Some(self.router.routes[index as usize].pattern.clone()),
             _ => None,
         }
     }
@@ -195,7 +179,7 @@ impl App {
         let chain = self.chain.as_deref().unwrap_or(&self.middleware);
         let endpoint: Rc<dyn Handler> = match target {
             Target::Route { index } => {
-                let route = &self.router.routes[index];
+                let route = &self.router.routes[index as usize];
                 req.set_route(route.pattern.clone());
                 if chain.is_empty() {
                     // No middleware: no `Next` to build and carry.
@@ -207,7 +191,8 @@ impl App {
             Target::NotFound => Rc::new(|_: &Loop, req: Request, res: Responder| {
                 res.send(Response::text(404, format!("Not Found: {}\n", req.path())));
             }),
-            Target::MethodNotAllowed(allow) => {
+            Target::MethodNotAllowed => {
+                let allow = self.router.allow(req.routing_parts().2);
                 Rc::new(move |_: &Loop, req: Request, res: Responder| {
                     res.send(
                         Response::text(

@@ -27,12 +27,15 @@ pub(crate) struct Route {
 /// A route parameter: its name and its (start, end) offsets in the path.
 pub(crate) type Param = (Rc<str>, usize, usize);
 
-/// Where a request goes.
-pub(crate) enum Resolved {
+/// Where a request goes. Small and `Copy`: it travels with every request
+/// from the parser to its dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
     /// A route (by index); its parameters are in the vector `resolve` filled.
-    Route { index: usize },
-    /// The path exists for other methods: 405 with this `Allow` value.
-    MethodNotAllowed(String),
+    Route { index: u32 },
+    /// The path exists for other methods only: 405, with the `Allow` value
+    /// [`Router::allow`] gives.
+    MethodNotAllowed,
     /// No route has this path: 404.
     NotFound,
 }
@@ -203,16 +206,18 @@ impl Router {
         method_token: &[u8],
         path: &[u8],
         params: &mut Vec<Param>,
-    ) -> Resolved {
+    ) -> Target {
         params.clear();
         if let Some(index) = self
             .exact
             .get(path)
             .and_then(|by_method| by_method[method as usize])
         {
-            return Resolved::Route { index };
+            return Target::Route {
+                index: index as u32,
+            };
         }
-        let mut allow: Vec<&'static str> = Vec::new();
+        let mut other_methods = false;
         let mut head_fallback = None;
         for (index, route) in self.routes.iter().enumerate() {
             if !Self::matches(route, path, params) {
@@ -221,29 +226,45 @@ impl Router {
             if route.method == method
                 && (method != Method::Other || method_token == route.method.as_str().as_bytes())
             {
-                return Resolved::Route { index };
+                return Target::Route {
+                    index: index as u32,
+                };
             }
             if method == Method::Head && route.method == Method::Get && head_fallback.is_none() {
                 head_fallback = Some(index);
             }
-            let m = route.method.as_str();
-            if !allow.contains(&m) {
-                allow.push(m);
-            }
+            other_methods = true;
         }
         if let Some(index) = head_fallback {
             // Match again to leave that route's parameters in `params`.
             Self::matches(&self.routes[index], path, params);
-            return Resolved::Route { index };
+            return Target::Route {
+                index: index as u32,
+            };
         }
         params.clear();
-        if allow.is_empty() {
-            return Resolved::NotFound;
+        if other_methods {
+            Target::MethodNotAllowed
+        } else {
+            Target::NotFound
+        }
+    }
+
+    /// The `Allow` value of a 405 for `path`: the methods its routes take,
+    /// HEAD with GET. Built only when such an answer is made.
+    pub fn allow(&self, path: &[u8]) -> String {
+        let mut params = Vec::new();
+        let mut allow: Vec<&'static str> = Vec::new();
+        for route in &self.routes {
+            let m = route.method.as_str();
+            if Self::matches(route, path, &mut params) && !allow.contains(&m) {
+                allow.push(m);
+            }
         }
         if allow.contains(&"GET") && !allow.contains(&"HEAD") {
             allow.push("HEAD");
         }
-        Resolved::MethodNotAllowed(allow.join(", "))
+        allow.join(", ")
     }
 }
 
@@ -264,15 +285,15 @@ mod tests {
         r
     }
 
-    fn resolve(r: &Router, m: Method, path: &str) -> Resolved {
+    fn resolve(r: &Router, m: Method, path: &str) -> Target {
         r.resolve(m, m.as_str().as_bytes(), path.as_bytes(), &mut Vec::new())
     }
 
     fn found(r: &Router, m: Method, path: &str) -> (usize, Vec<(String, String)>) {
         let mut params = Vec::new();
         match r.resolve(m, m.as_str().as_bytes(), path.as_bytes(), &mut params) {
-            Resolved::Route { index } => (
-                index,
+            Target::Route { index } => (
+                index as usize,
                 params
                     .into_iter()
                     .map(|(n, s, e)| (n.to_string(), path[s..e].to_string()))
@@ -337,7 +358,7 @@ mod tests {
             assert_eq!(found(&r, Method::Get, p).0, index, "{p}");
             assert!(matches!(
                 resolve(&r, Method::Get, &format!("{p}~")),
-                Resolved::NotFound
+                Target::NotFound
             ));
         }
     }
@@ -353,17 +374,19 @@ mod tests {
             "/api/ordersx",
         ] {
             assert!(
-                matches!(resolve(&r, Method::Get, p), Resolved::NotFound),
+                matches!(resolve(&r, Method::Get, p), Target::NotFound),
                 "{p}"
             );
         }
-        match resolve(&r, Method::Delete, "/api/orders") {
-            Resolved::MethodNotAllowed(allow) => assert_eq!(allow, "POST"),
-            _ => panic!(),
-        }
-        match resolve(&r, Method::Post, "/api/users/1") {
-            Resolved::MethodNotAllowed(allow) => assert_eq!(allow, "GET, HEAD"),
-            _ => panic!(),
-        }
+        assert_eq!(
+            resolve(&r, Method::Delete, "/api/orders"),
+            Target::MethodNotAllowed
+        );
+        assert_eq!(r.allow(b"/api/orders"), "POST");
+        assert_eq!(
+            resolve(&r, Method::Post, "/api/users/1"),
+            Target::MethodNotAllowed
+        );
+        assert_eq!(r.allow(b"/api/users/1"), "GET, HEAD");
     }
 }

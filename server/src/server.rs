@@ -458,13 +458,13 @@ impl ServerInner {
             match step {
                 (Step::Dispatch { req, target, seq }, id) => {
                     tally.dispatched += 1;
-                    let route = match &target {
-                        crate::app::Target::Route { index } => *index as u32,
+                    let route = match target {
+                        crate::app::Target::Route { index } => index,
                         _ => u32::MAX,
                     };
                     let res = Responder::new(self.clone(), key, id, seq, route, now);
                     if route != *labelled {
-                        lp.set_label(self.app.label(&target));
+                        lp.set_label(self.app.label(target));
                         *labelled = route;
                     }
                     let ok = self.app.dispatch(lp, target, req, res);
