@@ -32,6 +32,7 @@ mod connection;
 mod handler;
 mod listener;
 pub mod middleware;
+mod path_table;
 mod read_buffer;
 mod request;
 mod responder;

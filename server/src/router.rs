@@ -2,10 +2,10 @@
 //! handler. Matching runs when a request head arrives, so a route's own body
 //! limit applies before its body is read.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::handler::Handler;
+use crate::path_table::PathTable;
 use crate::request::Method;
 
 #[derive(Debug, Clone)]
@@ -40,50 +40,6 @@ pub(crate) enum Target {
     NotFound,
 }
 
-/// A fast multiplicative hash for the exact-route table. The table holds
-/// only the app's own paths and never grows from requests, so a request path
-/// crafted to collide costs at most a few comparisons: no need for SipHash's
-/// flooding resistance on this path.
-#[derive(Default, Clone, Copy)]
-struct PathHasher(u64);
-
-impl std::hash::Hasher for PathHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // The first and last eight bytes (overlapping in a short path) with
-        // the length (hashed before): two loads, whatever the length. Two
-        // long paths differing only in the middle share a hash and cost a
-        // comparison more, which a lookup pays anyway.
-        let n = bytes.len();
-        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
-        let half =
-            |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")));
-        let (first, last) = match n {
-            8.. => (word(0), word(n - 8)),
-            4..8 => (half(0), half(n - 4)),
-            _ => (bytes.iter().fold(0, |acc, b| (acc << 8) | u64::from(*b)), 0),
-        };
-        self.mix(first);
-        self.mix(last);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.mix(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl PathHasher {
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type PathTable =
-    HashMap<Box<[u8]>, [Option<usize>; METHODS], std::hash::BuildHasherDefault<PathHasher>>;
-
 /// Number of `Method` variants (the exact-route table's width).
 const METHODS: usize = 8;
 
@@ -93,7 +49,7 @@ pub(crate) struct Router {
     pub routes: Vec<Route>,
     /// Routes without parameters, by exact method and path: most requests
     /// resolve here without walking the list.
-    exact: PathTable,
+    exact: PathTable<[Option<u32>; METHODS]>,
 }
 
 fn parse_pattern(pattern: &str) -> Vec<Segment> {
@@ -126,10 +82,9 @@ impl Router {
         let is_static = segments.iter().all(|s| matches!(s, Segment::Static(_)));
         if is_static && method != Method::Other {
             // The first route added for a path wins, as in the scan.
-            let slot =
-                &mut self.exact.entry(pattern.as_bytes().into()).or_default()[method as usize];
+            let slot = &mut self.exact.entry(pattern.as_bytes())[method as usize];
             if slot.is_none() {
-                *slot = Some(self.routes.len());
+                *slot = Some(self.routes.len() as u32);
             }
         }
         self.routes.push(Route {
@@ -213,9 +168,7 @@ impl Router {
             .get(path)
             .and_then(|by_method| by_method[method as usize])
         {
-            return Target::Route {
-                index: index as u32,
-            };
+            return Target::Route { index };
         }
         let mut other_methods = false;
         let mut head_fallback = None;
