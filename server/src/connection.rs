@@ -299,7 +299,20 @@ impl Conn {
             })
     }
 
+    /// Checked before every request is taken: inline for the common case
+    /// (every earlier request answered, so only unsent bytes count).
+    #[inline]
     fn over_limits(&self, cfg: &ServerConfig) -> bool {
+        if self.queue.is_empty() {
+            return cfg.max_pipeline == 0
+                || cfg.max_unanswered == 0
+                || self.unsent() >= cfg.write_high_water;
+        }
+        self.over_limits_queued(cfg)
+    }
+
+    #[inline(never)]
+    fn over_limits_queued(&self, cfg: &ServerConfig) -> bool {
         if self.queue.len() >= cfg.max_pipeline {
             return true;
         }
