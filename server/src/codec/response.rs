@@ -31,6 +31,25 @@ pub struct ResponseHead {
     pub http10_keep_alive: bool,
 }
 
+impl ResponseHead {
+    /// Everything the head is made of as two integers, so a cached head is
+    /// matched by two compares instead of a field-by-field `==`.
+    fn key(&self) -> [u64; 2] {
+        let (tag, length) = match self.framing {
+            ResponseFraming::Length(n) => (0, n),
+            ResponseFraming::Chunked => (1, 0),
+            ResponseFraming::UntilClose => (2, 0),
+        };
+        [
+            u64::from(self.status)
+                | tag << 16
+                | u64::from(self.close) << 18
+                | u64::from(self.http10_keep_alive) << 19,
+            length,
+        ]
+    }
+}
+
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
@@ -98,7 +117,8 @@ pub fn encode_head<'h>(
 /// The last head encoded on this thread by [`encode_head_cached`], with what
 /// it was made from.
 struct LastHead {
-    head: Option<ResponseHead>,
+    /// [`ResponseHead::key`] of the head kept; `NO_HEAD` before the first.
+    key: [u64; 2],
     /// A static type is kept as the reference it is, so the next response
     /// with the same static type matches by address, without a compare.
     content_type: Option<Cow<'static, [u8]>>,
@@ -109,13 +129,16 @@ struct LastHead {
 thread_local! {
     static LAST_HEAD: RefCell<LastHead> = const {
         RefCell::new(LastHead {
-            head: None,
+            key: NO_HEAD,
             content_type: None,
             date: [0; DATE_LEN],
             bytes: Vec::new(),
         })
     };
 }
+
+/// No key of a head has all its bits set (a status fits in 16 bits).
+const NO_HEAD: [u64; 2] = [u64::MAX; 2];
 
 /// Heads longer than this are not kept (a long content type).
 const CACHED_HEAD_MAX: usize = 256;
@@ -131,11 +154,12 @@ pub fn encode_head_cached(
     date: &[u8; DATE_LEN],
 ) {
     let fields = content_type.map(|v| ("Content-Type", &**v));
+    let key = head.key();
     let hit = LAST_HEAD.try_with(|last| {
         let Ok(mut last) = last.try_borrow_mut() else {
             return false;
         };
-        if last.head.as_ref() == Some(head)
+        if last.key == key
             && same_date(&last.date, date)
             && same_type(content_type, last.content_type.as_ref())
         {
@@ -147,7 +171,7 @@ pub fn encode_head_cached(
         let bytes = &out[start..];
         if bytes.len() <= CACHED_HEAD_MAX {
             let last = &mut *last;
-            last.head = Some(*head);
+            last.key = key;
             last.date = *date;
             last.content_type = content_type.cloned();
             last.bytes.clear();
