@@ -259,6 +259,18 @@ mod tests {
                 close: false,
                 http10_keep_alive: false,
             },
+            ResponseHead {
+                status: 200,
+                framing: ResponseFraming::UntilClose,
+                close: false,
+                http10_keep_alive: false,
+            },
+            ResponseHead {
+                status: 200,
+                framing: ResponseFraming::Length(0),
+                close: false,
+                http10_keep_alive: false,
+            },
         ];
         // Static and owned alike, the same bytes from different places.
         let types: [Option<Cow<'static, [u8]>>; 7] = [
