@@ -19,16 +19,20 @@ const PANICKED: &str = "Internal Server Error: the handler panicked\n";
 /// later; it must be used exactly once. Dropping it unused answers 500.
 pub struct Responder {
     inner: Option<Rc<ServerInner>>,
-    key: usize,
+    /// The connection's slab key: below the descriptor limit, so 32 bits
+    /// (a responder is moved several times per request: it is kept small).
+    key: u32,
+    route: u32,
     conn_id: u64,
     seq: u64,
-    route: u32,
     /// Loop time at dispatch: the loop's cached clock costs no system call,
     /// and its resolution (one tick) is what a queued request experiences.
     started: Duration,
     /// `None` until a hook is added: most responders have none, and an
-    /// empty vector still costs a call to drop.
-    hooks: Option<Vec<SendHook>>,
+    /// empty vector still costs a call to drop. Boxed: a responder is moved
+    /// several times on every request's way to its handler, and this keeps
+    /// it a pointer wide.
+    hooks: Option<Box<Vec<SendHook>>>,
 }
 
 impl fmt::Debug for Responder {
@@ -51,7 +55,7 @@ impl Responder {
     ) -> Responder {
         Responder {
             inner: Some(inner),
-            key,
+            key: key as u32,
             conn_id,
             seq,
             route,
@@ -63,7 +67,9 @@ impl Responder {
     /// Registers `hook` to see (and may change) the response before it is
     /// written: how middleware adds headers or logs the status.
     pub fn on_send(&mut self, hook: impl FnOnce(&mut Response) + 'static) {
-        self.hooks.get_or_insert_with(Vec::new).push(Box::new(hook));
+        self.hooks
+            .get_or_insert_with(Box::default)
+            .push(Box::new(hook));
     }
 
     /// Sends `response`. If the client has gone, it is dropped quietly.
@@ -94,7 +100,7 @@ impl Responder {
     pub fn is_connected(&self) -> bool {
         self.inner
             .as_ref()
-            .is_some_and(|i| i.conn_alive(self.key, self.conn_id))
+            .is_some_and(|i| i.conn_alive(self.key as usize, self.conn_id))
     }
 
     /// Starts a streamed response: `response`'s status and headers go out
@@ -102,7 +108,7 @@ impl Responder {
     /// delimited by the connection's end), its body (if any) as the first
     /// piece; the rest follows through the returned [`BodyWriter`].
     pub fn stream(mut self, mut response: Response) -> BodyWriter {
-        let (key, conn_id, seq) = (self.key, self.conn_id, self.seq);
+        let (key, conn_id, seq) = (self.key as usize, self.conn_id, self.seq);
         let started = self.answer(&mut response, |lp, inner, response| {
             inner
                 .stream_start(lp, key, conn_id, seq, response)
@@ -125,7 +131,7 @@ impl Responder {
     }
 
     fn finish(&mut self, mut response: Response) {
-        let (key, conn_id, seq) = (self.key, self.conn_id, self.seq);
+        let (key, conn_id, seq) = (self.key as usize, self.conn_id, self.seq);
         self.answer(&mut response, |lp, inner, response| {
             inner.complete(lp, key, conn_id, seq, response)
         });
@@ -142,7 +148,7 @@ impl Responder {
     ) -> Option<R> {
         let inner = self.inner.take()?;
         if let Some(hooks) = self.hooks.take() {
-            for hook in hooks {
+            for hook in *hooks {
                 hook(response);
             }
         }
