@@ -32,6 +32,7 @@ pub struct Responder {
     /// empty vector still costs a call to drop. Boxed: a responder is moved
     /// several times on every request's way to its handler, and this keeps
     /// it a pointer wide.
+    #[allow(clippy::box_collection)] // one pointer instead of three, on purpose
     hooks: Option<Box<Vec<SendHook>>>,
 }
 
