@@ -180,7 +180,7 @@ impl App {
         let endpoint: Rc<dyn Handler> = match target {
             Target::Route { index } => {
                 let route = &self.router.routes[index as usize];
-                req.set_route(route.pattern.clone());
+                req.set_route(Some(&route.pattern));
                 if chain.is_empty() {
                     // No middleware: no `Next` to build and carry.
                     let handler = &*route.handler;
@@ -188,10 +188,14 @@ impl App {
                 }
                 route.handler.clone()
             }
-            Target::NotFound => Rc::new(|_: &Loop, req: Request, res: Responder| {
-                res.send(Response::text(404, format!("Not Found: {}\n", req.path())));
-            }),
+            Target::NotFound => {
+                req.set_route(None);
+                Rc::new(|_: &Loop, req: Request, res: Responder| {
+                    res.send(Response::text(404, format!("Not Found: {}\n", req.path())));
+                })
+            }
             Target::MethodNotAllowed => {
+                req.set_route(None);
                 let allow = self.router.allow(req.routing_parts().2);
                 Rc::new(move |_: &Loop, req: Request, res: Responder| {
                     res.send(

@@ -138,7 +138,9 @@ impl Drop for Request {
             parts.body = Vec::new();
         }
         parts.params.clear();
-        parts.route = None;
+        // `route` is kept: the next request these parts carry most likely
+        // goes to the same route, and then keeps it without a count change
+        // (see `set_route`).
         let _ = SPARES.try_with(|spares| spares.give(parts));
     }
 }
@@ -224,9 +226,18 @@ impl Request {
         &mut self.p_mut().body
     }
 
-    /// Records the pattern of the route the request matched.
-    pub(crate) fn set_route(&mut self, pattern: Rc<str>) {
-        self.p_mut().route = Some(pattern);
+    /// Records the pattern of the route the request matched (`None`: it
+    /// matched none). Recycled parts usually hold that very pattern still.
+    pub(crate) fn set_route(&mut self, pattern: Option<&Rc<str>>) {
+        let route = &mut self.p_mut().route;
+        let same = match (&*route, pattern) {
+            (Some(held), Some(new)) => Rc::ptr_eq(held, new),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            *route = pattern.cloned();
+        }
     }
 
     fn slice(&self, s: Span) -> &[u8] {
@@ -463,12 +474,15 @@ mod tests {
         let mut first = request(b"POST /users/42?x=1 HTTP/1.1\r\nHost: a\r\nX-Old: yes\r\n\r\n");
         let (_, _, _, params) = first.routing_parts();
         params.push(("id".into(), 7, 9));
-        first.set_route("POST /users/:id".into());
+        let pattern: Rc<str> = "POST /users/:id".into();
+        first.set_route(Some(&pattern));
         first.body_mut().extend_from_slice(b"old body");
         assert_eq!(first.param("id"), Some("42"));
         drop(first); // its storage goes to this thread's spares
 
-        let second = request(b"GET /b HTTP/1.1\r\nHost: b\r\n\r\n");
+        let mut second = request(b"GET /b HTTP/1.1\r\nHost: b\r\n\r\n");
+        // The route is dispatch's to set, on every request.
+        second.set_route(None);
         assert_eq!(second.method(), Method::Get);
         assert_eq!(second.path(), "/b");
         assert_eq!(second.query(), None);
@@ -477,6 +491,22 @@ mod tests {
         assert!(second.body().is_empty());
         assert_eq!(second.header("host"), Some("b"));
         assert_eq!(second.header("x-old"), None);
+    }
+
+    #[test]
+    fn a_recycled_route_is_kept_only_when_it_is_the_same_pattern() {
+        let a: Rc<str> = "GET /a".into();
+        let b: Rc<str> = "GET /a".into(); // equal text, another route
+        let mut first = request(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+        first.set_route(Some(&a));
+        drop(first);
+        let mut second = request(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+        second.set_route(Some(&b));
+        assert!(Rc::ptr_eq(second.route().unwrap(), &b));
+        second.set_route(Some(&a));
+        assert!(Rc::ptr_eq(second.route().unwrap(), &a));
+        second.set_route(None);
+        assert!(second.route().is_none());
     }
 
     #[test]

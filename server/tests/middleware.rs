@@ -45,3 +45,42 @@ fn middleware_chain_runs_in_order() {
     );
     assert_eq!(body_of(&r), "the secret");
 }
+
+#[test]
+fn middleware_sees_each_requests_own_route() {
+    // Request storage is recycled between requests on a thread: a 404 after
+    // a routed request must not show the earlier request's route.
+    let server = TestServer::start(|| {
+        App::new()
+            .wrap(
+                |lp: &phaseloop_core::Loop,
+                 req: phaseloop::Request,
+                 mut res: phaseloop::Responder,
+                 next: phaseloop::Next| {
+                    let route = req.route().map_or("none".to_string(), |r| r.to_string());
+                    res.on_send(move |r| {
+                        *r = std::mem::replace(r, Response::new(200)).header("X-Route", route)
+                    });
+                    next.run(lp, req, res)
+                },
+            )
+            .get("/secret", |_, _, res| res.text(200, "the secret"))
+            .get("/users/:id", |_, _, res| res.text(200, "a user"))
+    });
+    let mut c = server.connect();
+    for (path, route) in [
+        ("/secret", "GET /secret"),
+        ("/missing", "none"),
+        ("/users/7", "GET /users/:id"),
+        ("/secret", "GET /secret"),
+        ("/secret", "GET /secret"),
+    ] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let r = c.response();
+        assert!(r.contains(&format!("X-Route: {route}\r\n")), "{path}: {r}");
+    }
+    c.send(b"POST /secret HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    let r = c.response();
+    assert!(r.starts_with("HTTP/1.1 405 "), "{r}");
+    assert!(r.contains("X-Route: none\r\n"), "{r}");
+}
