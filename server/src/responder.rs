@@ -136,6 +136,7 @@ impl Responder {
         self.answer(&mut response, |lp, inner, response| {
             inner.complete(lp, key, conn_id, seq, response)
         });
+        response.dispose();
     }
 
     /// What every answer goes through, once: the hooks, the route's
