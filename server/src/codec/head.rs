@@ -136,8 +136,20 @@ impl FieldFacts {
         }
     }
 
-    /// Takes one field into account.
+    /// Takes one field into account. Inline up to the length test: most
+    /// fields are none of the five judged, and Host (in every request) is
+    /// only counted.
+    #[inline]
     fn take(&mut self, name: &[u8], value: &[u8]) {
+        match name.len() {
+            4 => self.host_count += usize::from(name_is(name, b"host")),
+            6 | 10 | 14 | 17 => self.take_judged(name, value),
+            _ => {}
+        }
+    }
+
+    #[inline(never)]
+    fn take_judged(&mut self, name: &[u8], value: &[u8]) {
         if self.error.is_none() {
             if let Err(e) = self.judge(name, value) {
                 self.error = Some(e);
@@ -178,7 +190,6 @@ impl FieldFacts {
                     }
                 }
             }
-            4 if name_is(name, b"host") => self.host_count += 1,
             10 if name_is(name, b"connection") => {
                 // One pass over the options; the two we act on compare a
                 // word at a time (a value holds no CR: `name_is` is exact).
