@@ -137,7 +137,15 @@ pub(crate) struct Conn {
     pub outbuf: Vec<u8>,
     pub out_pos: usize,
     pub reading: Reading,
+    /// Requests in flight, in order, after `dispatching`'s.
     pub queue: VecDeque<Slot>,
+    /// The slot of the request being dispatched when none is in flight
+    /// before it (nearly always): a handler answering during its dispatch
+    /// (most do) is answered from here, and the slot never enters `queue`.
+    /// Moved to `queue` by [`Conn::settle`] when the dispatch is over,
+    /// before anything else is parsed or searched; readers count it as the
+    /// queue's front meanwhile.
+    dispatching: Option<Slot>,
     pub next_seq: u64,
     pub lifecycle: Lifecycle,
     pub read_eof: bool,
@@ -235,6 +243,7 @@ impl Conn {
             out_pos: 0,
             reading: Reading::Head,
             queue: VecDeque::new(),
+            dispatching: None,
             next_seq: 0,
             lifecycle: Lifecycle::Open,
             read_eof: false,
@@ -270,7 +279,7 @@ impl Conn {
 
     /// Nothing buffered, nothing in flight, nothing to write.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty()
+        !self.in_flight()
             && self.inbuf.is_empty()
             && self.unsent() == 0
             && matches!(self.reading, Reading::Head)
@@ -285,18 +294,18 @@ impl Conn {
     /// (unanswered requests, buffered output bytes) in one pass over the
     /// queue: checked before every request is taken.
     fn backlog(&self) -> (usize, usize) {
+        let dispatching = usize::from(self.dispatching.is_some());
         if self.queue.is_empty() {
             // Between requests, nearly always: no fold over a deque.
-            return (0, self.unsent());
+            return (dispatching, self.unsent());
         }
-        self.queue
-            .iter()
-            .fold((0, self.unsent()), |(unanswered, bytes), s| {
-                match &s.bytes {
-                    None => (unanswered + 1, bytes),
-                    Some(b) => (unanswered + usize::from(s.streaming), bytes + b.len()),
-                }
-            })
+        self.queue.iter().fold(
+            (dispatching, self.unsent()),
+            |(unanswered, bytes), s| match &s.bytes {
+                None => (unanswered + 1, bytes),
+                Some(b) => (unanswered + usize::from(s.streaming), bytes + b.len()),
+            },
+        )
     }
 
     /// Checked before every request is taken: inline for the common case
@@ -330,6 +339,22 @@ impl Conn {
             && buffered < cfg.write_high_water / 2
     }
 
+    /// Requests are in flight (dispatched or queued, not yet all written
+    /// to the output).
+    pub fn in_flight(&self) -> bool {
+        !self.queue.is_empty() || self.dispatching.is_some()
+    }
+
+    /// Ends a dispatch: a request its handler did not answer during it
+    /// takes its place in the queue. Called before anything parses,
+    /// searches or pushes to the queue.
+    #[inline]
+    pub fn settle(&mut self) {
+        if let Some(slot) = self.dispatching.take() {
+            self.queue.push_back(slot);
+        }
+    }
+
     /// Returns idle buffers to the pool.
     pub fn release_buffers(&mut self, pool: &mut BufferPool) {
         if let Some(storage) = self.inbuf.detach_if_empty() {
@@ -345,6 +370,7 @@ impl Conn {
     /// or there is nothing more to do now.
     pub fn next_step(&mut self, ctx: &mut Ctx<'_>, budget: &mut ReadBudget) -> Step {
         let now = ctx.now;
+        self.settle();
         loop {
             if self.lifecycle == Lifecycle::Lingering {
                 return self.discard_input();
@@ -361,7 +387,7 @@ impl Conn {
             }
             // Parsing needs more bytes.
             if self.read_eof {
-                return if self.queue.is_empty() && self.unsent() == 0 {
+                return if !self.in_flight() && self.unsent() == 0 {
                     Step::Close
                 } else {
                     // Answer what was asked, then close.
@@ -460,7 +486,7 @@ impl Conn {
 
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.push_back(Slot {
+        let slot = Slot {
             seq,
             bytes: None,
             head_only: req.method() == Method::Head,
@@ -468,7 +494,15 @@ impl Conn {
             http10_keep_alive: keep_alive && version == Version::Http10,
             http10: version == Version::Http10,
             streaming: false,
-        });
+        };
+        // A bodiless request is dispatched now: its slot waits outside the
+        // queue if nothing is in flight before it. One with a body is
+        // dispatched later, from the queue.
+        if matches!(framing, BodyFraming::None) && self.queue.is_empty() {
+            self.dispatching = Some(slot);
+        } else {
+            self.queue.push_back(slot);
+        }
         if !keep_alive {
             // Nothing after this request is read (RFC 9112 §9.6).
             self.close_after_queue = true;
@@ -592,6 +626,7 @@ impl Conn {
 
     /// Queues an error response after the in-flight ones and stops reading.
     pub fn refuse(&mut self, error: HttpError, ctx: &mut Ctx<'_>) {
+        self.settle();
         self.reading = Reading::Stopped;
         self.inbuf.clear();
         self.close_after_queue = true;
@@ -627,13 +662,17 @@ impl Conn {
         date: &[u8; 29],
         pool: &mut BufferPool,
     ) {
-        // Nearly always the answer to the request at the front.
-        if self
+        // Nearly always the answer to the request being dispatched, or
+        // else to the one at the front.
+        if let Some(slot) = self.dispatching.take_if(|s| s.seq == seq) {
+            self.answer_now(slot, response, date, pool);
+        } else if self
             .queue
             .front()
             .is_some_and(|s| s.seq == seq && s.bytes.is_none())
         {
-            self.answer_front(response, date, pool);
+            let slot = self.queue.pop_front().expect("the front was seen");
+            self.answer_now(slot, response, date, pool);
         } else {
             self.answer(seq, response, date, pool, false);
         }
@@ -663,6 +702,7 @@ impl Conn {
         pool: &mut BufferPool,
         streaming: bool,
     ) -> bool {
+        self.settle();
         let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
         let last_seq = self.next_seq.saturating_sub(1);
         let close_after_queue = self.close_after_queue;
@@ -715,11 +755,16 @@ impl Conn {
         true
     }
 
-    /// [`Conn::answer`] for the request at the front with a fixed-length
-    /// response (nearly every answer): its bytes go straight to the output
-    /// and its slot leaves the queue, with no search and no hand-over.
-    fn answer_front(&mut self, response: &Response, date: &[u8; 29], pool: &mut BufferPool) {
-        let slot = self.queue.pop_front().expect("the caller saw the front");
+    /// [`Conn::answer`] for the request first in line (its slot taken out)
+    /// with a fixed-length response, nearly every answer: its bytes go
+    /// straight to the output, with no search and no hand-over.
+    fn answer_now(
+        &mut self,
+        slot: Slot,
+        response: &Response,
+        date: &[u8; 29],
+        pool: &mut BufferPool,
+    ) {
         let close = slot.close || self.close_after_queue && slot.seq + 1 == self.next_seq;
         if self.outbuf.capacity() == 0 {
             self.outbuf = pool.take();
@@ -748,6 +793,7 @@ impl Conn {
         data: &[u8],
         high_water: usize,
     ) -> Result<(), StreamError> {
+        self.settle();
         let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
         // Everything the client has not taken counts, whichever response it
         // belongs to: the bound is per connection.
@@ -780,6 +826,7 @@ impl Conn {
     /// Ends a streamed body: the last chunk, or (when `abort`) a cut that
     /// leaves the body visibly incomplete and closes the connection.
     pub fn end_stream(&mut self, seq: u64, abort: bool) {
+        self.settle();
         let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
         let Some(slot) = self.queue.iter_mut().find(|s| s.seq == seq && s.streaming) else {
             return;
@@ -822,6 +869,7 @@ impl Conn {
 
     /// A `Connection: close` response is out: nothing after it is sent.
     fn finish_queue(&mut self) {
+        self.dispatching = None;
         self.queue.clear();
         self.reading = Reading::Stopped;
         self.close_after_queue = true;
@@ -849,7 +897,7 @@ impl Conn {
     /// True when everything owed has been written and the connection should
     /// now close (gracefully).
     pub fn done_after_flush(&self) -> bool {
-        self.close_after_queue && self.queue.is_empty() && self.unsent() == 0
+        self.close_after_queue && !self.in_flight() && self.unsent() == 0
     }
 
     /// Shuts our side and starts discarding input (lingering close).
@@ -898,7 +946,7 @@ impl Conn {
         }
         match &self.reading {
             Reading::Body(_) => Some((self.last_read + cfg.body_timeout, DeadlineKind::Body)),
-            Reading::Head if self.queue.is_empty() => match self.head_started {
+            Reading::Head if !self.in_flight() => match self.head_started {
                 Some(started) if !self.inbuf.is_empty() || self.requests == 0 => {
                     Some((started + cfg.header_timeout, DeadlineKind::Header))
                 }

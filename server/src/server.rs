@@ -503,6 +503,8 @@ impl ServerInner {
     fn finish_batch(self: &Rc<Self>, lp: &Loop, key: usize) -> bool {
         if let Some(conn) = self.conns.borrow_mut().get_mut(key) {
             conn.batching = false;
+            // The batch may have ended right after a dispatch.
+            conn.settle();
         }
         if !self.flush(lp, key) {
             return false;
@@ -867,7 +869,7 @@ impl ServerInner {
                 if !matches!(conn.reading, crate::connection::Reading::Body(_)) {
                     conn.reading = crate::connection::Reading::Stopped;
                 }
-                conn.queue.is_empty()
+                !conn.in_flight()
                     && conn.unsent() == 0
                     && !matches!(conn.reading, crate::connection::Reading::Body(_))
             };

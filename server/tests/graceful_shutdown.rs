@@ -68,3 +68,29 @@ fn shutdown_deadline_force_closes_stragglers() {
         "forced closed before its 300 ms handler answered"
     );
 }
+
+#[test]
+fn a_handler_that_starts_the_shutdown_still_answers() {
+    // The shutdown starts while its own request is being dispatched (not
+    // yet answered): that connection is in flight, not idle, and its
+    // answer goes out with Connection: close.
+    let server = TestServer::start(|| {
+        App::new()
+            .get("/", |_, _, res| res.text(200, "ok"))
+            .get("/shutdown", |lp, _, res| {
+                util::with_server(|s| s.shutdown(lp, Duration::from_secs(5), |_| {}));
+                res.text(200, "bye")
+            })
+    });
+    let mut idle = server.connect();
+    idle.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(idle.response(), text_response("200 OK", "ok", ""));
+    let mut c = server.connect();
+    c.send(b"GET /shutdown HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        c.response(),
+        text_response("200 OK", "bye", "").replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+    );
+    assert!(c.closed());
+    assert!(idle.closed(), "the idle connection is closed");
+}

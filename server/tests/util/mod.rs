@@ -24,6 +24,16 @@ thread_local! {
     static SERVER: std::cell::RefCell<Option<Server>> = const { std::cell::RefCell::new(None) };
 }
 
+/// The server of the loop running on this thread: for a handler that
+/// needs its own server (to start a shutdown, say).
+pub fn with_server<R>(f: impl FnOnce(&Server) -> R) -> R {
+    SERVER.with(|s| {
+        f(s.borrow()
+            .as_ref()
+            .expect("called on a server's loop thread"))
+    })
+}
+
 impl TestServer {
     pub fn start(build: fn() -> App) -> TestServer {
         Self::with_config(build, ServerConfig::default())
