@@ -534,6 +534,12 @@ impl Loop {
         self.now.get()
     }
 
+    /// [`Loop::now`] in nanoseconds: for arithmetic on a hot path (a
+    /// `Duration` subtraction is a dozen instructions, a `u64` one is one).
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns.get()
+    }
+
     // ----- pending --------------------------------------------------------
 
     /// Runs `callback` in the next pending phase: this tick's when deferred

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::rc::Rc;
-use std::time::Duration;
 
 use phaseloop_core::Loop;
 use serde::Serialize;
@@ -27,7 +26,8 @@ pub struct Responder {
     seq: u64,
     /// Loop time at dispatch: the loop's cached clock costs no system call,
     /// and its resolution (one tick) is what a queued request experiences.
-    started: Duration,
+    /// In nanoseconds: one subtraction when answered.
+    started_ns: u64,
     /// `None` until a hook is added: most responders have none, and an
     /// empty vector still costs a call to drop. Boxed: a responder is moved
     /// several times on every request's way to its handler, and this keeps
@@ -52,7 +52,7 @@ impl Responder {
         conn_id: u64,
         seq: u64,
         route: u32,
-        started: Duration,
+        started_ns: u64,
     ) -> Responder {
         Responder {
             inner: Some(inner),
@@ -60,7 +60,7 @@ impl Responder {
             conn_id,
             seq,
             route,
-            started,
+            started_ns,
             hooks: None,
         }
     }
@@ -158,7 +158,7 @@ impl Responder {
             inner.record(
                 self.route,
                 response.status(),
-                lp.now().saturating_sub(self.started),
+                lp.now_ns().saturating_sub(self.started_ns),
             );
             deliver(lp, &inner, response)
         });

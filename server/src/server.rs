@@ -283,7 +283,7 @@ impl ServerInner {
     }
 
     /// Counts a response for its route and records its latency.
-    pub fn record(&self, route: u32, status: u16, took: Duration) {
+    pub fn record(&self, route: u32, status: u16, took_ns: u64) {
         let mut stats = self.route_stats.borrow_mut();
         let last = stats.len() - 1;
         let by_status = &mut stats[(route as usize).min(last)];
@@ -295,11 +295,11 @@ impl ServerInner {
                 None => by_status.push((status, 1)),
             },
         }
-        if took < Duration::from_micros(2) {
+        if took_ns < 2_000 {
             self.answered_at_once.set(self.answered_at_once.get() + 1);
             return;
         }
-        let us = took.as_micros().min(u128::from(LATENCY_MAX_US)) as u64;
+        let us = (took_ns / 1_000).min(LATENCY_MAX_US);
         self.latency_us.borrow_mut().saturating_record(us);
     }
 
@@ -447,6 +447,7 @@ impl ServerInner {
     ) -> IoOutcome {
         // The loop's clock moves once per tick, never inside a callback.
         let now = Self::now(lp);
+        let now_ns = lp.now_ns();
         let outcome = loop {
             let step = {
                 let mut conns = self.conns.borrow_mut();
@@ -466,7 +467,7 @@ impl ServerInner {
                         crate::app::Target::Route { index } => index,
                         _ => u32::MAX,
                     };
-                    let res = Responder::new(self.clone(), key, id, seq, route, now);
+                    let res = Responder::new(self.clone(), key, id, seq, route, now_ns);
                     if route != *labelled {
                         lp.set_label(self.app.label(target));
                         *labelled = route;
