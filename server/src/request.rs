@@ -38,10 +38,6 @@ pub enum Method {
 
 impl Method {
     pub(crate) fn from_bytes(m: &[u8]) -> Method {
-        // Most requests are GETs: one compare before the general match.
-        if m == b"GET" {
-            return Method::Get;
-        }
         match m {
             b"GET" => Method::Get,
             b"HEAD" => Method::Head,
@@ -185,8 +181,11 @@ impl Request {
             ),
             None => ((start, target.1), None),
         };
-        let method =
-            Method::from_bytes(&head_bytes[parsed.method.0 as usize..parsed.method.1 as usize]);
+        let method = if parsed.is_get {
+            Method::Get
+        } else {
+            Method::from_bytes(&head_bytes[parsed.method.0 as usize..parsed.method.1 as usize])
+        };
         let spare = SPARES.try_with(Spares::take).ok().flatten();
         let parts = match spare {
             Some(mut parts) => {

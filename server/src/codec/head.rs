@@ -62,6 +62,8 @@ pub struct ParsedHead {
     pub len: usize,
     /// The method token.
     pub method: Span,
+    /// The method is GET.
+    pub is_get: bool,
     /// The request target as sent.
     pub target: Span,
     /// Protocol version.
@@ -408,6 +410,7 @@ fn parse_head_with(
     Ok(Some(ParsedHead {
         len,
         method: (line.method.0 as u32, line.method.1 as u32),
+        is_get: line.is_get,
         target: (line.target.0 as u32, line.target.1 as u32),
         version,
         header_count,

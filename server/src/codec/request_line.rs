@@ -15,6 +15,8 @@ use super::{HttpError, HIGHS, ONES, TCHAR};
 pub struct RequestLine {
     /// The method token.
     pub method: (usize, usize),
+    /// The method is GET (most requests: known without a compare later).
+    pub is_get: bool,
     /// The request target as sent.
     pub target: (usize, usize),
     /// The protocol version.
@@ -32,7 +34,8 @@ fn bad_line() -> HttpError {
 /// version other than 1.0 and 1.1). Leading empty lines must be gone.
 pub fn parse_request_line(buf: &[u8]) -> Result<Option<RequestLine>, HttpError> {
     // The method: GET is most requests, one compare.
-    let method_end = if buf.starts_with(b"GET ") {
+    let is_get = buf.starts_with(b"GET ");
+    let method_end = if is_get {
         3
     } else {
         match buf.iter().position(|b| !TCHAR[usize::from(*b)]) {
@@ -89,6 +92,7 @@ pub fn parse_request_line(buf: &[u8]) -> Result<Option<RequestLine>, HttpError> 
     }
     Ok(Some(RequestLine {
         method: (0, method_end),
+        is_get,
         target: (target_start, target_end),
         version,
         len: end + 2,
@@ -167,6 +171,14 @@ mod tests {
     fn parts_are_found() {
         let line = ok("GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(line.method, (0, 3));
+        assert!(line.is_get);
+        for other in [
+            "GETX / HTTP/1.1\r\n",
+            "get / HTTP/1.1\r\n",
+            "HEAD / HTTP/1.1\r\n",
+        ] {
+            assert!(!ok(other).is_get, "{other:?}");
+        }
         assert_eq!(line.target, (4, 14));
         assert_eq!(line.version, Version::Http11);
         assert_eq!(line.len, 25);
