@@ -10,6 +10,7 @@
 //! - After a request we refuse, nothing more is read: the error response is
 //!   queued after the in-flight ones, then the connection closes gracefully.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -21,7 +22,7 @@ use phaseloop_core::{IoToken, TimerId};
 use crate::app::Target;
 use crate::codec::{
     encode_continue, encode_head, encode_head_cached, parse_head, BodyFraming, ChunkedDecoder,
-    HttpError, ResponseFraming, ResponseHead, Version,
+    DateCache, HttpError, ResponseFraming, ResponseHead, Version,
 };
 use crate::config::ServerConfig;
 use crate::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
@@ -173,8 +174,11 @@ pub(crate) struct Conn {
 pub(crate) struct Ctx<'a> {
     pub cfg: &'a ServerConfig,
     pub app: &'a crate::App,
-    pub pool: &'a mut BufferPool,
-    pub date: &'a [u8; 29],
+    /// Borrowed when a buffer is needed (rarely: most calls have theirs),
+    /// not for every call.
+    pub pool: &'a RefCell<BufferPool>,
+    /// Read only to answer a refused request.
+    pub date: &'a RefCell<DateCache>,
     pub now: Duration,
 }
 
@@ -417,7 +421,7 @@ impl Conn {
             }
             budget.reads += 1;
             if !self.inbuf.has_storage() {
-                self.inbuf.attach(ctx.pool.take_read());
+                self.inbuf.attach(ctx.pool.borrow_mut().take_read());
             }
             // Room for the largest head plus a read's worth of body bytes.
             let max = ctx.cfg.max_head_bytes + READ_CHUNK * 2;
@@ -553,7 +557,7 @@ impl Conn {
         // it already started or earlier responses must go first.
         if expect_continue && self.inbuf.is_empty() && self.queue.len() == 1 {
             if self.outbuf.capacity() == 0 {
-                self.outbuf = ctx.pool.take();
+                self.outbuf = ctx.pool.borrow_mut().take();
             }
             encode_continue(&mut self.outbuf);
         }
@@ -650,7 +654,12 @@ impl Conn {
                 error.message
             ),
         );
-        self.complete(seq, &response, ctx.date, ctx.pool);
+        self.complete(
+            seq,
+            &response,
+            ctx.date.borrow().value(),
+            &mut ctx.pool.borrow_mut(),
+        );
     }
 
     /// Stores an answered response; moves every answered response at the

@@ -268,12 +268,12 @@ impl ServerInner {
     }
 
     /// What connection code needs from the server, for one call.
-    fn ctx<'a>(&'a self, pool: &'a mut BufferPool, date: &'a DateCache, now: Duration) -> Ctx<'a> {
+    fn ctx(&self, now: Duration) -> Ctx<'_> {
         Ctx {
             cfg: &self.cfg,
             app: &self.app,
-            pool,
-            date: date.value(),
+            pool: &self.pool,
+            date: &self.date,
             now,
         }
     }
@@ -455,10 +455,10 @@ impl ServerInner {
                     return IoOutcome::Drained;
                 };
                 conn.batching = true;
-                let mut pool = self.pool.borrow_mut();
-                let date = self.date.borrow();
-                let mut ctx = self.ctx(&mut pool, &date, now);
-                (conn.next_step(&mut ctx, &mut tally.budget), conn.id)
+                (
+                    conn.next_step(&mut self.ctx(now), &mut tally.budget),
+                    conn.id,
+                )
             };
             match step {
                 (Step::Dispatch { req, target, seq }, id) => {
@@ -580,12 +580,7 @@ impl ServerInner {
             let Some(conn) = conns.get_mut(key) else {
                 return false;
             };
-            let mut pool = self.pool.borrow_mut();
-            let date = self.date.borrow();
-            conn.next_step(
-                &mut self.ctx(&mut pool, &date, Self::now(lp)),
-                &mut ReadBudget::default(),
-            )
+            conn.next_step(&mut self.ctx(Self::now(lp)), &mut ReadBudget::default())
         };
         if let Step::Close = step {
             self.close_conn(lp, key);
@@ -796,9 +791,7 @@ impl ServerInner {
                 {
                     let mut conns = self.conns.borrow_mut();
                     let conn = &mut conns[key];
-                    let mut pool = self.pool.borrow_mut();
-                    let date = self.date.borrow();
-                    let mut ctx = self.ctx(&mut pool, &date, now);
+                    let mut ctx = self.ctx(now);
                     if matches!(conn.reading, crate::connection::Reading::Body(_)) {
                         conn.queue.pop_back();
                     }
