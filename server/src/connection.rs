@@ -57,6 +57,43 @@ pub(crate) struct Slot {
     pub streaming: bool,
 }
 
+/// What an answer must know of its request: a [`Slot`] without its
+/// answer. Small (16 bytes): it is what a request being dispatched keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asked {
+    pub seq: u64,
+    pub head_only: bool,
+    pub close: bool,
+    pub http10_keep_alive: bool,
+    pub http10: bool,
+}
+
+impl Asked {
+    fn into_slot(self) -> Slot {
+        Slot {
+            seq: self.seq,
+            bytes: None,
+            head_only: self.head_only,
+            close: self.close,
+            http10_keep_alive: self.http10_keep_alive,
+            http10: self.http10,
+            streaming: false,
+        }
+    }
+}
+
+impl Slot {
+    fn asked(&self) -> Asked {
+        Asked {
+            seq: self.seq,
+            head_only: self.head_only,
+            close: self.close,
+            http10_keep_alive: self.http10_keep_alive,
+            http10: self.http10,
+        }
+    }
+}
+
 /// Where the bytes of the current request go.
 pub(crate) enum Reading {
     /// Waiting for (the rest of) a request head.
@@ -146,7 +183,7 @@ pub(crate) struct Conn {
     /// Moved to `queue` by [`Conn::settle`] when the dispatch is over,
     /// before anything else is parsed or searched; readers count it as the
     /// queue's front meanwhile.
-    dispatching: Option<Slot>,
+    dispatching: Option<Asked>,
     pub next_seq: u64,
     pub lifecycle: Lifecycle,
     pub read_eof: bool,
@@ -354,8 +391,8 @@ impl Conn {
     /// searches or pushes to the queue.
     #[inline]
     pub fn settle(&mut self) {
-        if let Some(slot) = self.dispatching.take() {
-            self.queue.push_back(slot);
+        if let Some(asked) = self.dispatching.take() {
+            self.queue.push_back(asked.into_slot());
         }
     }
 
@@ -490,22 +527,20 @@ impl Conn {
 
         let seq = self.next_seq;
         self.next_seq += 1;
-        let slot = Slot {
+        let asked = Asked {
             seq,
-            bytes: None,
             head_only: req.method() == Method::Head,
             close: !keep_alive,
             http10_keep_alive: keep_alive && version == Version::Http10,
             http10: version == Version::Http10,
-            streaming: false,
         };
         // A bodiless request is dispatched now: its slot waits outside the
         // queue if nothing is in flight before it. One with a body is
         // dispatched later, from the queue.
         if matches!(framing, BodyFraming::None) && self.queue.is_empty() {
-            self.dispatching = Some(slot);
+            self.dispatching = Some(asked);
         } else {
-            self.queue.push_back(slot);
+            self.queue.push_back(asked.into_slot());
         }
         if !keep_alive {
             // Nothing after this request is read (RFC 9112 §9.6).
@@ -673,15 +708,15 @@ impl Conn {
     ) {
         // Nearly always the answer to the request being dispatched, or
         // else to the one at the front.
-        if let Some(slot) = self.dispatching.take_if(|s| s.seq == seq) {
-            self.answer_now(slot, response, date, pool);
+        if let Some(asked) = self.dispatching.take_if(|a| a.seq == seq) {
+            self.answer_now(asked, response, date, pool);
         } else if self
             .queue
             .front()
             .is_some_and(|s| s.seq == seq && s.bytes.is_none())
         {
             let slot = self.queue.pop_front().expect("the front was seen");
-            self.answer_now(slot, response, date, pool);
+            self.answer_now(slot.asked(), response, date, pool);
         } else {
             self.answer(seq, response, date, pool, false);
         }
@@ -769,7 +804,7 @@ impl Conn {
     /// straight to the output, with no search and no hand-over.
     fn answer_now(
         &mut self,
-        slot: Slot,
+        slot: Asked,
         response: &Response,
         date: &[u8; 29],
         pool: &mut BufferPool,
