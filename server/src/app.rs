@@ -168,7 +168,9 @@ impl App {
     }
 
     /// Runs the middleware chain and the handler. Returns false if the
-    /// handler panicked (it has then been answered with 500).
+    /// handler panicked (it has then been answered with 500). Inline up to
+    /// the common case, a route and no middleware.
+    #[inline]
     pub(crate) fn dispatch(
         &self,
         lp: &Loop,
@@ -176,16 +178,32 @@ impl App {
         mut req: Request,
         res: Responder,
     ) -> bool {
-        let chain = self.chain.as_deref().unwrap_or(&self.middleware);
+        let no_middleware = self.chain.as_deref().is_some_and(<[_]>::is_empty);
+        match target {
+            Target::Route { index } if no_middleware => {
+                let route = &self.router.routes[index as usize];
+                req.set_route(Some(&route.pattern));
+                // No `Next` to build and carry.
+                let handler = &*route.handler;
+                catch_unwind(AssertUnwindSafe(|| handler.call(lp, req, res))).is_ok()
+            }
+            _ => self.dispatch_through_chain(lp, target, req, res),
+        }
+    }
+
+    /// [`App::dispatch`] with middleware, or for a 404 or 405.
+    #[inline(never)]
+    fn dispatch_through_chain(
+        &self,
+        lp: &Loop,
+        target: Target,
+        mut req: Request,
+        res: Responder,
+    ) -> bool {
         let endpoint: Rc<dyn Handler> = match target {
             Target::Route { index } => {
                 let route = &self.router.routes[index as usize];
                 req.set_route(Some(&route.pattern));
-                if chain.is_empty() {
-                    // No middleware: no `Next` to build and carry.
-                    let handler = &*route.handler;
-                    return catch_unwind(AssertUnwindSafe(|| handler.call(lp, req, res))).is_ok();
-                }
                 route.handler.clone()
             }
             Target::NotFound => {

@@ -264,7 +264,11 @@ impl Request {
             .parts
             .as_deref_mut()
             .expect("a request has parts until dropped");
-        let token = &p.head[p.method_span.0 as usize..p.method_span.1 as usize];
+        // The token matters only for a method we have no name for.
+        let token = match p.method {
+            Method::Other => &p.head[p.method_span.0 as usize..p.method_span.1 as usize],
+            _ => &[],
+        };
         (p.method, token, path_of(&p.head, p.path), &mut p.params)
     }
 
