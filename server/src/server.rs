@@ -448,6 +448,8 @@ impl ServerInner {
         // The loop's clock moves once per tick, never inside a callback.
         let now = Self::now(lp);
         let now_ns = lp.now_ns();
+        // Lends nothing borrowed: one for the whole drive.
+        let mut ctx = self.ctx(now);
         let outcome = loop {
             let step = {
                 let mut conns = self.conns.borrow_mut();
@@ -455,10 +457,7 @@ impl ServerInner {
                     return IoOutcome::Drained;
                 };
                 conn.batching = true;
-                (
-                    conn.next_step(&mut self.ctx(now), &mut tally.budget),
-                    conn.id,
-                )
+                (conn.next_step(&mut ctx, &mut tally.budget), conn.id)
             };
             match step {
                 (Step::Dispatch { req, target, seq }, id) => {
