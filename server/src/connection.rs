@@ -39,11 +39,11 @@ pub(crate) const LINGER: Duration = Duration::from_secs(2);
 /// Empty lines tolerated before a request line (RFC 9112 §2.2).
 const MAX_LEADING_EMPTY_LINES: usize = 8;
 
-/// A response waiting for its turn.
-pub(crate) struct Slot {
+/// What an answer must know of its request. Small (16 bytes): it is all a
+/// request being dispatched keeps (`Conn::dispatching`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asked {
     pub seq: u64,
-    /// Encoded bytes once the handler has answered.
-    pub bytes: Option<Vec<u8>>,
     /// The response is sent as HEAD's: head only.
     pub head_only: bool,
     /// Close the connection after this response.
@@ -52,44 +52,24 @@ pub(crate) struct Slot {
     pub http10_keep_alive: bool,
     /// The request was HTTP/1.0 (no chunked coding for its response).
     pub http10: bool,
+}
+
+/// A response waiting for its turn: its request, and its answer once given.
+pub(crate) struct Slot {
+    pub asked: Asked,
+    /// Encoded bytes once the handler has answered.
+    pub bytes: Option<Vec<u8>>,
     /// A streamed response still open: its bytes leave as they come but the
     /// slot stays at the front until the stream ends.
     pub streaming: bool,
 }
 
-/// What an answer must know of its request: a [`Slot`] without its
-/// answer. Small (16 bytes): it is what a request being dispatched keeps.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Asked {
-    pub seq: u64,
-    pub head_only: bool,
-    pub close: bool,
-    pub http10_keep_alive: bool,
-    pub http10: bool,
-}
-
 impl Asked {
     fn into_slot(self) -> Slot {
         Slot {
-            seq: self.seq,
+            asked: self,
             bytes: None,
-            head_only: self.head_only,
-            close: self.close,
-            http10_keep_alive: self.http10_keep_alive,
-            http10: self.http10,
             streaming: false,
-        }
-    }
-}
-
-impl Slot {
-    fn asked(&self) -> Asked {
-        Asked {
-            seq: self.seq,
-            head_only: self.head_only,
-            close: self.close,
-            http10_keep_alive: self.http10_keep_alive,
-            http10: self.http10,
         }
     }
 }
@@ -671,15 +651,16 @@ impl Conn {
         self.close_after_queue = true;
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.push_back(Slot {
-            seq,
-            bytes: None,
-            head_only: false,
-            close: true,
-            http10_keep_alive: false,
-            http10: false,
-            streaming: false,
-        });
+        self.queue.push_back(
+            Asked {
+                seq,
+                head_only: false,
+                close: true,
+                http10_keep_alive: false,
+                http10: false,
+            }
+            .into_slot(),
+        );
         let response = Response::text(
             error.status,
             format!(
@@ -713,10 +694,10 @@ impl Conn {
         } else if self
             .queue
             .front()
-            .is_some_and(|s| s.seq == seq && s.bytes.is_none())
+            .is_some_and(|s| s.asked.seq == seq && s.bytes.is_none())
         {
             let slot = self.queue.pop_front().expect("the front was seen");
-            self.answer_now(slot.asked(), response, date, pool);
+            self.answer_now(slot.asked, response, date, pool);
         } else {
             self.answer(seq, response, date, pool, false);
         }
@@ -735,8 +716,8 @@ impl Conn {
     }
 
     /// An answer that waits for its turn, or a stream's head. Out of line:
-    /// the common answer (the front request's, fixed length) is
-    /// [`Conn::answer_front`].
+    /// the common answer (the first in line's, fixed length) is
+    /// [`Conn::answer_now`].
     #[inline(never)]
     fn answer(
         &mut self,
@@ -747,23 +728,23 @@ impl Conn {
         streaming: bool,
     ) -> bool {
         self.settle();
-        let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
+        let at_front = self.queue.front().is_some_and(|s| s.asked.seq == seq);
         let last_seq = self.next_seq.saturating_sub(1);
         let close_after_queue = self.close_after_queue;
         let Some(slot) = self
             .queue
             .iter_mut()
-            .find(|s| s.seq == seq && s.bytes.is_none())
+            .find(|s| s.asked.seq == seq && s.bytes.is_none())
         else {
             return false; // already answered, or the queue was abandoned
         };
-        let mut close = slot.close || close_after_queue && slot.seq == last_seq;
+        let mut close = slot.asked.close || close_after_queue && slot.asked.seq == last_seq;
         // HTTP/1.0 has no chunked coding: a stream there ends with the
         // connection (RFC 9112 §6.3 (8)).
-        if streaming && slot.http10 {
+        if streaming && slot.asked.http10 {
             close = true;
         }
-        slot.close = close;
+        slot.asked.close = close;
         slot.streaming = streaming;
         // At the front, encode straight into the output buffer.
         let mut own = Vec::new();
@@ -775,7 +756,7 @@ impl Conn {
         } else {
             &mut own
         };
-        let framing = match (streaming, slot.http10) {
+        let framing = match (streaming, slot.asked.http10) {
             (false, _) => ResponseFraming::Length(response.body.as_bytes().len() as u64),
             (true, false) => ResponseFraming::Chunked,
             (true, true) => ResponseFraming::UntilClose,
@@ -784,9 +765,9 @@ impl Conn {
             out,
             response,
             framing,
-            slot.head_only,
+            slot.asked.head_only,
             close,
-            slot.http10_keep_alive,
+            slot.asked.http10_keep_alive,
             date,
         );
         slot.bytes = Some(own);
@@ -804,12 +785,12 @@ impl Conn {
     /// straight to the output, with no search and no hand-over.
     fn answer_now(
         &mut self,
-        slot: Asked,
+        asked: Asked,
         response: &Response,
         date: &[u8; 29],
         pool: &mut BufferPool,
     ) {
-        let close = slot.close || self.close_after_queue && slot.seq + 1 == self.next_seq;
+        let close = asked.close || self.close_after_queue && asked.seq + 1 == self.next_seq;
         if self.outbuf.capacity() == 0 {
             self.outbuf = pool.take();
         }
@@ -817,9 +798,9 @@ impl Conn {
             &mut self.outbuf,
             response,
             ResponseFraming::Length(response.body.as_bytes().len() as u64),
-            slot.head_only,
+            asked.head_only,
             close,
-            slot.http10_keep_alive,
+            asked.http10_keep_alive,
             date,
         );
         if close {
@@ -838,20 +819,24 @@ impl Conn {
         high_water: usize,
     ) -> Result<(), StreamError> {
         self.settle();
-        let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
+        let at_front = self.queue.front().is_some_and(|s| s.asked.seq == seq);
         // Everything the client has not taken counts, whichever response it
         // belongs to: the bound is per connection.
         let waiting = self.buffered_output();
-        let Some(slot) = self.queue.iter_mut().find(|s| s.seq == seq && s.streaming) else {
+        let Some(slot) = self
+            .queue
+            .iter_mut()
+            .find(|s| s.asked.seq == seq && s.streaming)
+        else {
             return Err(StreamError::Closed);
         };
         if waiting >= high_water {
             return Err(StreamError::Congested);
         }
-        if slot.head_only || data.is_empty() {
+        if slot.asked.head_only || data.is_empty() {
             return Ok(()); // an empty chunk would end the body
         }
-        let chunked = !slot.http10;
+        let chunked = !slot.asked.http10;
         let out = if at_front {
             &mut self.outbuf
         } else {
@@ -871,14 +856,18 @@ impl Conn {
     /// leaves the body visibly incomplete and closes the connection.
     pub fn end_stream(&mut self, seq: u64, abort: bool) {
         self.settle();
-        let at_front = self.queue.front().is_some_and(|s| s.seq == seq);
-        let Some(slot) = self.queue.iter_mut().find(|s| s.seq == seq && s.streaming) else {
+        let at_front = self.queue.front().is_some_and(|s| s.asked.seq == seq);
+        let Some(slot) = self
+            .queue
+            .iter_mut()
+            .find(|s| s.asked.seq == seq && s.streaming)
+        else {
             return;
         };
         slot.streaming = false;
         if abort {
-            slot.close = true;
-        } else if !slot.head_only && !slot.http10 {
+            slot.asked.close = true;
+        } else if !slot.asked.head_only && !slot.asked.http10 {
             let out = if at_front {
                 &mut self.outbuf
             } else {
@@ -904,7 +893,7 @@ impl Conn {
                 break;
             }
             let slot = self.queue.pop_front().expect("front exists");
-            if slot.close {
+            if slot.asked.close {
                 self.finish_queue();
                 return;
             }
