@@ -10,8 +10,8 @@ use crate::handler::{async_handler, Handler, Middleware, Next};
 use crate::request::{Method, Request};
 use crate::responder::Responder;
 use crate::response::Response;
-use crate::router::Router;
 pub(crate) use crate::router::Target;
+use crate::router::{Route, Router};
 
 /// Routes and middleware.
 ///
@@ -181,14 +181,19 @@ impl App {
         let no_middleware = self.chain.as_deref().is_some_and(<[_]>::is_empty);
         match target {
             Target::Route { index } if no_middleware => {
-                let route = &self.router.routes[index as usize];
-                req.set_route(Some(&route.pattern));
                 // No `Next` to build and carry.
-                let handler = &*route.handler;
+                let handler = &*self.enter_route(index, &mut req).handler;
                 catch_unwind(AssertUnwindSafe(|| handler.call(lp, req, res))).is_ok()
             }
             _ => self.dispatch_through_chain(lp, target, req, res),
         }
+    }
+
+    /// The route at `index`, recorded in `req` as the one it matched.
+    fn enter_route(&self, index: u32, req: &mut Request) -> &Route {
+        let route = &self.router.routes[index as usize];
+        req.set_route(Some(&route.pattern));
+        route
     }
 
     /// [`App::dispatch`] with middleware, or for a 404 or 405.
@@ -201,11 +206,7 @@ impl App {
         res: Responder,
     ) -> bool {
         let endpoint: Rc<dyn Handler> = match target {
-            Target::Route { index } => {
-                let route = &self.router.routes[index as usize];
-                req.set_route(Some(&route.pattern));
-                route.handler.clone()
-            }
+            Target::Route { index } => self.enter_route(index, &mut req).handler.clone(),
             Target::NotFound => {
                 req.set_route(None);
                 Rc::new(|_: &Loop, req: Request, res: Responder| {
