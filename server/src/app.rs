@@ -47,13 +47,6 @@ impl Default for App {
     }
 }
 
-/// What the connection needs to know about a request's destination when its
-/// head arrives.
-pub(crate) struct Destination {
-    pub target: Target,
-    pub body_limit: Option<u64>,
-}
-
 impl App {
     /// An app with no routes (every request gets 404).
     pub fn new() -> App {
@@ -149,14 +142,18 @@ impl App {
     }
 
     /// Resolves a request's route, leaving its parameters in the request.
-    pub(crate) fn destination(&self, req: &mut Request) -> Destination {
+    pub(crate) fn destination(&self, req: &mut Request) -> Target {
         let (method, token, path, params) = req.routing_parts();
-        let target = self.router.resolve(method, token, path, params);
-        let body_limit = match target {
+        self.router.resolve(method, token, path, params)
+    }
+
+    /// The body limit of the route a request went to, if it sets one
+    /// (looked up only for a request with a body).
+    pub(crate) fn route_body_limit(&self, target: Target) -> Option<u64> {
+        match target {
             Target::Route { index } => self.router.routes[index as usize].body_limit,
             Target::NotFound | Target::MethodNotAllowed => None,
-        };
-        Destination { target, body_limit }
+        }
     }
 
     /// The route pattern a request went to, for logs and guard reports.

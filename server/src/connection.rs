@@ -526,30 +526,27 @@ impl Conn {
             // Nothing after this request is read (RFC 9112 §9.6).
             self.close_after_queue = true;
         }
-        let dest = ctx.app.destination(&mut req);
-        let limit = dest.body_limit.unwrap_or(ctx.cfg.max_body);
+        let target = ctx.app.destination(&mut req);
         let decoder = match framing {
             BodyFraming::None => {
                 if !keep_alive {
                     self.reading = Reading::Stopped;
                 }
-                return Some(Step::Dispatch {
-                    req,
-                    target: dest.target,
-                    seq,
-                });
-            }
-            BodyFraming::Length(n) if n > limit => {
-                self.queue.pop_back();
-                self.refuse(HttpError::new(413, "request body too large"), ctx);
-                return Some(Step::Refused);
+                return Some(Step::Dispatch { req, target, seq });
             }
             BodyFraming::Length(n) => BodyDecoder::Length(n),
             BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
         };
+        // The route's limit is looked up only for a request with a body.
+        let limit = ctx.app.route_body_limit(target).unwrap_or(ctx.cfg.max_body);
+        if matches!(decoder, BodyDecoder::Length(n) if n > limit) {
+            self.queue.pop_back();
+            self.refuse(HttpError::new(413, "request body too large"), ctx);
+            return Some(Step::Refused);
+        }
         let body = PendingBody {
             req,
-            target: dest.target,
+            target,
             seq,
             framing: decoder,
             limit,
