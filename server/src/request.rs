@@ -173,12 +173,16 @@ impl Request {
         } else {
             target.0 + path_offset(raw)
         };
-        let rest = &head_bytes[start as usize..target.1 as usize];
-        let (path, query) = match find_byte(rest, b'?') {
-            Some(q) => (
-                (start, start + q as u32),
-                Some((start + q as u32 + 1, target.1)),
-            ),
+        // The parser found the target's first `?`; in absolute-form the
+        // path starts after the authority, and so does its query.
+        let mark = match parsed.query_mark {
+            Some(q) if q >= start => Some(q),
+            Some(_) => find_byte(&head_bytes[start as usize..target.1 as usize], b'?')
+                .map(|q| start + q as u32),
+            None => None,
+        };
+        let (path, query) = match mark {
+            Some(q) => ((start, q), Some((q + 1, target.1))),
             None => ((start, target.1), None),
         };
         let method = if parsed.is_get {
@@ -518,6 +522,23 @@ mod tests {
         assert!(Rc::ptr_eq(second.route().unwrap(), &a));
         second.set_route(None);
         assert!(second.route().is_none());
+    }
+
+    #[test]
+    fn path_and_query_split_at_the_first_question_mark_after_the_authority() {
+        for (target, path, query) in [
+            ("/plaintext", "/plaintext", None),
+            ("/a?b=1?c", "/a", Some("b=1?c")),
+            ("/?", "/", Some("")),
+            ("/caf\u{e9}?x=\u{e9}", "/caf\u{e9}", Some("x=\u{e9}")),
+            ("http://h:80/p?q=1", "/p", Some("q=1")),
+            ("http://h:80?q=1", "/", Some("q=1")),
+            ("http://h", "/", None),
+        ] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let req = request(head.as_bytes());
+            assert_eq!((req.path(), req.query()), (path, query), "{target:?}");
+        }
     }
 
     #[test]

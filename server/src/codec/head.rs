@@ -66,6 +66,8 @@ pub struct ParsedHead {
     pub is_get: bool,
     /// The request target as sent.
     pub target: Span,
+    /// Where the target's first `?` is, if it has one.
+    pub query_mark: Option<u32>,
     /// Protocol version.
     pub version: Version,
     /// Number of header fields (the request scans its head bytes for them:
@@ -412,6 +414,7 @@ fn parse_head_with(
         method: (line.method.0 as u32, line.method.1 as u32),
         is_get: line.is_get,
         target: (line.target.0 as u32, line.target.1 as u32),
+        query_mark: line.query_mark.map(|q| q as u32),
         version,
         header_count,
         framing,

@@ -8,7 +8,7 @@
 //! when a byte above 0x7F was seen.
 
 use super::head::Version;
-use super::{HttpError, HIGHS, ONES, TCHAR};
+use super::{zero_bytes, HttpError, HIGHS, ONES, TCHAR};
 
 /// Where the parts of a complete request line lie in the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct RequestLine {
     pub is_get: bool,
     /// The request target as sent.
     pub target: (usize, usize),
+    /// Where the target's first `?` is, if it has one (found by the scan
+    /// that finds the target's end, so the query costs no second search).
+    pub query_mark: Option<usize>,
     /// The protocol version.
     pub version: Version,
     /// Bytes up to and including the line's LF.
@@ -94,6 +97,7 @@ pub fn parse_request_line(buf: &[u8]) -> Result<Option<RequestLine>, HttpError> 
         method: (0, method_end),
         is_get,
         target: (target_start, target_end),
+        query_mark: scan.query_mark.map(|q| target_start + q),
         version,
         len: end + 2,
     }))
@@ -106,28 +110,39 @@ struct TargetScan {
     len: usize,
     /// A byte above 0x7F was seen: the target must then be valid UTF-8.
     non_ascii: bool,
+    /// The first `?` before `len`.
+    query_mark: Option<usize>,
 }
 
 /// Finds the end of a target: visible ASCII, or bytes above 0x7F (UTF-8,
 /// checked by the caller). `None` when `bytes` ends inside the target.
 fn scan_target(bytes: &[u8]) -> Option<TargetScan> {
     let mut at = 0;
+    let mut query_mark = None;
     // Eight bytes a step. A byte below 0x21 or above 0x7E raises its high
-    // bit in `outside`. Bytes above a raised one may be false alarms (a
-    // borrow or a carry runs upwards), the lowest raised one never is: it
-    // is where the target ends, unless it is a byte above 0x7F, which the
-    // byte-wise loop below takes on from.
+    // bit in `outside`, a `?` in `marks`. Bytes above a raised one may be
+    // false alarms (a borrow or a carry runs upwards), the lowest raised
+    // one never is: it is where the target ends (or its first `?`),
+    // unless it is a byte above 0x7F, which the byte-wise loop below takes
+    // on from.
     while let Some(word) = bytes.get(at..at + 8) {
         let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
         let below = x.wrapping_sub(ONES * 0x21) & !x;
         let above = x.wrapping_add(ONES) | x;
         let outside = (below | above) & HIGHS;
+        let marks = zero_bytes(x ^ (ONES * u64::from(b'?')));
+        // A mark counts only below the end: the lowest raised bit of each
+        // is true, so comparing the two lowest is exact.
+        if query_mark.is_none() && marks != 0 && marks.trailing_zeros() < outside.trailing_zeros() {
+            query_mark = Some(at + marks.trailing_zeros() as usize / 8);
+        }
         if outside != 0 {
             at += outside.trailing_zeros() as usize / 8;
             if bytes[at] < 0x80 {
                 return Some(TargetScan {
                     len: at,
                     non_ascii: false,
+                    query_mark,
                 });
             }
             break;
@@ -137,12 +152,14 @@ fn scan_target(bytes: &[u8]) -> Option<TargetScan> {
     let mut non_ascii = false;
     for (i, &b) in bytes[at..].iter().enumerate() {
         match b {
+            b'?' if query_mark.is_none() => query_mark = Some(at + i),
             0x21..=0x7E => {}
             0x80..=0xFF => non_ascii = true,
             _ => {
                 return Some(TargetScan {
                     len: at + i,
                     non_ascii,
+                    query_mark,
                 })
             }
         }
@@ -207,6 +224,33 @@ mod tests {
                 raw.extend_from_slice(b" HTTP/1.1\r\n");
                 if len > 1 {
                     assert_eq!(refused(&raw).0, 400, "length {len}, byte {bad:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_question_mark_of_a_target_is_found_wherever_it_is() {
+        // Every length and every offset of the first `?`, a second `?`
+        // after it, and non-ASCII bytes before it (the byte-wise part of
+        // the scan); a `?` after the target is not the target's.
+        for len in 1..30 {
+            let plain = format!("/{}", "a".repeat(len - 1));
+            assert_eq!(
+                ok(&format!("GET {plain} HTTP/1.1\r\nX: ?\r\n")).query_mark,
+                None
+            );
+            for mark in 1..len {
+                for prefix in ["", "\u{e9}"] {
+                    let mut target = format!("{prefix}{plain}");
+                    let at = prefix.len() + mark;
+                    target.replace_range(at..at + 1, "?");
+                    if at + 3 < target.len() {
+                        target.replace_range(at + 2..at + 3, "?");
+                    }
+                    let line = ok(&format!("GET {target} HTTP/1.1\r\n"));
+                    assert_eq!(line.query_mark, Some(4 + at), "{target:?}");
+                    assert_eq!(line.target, (4, 4 + target.len()), "{target:?}");
                 }
             }
         }
