@@ -117,11 +117,9 @@ pub fn encode_head<'h>(
 /// The last head encoded on this thread by [`encode_head_cached`], with what
 /// it was made from.
 struct LastHead {
-    /// [`ResponseHead::key`] of the head kept; `NO_HEAD` before the first.
-    key: [u64; 2],
-    /// A static type is kept as the reference it is, so the next response
-    /// with the same static type matches by address, without a compare.
-    content_type: Option<Cow<'static, [u8]>>,
+    /// [`ResponseHead::key`] of the head kept, then its content type's
+    /// address and length; `NO_HEAD` before the first.
+    key: [u64; 4],
     date: [u8; DATE_LEN],
     bytes: Vec<u8>,
 }
@@ -130,7 +128,6 @@ thread_local! {
     static LAST_HEAD: RefCell<LastHead> = const {
         RefCell::new(LastHead {
             key: NO_HEAD,
-            content_type: None,
             date: [0; DATE_LEN],
             bytes: Vec::new(),
         })
@@ -138,7 +135,7 @@ thread_local! {
 }
 
 /// No key of a head has all its bits set (a status fits in 16 bits).
-const NO_HEAD: [u64; 2] = [u64::MAX; 2];
+const NO_HEAD: [u64; 4] = [u64::MAX; 4];
 
 /// Heads longer than this are not kept (a long content type).
 const CACHED_HEAD_MAX: usize = 256;
@@ -154,15 +151,21 @@ pub fn encode_head_cached(
     date: &[u8; DATE_LEN],
 ) {
     let fields = content_type.map(|v| ("Content-Type", &**v));
-    let key = head.key();
+    // A static type is known by its address and length (static memory is
+    // never reused for other bytes), so the whole key is four integers. An
+    // owned type (rare) is not kept.
+    let type_key = match content_type {
+        None => [0, 0],
+        Some(Cow::Borrowed(bytes)) => [bytes.as_ptr() as u64, bytes.len() as u64],
+        Some(Cow::Owned(_)) => return encode_head(out, head, fields, date),
+    };
+    let [flags, length] = head.key();
+    let key = [flags, length, type_key[0], type_key[1]];
     let hit = LAST_HEAD.try_with(|last| {
         let Ok(mut last) = last.try_borrow_mut() else {
             return false;
         };
-        if last.key == key
-            && same_date(&last.date, date)
-            && same_type(content_type, last.content_type.as_ref())
-        {
+        if last.key == key && same_date(&last.date, date) {
             out.extend_from_slice(&last.bytes);
             return true;
         }
@@ -173,7 +176,6 @@ pub fn encode_head_cached(
             let last = &mut *last;
             last.key = key;
             last.date = *date;
-            last.content_type = content_type.cloned();
             last.bytes.clear();
             last.bytes.extend_from_slice(bytes);
         }
@@ -192,15 +194,6 @@ fn same_date(a: &[u8; DATE_LEN], b: &[u8; DATE_LEN]) -> bool {
         u128::from_ne_bytes(d[at..at + 16].try_into().expect("16 bytes"))
     };
     word(a, 0) == word(b, 0) && word(a, TAIL) == word(b, TAIL)
-}
-
-/// Equal content types; the same static bytes match by address (static
-/// memory is never reused for other bytes, so the address says it all).
-fn same_type(a: Option<&Cow<'static, [u8]>>, b: Option<&Cow<'static, [u8]>>) -> bool {
-    match (a, b) {
-        (Some(Cow::Borrowed(a)), Some(Cow::Borrowed(b))) if std::ptr::eq(*a, *b) => true,
-        (a, b) => a.map(|v| &**v) == b.map(|v| &**v),
-    }
 }
 
 /// The interim response that tells a client to send the body it held back.
