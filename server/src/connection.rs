@@ -753,15 +753,15 @@ impl Conn {
         } else {
             &mut own
         };
-        let framing = match (streaming, slot.asked.http10) {
-            (false, _) => ResponseFraming::Length(response.body.as_bytes().len() as u64),
-            (true, false) => ResponseFraming::Chunked,
-            (true, true) => ResponseFraming::UntilClose,
+        let stream_framing = match (streaming, slot.asked.http10) {
+            (false, _) => None,
+            (true, false) => Some(ResponseFraming::Chunked),
+            (true, true) => Some(ResponseFraming::UntilClose),
         };
         encode_response(
             out,
             response,
-            framing,
+            stream_framing,
             slot.asked.head_only,
             close,
             slot.asked.http10_keep_alive,
@@ -794,7 +794,7 @@ impl Conn {
         encode_response(
             &mut self.outbuf,
             response,
-            ResponseFraming::Length(response.body.as_bytes().len() as u64),
+            None,
             asked.head_only,
             close,
             asked.http10_keep_alive,
@@ -1020,17 +1020,21 @@ fn fields(response: &Response) -> impl Iterator<Item = (&str, &[u8])> {
         .chain(response.headers.iter().map(|(n, v)| (&**n, &**v)))
 }
 
-/// Encodes a response's head with `framing`, then, for a fixed-length
-/// response not answering HEAD, its body (a streamed body follows later).
+/// Encodes a response's head, then, for a fixed-length response not
+/// answering HEAD, its body. `stream_framing` is a streamed response's
+/// (its body follows later); `None` for a fixed one, whose framing is its
+/// body's length.
 pub(crate) fn encode_response(
     out: &mut Vec<u8>,
     response: &Response,
-    framing: ResponseFraming,
+    stream_framing: Option<ResponseFraming>,
     head_only: bool,
     close: bool,
     http10_keep_alive: bool,
     date: &[u8; 29],
 ) {
+    let body = response.body.as_bytes();
+    let framing = stream_framing.unwrap_or(ResponseFraming::Length(body.len() as u64));
     let head = ResponseHead {
         status: response.status,
         framing,
@@ -1043,7 +1047,7 @@ pub(crate) fn encode_response(
         encode_head(out, &head, fields(response), date);
     }
     let bodiless = response.status < 200 || response.status == 204 || response.status == 304;
-    if matches!(framing, ResponseFraming::Length(_)) && !head_only && !bodiless {
-        out.extend_from_slice(response.body.as_bytes());
+    if stream_framing.is_none() && !head_only && !bodiless {
+        out.extend_from_slice(body);
     }
 }
