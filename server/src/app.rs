@@ -167,22 +167,25 @@ impl App {
     /// Runs the middleware chain and the handler. Returns false if the
     /// handler panicked (it has then been answered with 500). Inline up to
     /// the common case, a route and no middleware.
+    /// The responder is made by `responder` where the handler is called:
+    /// made earlier, it would be copied on its way there (it is passed in
+    /// memory, not in registers).
     #[inline]
     pub(crate) fn dispatch(
         &self,
         lp: &Loop,
         target: Target,
         mut req: Request,
-        res: Responder,
+        responder: impl FnOnce() -> Responder,
     ) -> bool {
         let no_middleware = self.chain.as_deref().is_some_and(<[_]>::is_empty);
         match target {
             Target::Route { index } if no_middleware => {
                 // No `Next` to build and carry.
                 let handler = &*self.enter_route(index, &mut req).handler;
-                catch_unwind(AssertUnwindSafe(|| handler.call(lp, req, res))).is_ok()
+                catch_unwind(AssertUnwindSafe(|| handler.call(lp, req, responder()))).is_ok()
             }
-            _ => self.dispatch_through_chain(lp, target, req, res),
+            _ => self.dispatch_through_chain(lp, target, req, responder()),
         }
     }
 

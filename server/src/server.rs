@@ -466,12 +466,13 @@ impl ServerInner {
                         crate::app::Target::Route { index } => index,
                         _ => u32::MAX,
                     };
-                    let res = Responder::new(self.clone(), key, id, seq, route, now_ns);
                     if route != *labelled {
                         lp.set_label(self.app.label(target));
                         *labelled = route;
                     }
-                    let ok = self.app.dispatch(lp, target, req, res);
+                    let ok = self.app.dispatch(lp, target, req, || {
+                        Responder::new(self.clone(), key, id, seq, route, now_ns)
+                    });
                     if !ok {
                         eprintln!("phaseloop: a handler panicked; answered 500");
                     }
