@@ -667,12 +667,7 @@ impl Conn {
                 error.message
             ),
         );
-        self.complete(
-            seq,
-            &response,
-            ctx.date.borrow().value(),
-            &mut ctx.pool.borrow_mut(),
-        );
+        self.complete(seq, &response, ctx.date.borrow().value(), ctx.pool);
     }
 
     /// Stores an answered response; moves every answered response at the
@@ -682,7 +677,7 @@ impl Conn {
         seq: u64,
         response: &Response,
         date: &[u8; 29],
-        pool: &mut BufferPool,
+        pool: &RefCell<BufferPool>,
     ) {
         // Nearly always the answer to the request being dispatched, or
         // else to the one at the front.
@@ -707,7 +702,7 @@ impl Conn {
         seq: u64,
         response: &Response,
         date: &[u8; 29],
-        pool: &mut BufferPool,
+        pool: &RefCell<BufferPool>,
     ) -> bool {
         self.answer(seq, response, date, pool, true)
     }
@@ -721,7 +716,7 @@ impl Conn {
         seq: u64,
         response: &Response,
         date: &[u8; 29],
-        pool: &mut BufferPool,
+        pool: &RefCell<BufferPool>,
         streaming: bool,
     ) -> bool {
         self.settle();
@@ -747,7 +742,7 @@ impl Conn {
         let mut own = Vec::new();
         let out = if at_front {
             if self.outbuf.capacity() == 0 {
-                self.outbuf = pool.take();
+                self.outbuf = pool.borrow_mut().take();
             }
             &mut self.outbuf
         } else {
@@ -785,11 +780,11 @@ impl Conn {
         asked: Asked,
         response: &Response,
         date: &[u8; 29],
-        pool: &mut BufferPool,
+        pool: &RefCell<BufferPool>,
     ) {
         let close = asked.close || self.close_after_queue && asked.seq + 1 == self.next_seq;
         if self.outbuf.capacity() == 0 {
-            self.outbuf = pool.take();
+            self.outbuf = pool.borrow_mut().take();
         }
         encode_response(
             &mut self.outbuf,

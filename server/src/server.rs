@@ -601,8 +601,8 @@ impl ServerInner {
     ) {
         // Inside a read batch (the common case: an answer given during its
         // dispatch) the batch writes at its end; nothing more to do here.
-        let Some(batching) = self.with_conn(key, id, |conn, date, pool| {
-            conn.complete(seq, response, date, pool);
+        let Some(batching) = self.with_conn(key, id, |conn| {
+            conn.complete(seq, response, self.date.borrow().value(), &self.pool);
             conn.batching
         }) else {
             return;
@@ -622,8 +622,8 @@ impl ServerInner {
         response: &Response,
     ) -> bool {
         let started = self
-            .with_conn(key, id, |conn, date, pool| {
-                conn.start_stream(seq, response, date, pool)
+            .with_conn(key, id, |conn| {
+                conn.start_stream(seq, response, self.date.borrow().value(), &self.pool)
             })
             .unwrap_or(false);
         if started {
@@ -643,9 +643,7 @@ impl ServerInner {
     ) -> Result<(), StreamError> {
         let high_water = self.cfg.write_high_water;
         let result = self
-            .with_conn(key, id, |conn, _, _| {
-                conn.stream_chunk(seq, data, high_water)
-            })
+            .with_conn(key, id, |conn| conn.stream_chunk(seq, data, high_water))
             .unwrap_or(Err(StreamError::Closed));
         if result.is_ok() {
             self.after_output(lp, key);
@@ -657,7 +655,7 @@ impl ServerInner {
     /// the connection is gone).
     pub fn stream_congested(&self, key: usize, id: u64) -> bool {
         let high_water = self.cfg.write_high_water;
-        self.with_conn(key, id, |conn, _, _| conn.buffered_output() >= high_water)
+        self.with_conn(key, id, |conn| conn.buffered_output() >= high_water)
             .unwrap_or(true)
     }
 
@@ -672,7 +670,7 @@ impl ServerInner {
         callback: Box<dyn FnOnce(&Loop)>,
     ) {
         let half = self.cfg.write_high_water / 2;
-        let ready = self.with_conn(key, id, |conn, _, _| {
+        let ready = self.with_conn(key, id, |conn| {
             if conn.buffered_output() < half {
                 Some(callback)
             } else {
@@ -688,7 +686,7 @@ impl ServerInner {
     /// The end of a streamed body (`abort`: cut it short and close).
     pub fn stream_end(self: &Rc<Self>, lp: &Loop, key: usize, id: u64, seq: u64, abort: bool) {
         if self
-            .with_conn(key, id, |conn, _, _| conn.end_stream(seq, abort))
+            .with_conn(key, id, |conn| conn.end_stream(seq, abort))
             .is_some()
         {
             self.after_output(lp, key);
@@ -696,16 +694,10 @@ impl ServerInner {
     }
 
     /// Runs `f` on connection `key` if it is still connection `id`.
-    fn with_conn<R>(
-        &self,
-        key: usize,
-        id: u64,
-        f: impl FnOnce(&mut Conn, &[u8; 29], &mut BufferPool) -> R,
-    ) -> Option<R> {
+    fn with_conn<R>(&self, key: usize, id: u64, f: impl FnOnce(&mut Conn) -> R) -> Option<R> {
         let mut conns = self.conns.borrow_mut();
         let conn = conns.get_mut(key).filter(|c| c.id == id)?;
-        let date = self.date.borrow();
-        Some(f(conn, date.value(), &mut self.pool.borrow_mut()))
+        Some(f(conn))
     }
 
     /// After a handler produced output outside a read batch: write it now,
