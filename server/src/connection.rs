@@ -672,6 +672,9 @@ impl Conn {
 
     /// Stores an answered response; moves every answered response at the
     /// front of the queue into the output buffer, in order.
+    // Inline (into the responder's answer): a call here and another to
+    // `answer_now` cost more than the few instructions of the choice.
+    #[inline(always)]
     pub fn complete(
         &mut self,
         seq: u64,
@@ -1023,6 +1026,9 @@ fn fields(response: &Response) -> impl Iterator<Item = (&str, &[u8])> {
 /// answering HEAD, its body. `stream_framing` is a streamed response's
 /// (its body follows later); `None` for a fixed one, whose framing is its
 /// body's length.
+// Inline into its two callers: the answer path is one function from the
+// responder to the head cache, with no calls passing its parts in memory.
+#[inline(always)]
 pub(crate) fn encode_response(
     out: &mut Vec<u8>,
     response: &Response,
