@@ -390,8 +390,26 @@ impl Conn {
     /// Advances reading and parsing until a request is ready for its handler
     /// or there is nothing more to do now.
     pub fn next_step(&mut self, ctx: &mut Ctx<'_>, budget: &mut ReadBudget) -> Step {
-        let now = ctx.now;
         self.settle();
+        // Nearly always the next head is buffered already (a pipelined
+        // batch) and no limit is reached: taken here, outside the loop
+        // below, whose hoisted values would cost every request a frame.
+        if self.lifecycle == Lifecycle::Open
+            && matches!(self.reading, Reading::Head)
+            && !self.over_limits(ctx.cfg)
+        {
+            if let Some(step) = self.parse_next_head(ctx) {
+                return step;
+            }
+        }
+        self.read_and_parse(ctx, budget)
+    }
+
+    /// [`Conn::next_step`]'s general way: reads when parsing needs bytes,
+    /// within the budget, until a step is found.
+    #[inline(never)]
+    fn read_and_parse(&mut self, ctx: &mut Ctx<'_>, budget: &mut ReadBudget) -> Step {
+        let now = ctx.now;
         loop {
             if self.lifecycle == Lifecycle::Lingering {
                 return self.discard_input();
