@@ -685,7 +685,7 @@ impl Conn {
                 error.message
             ),
         );
-        self.complete(seq, &response, ctx.date.borrow().value(), ctx.pool);
+        self.complete(seq, &response, &ctx.date.borrow(), ctx.pool);
     }
 
     /// Stores an answered response; moves every answered response at the
@@ -697,7 +697,7 @@ impl Conn {
         &mut self,
         seq: u64,
         response: &Response,
-        date: &[u8; 29],
+        date: &DateCache,
         pool: &RefCell<BufferPool>,
     ) {
         // Nearly always the answer to the request being dispatched, or
@@ -723,7 +723,7 @@ impl Conn {
         &mut self,
         seq: u64,
         response: &Response,
-        date: &[u8; 29],
+        date: &DateCache,
         pool: &RefCell<BufferPool>,
     ) -> bool {
         self.answer(seq, response, date, pool, true)
@@ -737,7 +737,7 @@ impl Conn {
         &mut self,
         seq: u64,
         response: &Response,
-        date: &[u8; 29],
+        date: &DateCache,
         pool: &RefCell<BufferPool>,
         streaming: bool,
     ) -> bool {
@@ -804,7 +804,7 @@ impl Conn {
         &mut self,
         asked: Asked,
         response: &Response,
-        date: &[u8; 29],
+        date: &DateCache,
         pool: &RefCell<BufferPool>,
     ) {
         let close = asked.close || self.close_after_queue && asked.seq + 1 == self.next_seq;
@@ -1054,7 +1054,7 @@ pub(crate) fn encode_response(
     head_only: bool,
     close: bool,
     http10_keep_alive: bool,
-    date: &[u8; 29],
+    date: &DateCache,
 ) {
     let body = response.body.as_bytes();
     let framing = stream_framing.unwrap_or(ResponseFraming::Length(body.len() as u64));
@@ -1067,7 +1067,7 @@ pub(crate) fn encode_response(
     if response.headers.is_empty() {
         encode_head_cached(out, &head, response.content_type.as_ref(), date);
     } else {
-        encode_head(out, &head, fields(response), date);
+        encode_head(out, &head, fields(response), date.value());
     }
     let bodiless = response.status < 200 || response.status == 204 || response.status == 304;
     if stream_framing.is_none() && !head_only && !bodiless {

@@ -604,7 +604,7 @@ impl ServerInner {
         // Inside a read batch (the common case: an answer given during its
         // dispatch) the batch writes at its end; nothing more to do here.
         let Some(batching) = self.with_conn(key, id, |conn| {
-            conn.complete(seq, response, self.date.borrow().value(), &self.pool);
+            conn.complete(seq, response, &self.date.borrow(), &self.pool);
             conn.batching
         }) else {
             return;
@@ -625,7 +625,7 @@ impl ServerInner {
     ) -> bool {
         let started = self
             .with_conn(key, id, |conn| {
-                conn.start_stream(seq, response, self.date.borrow().value(), &self.pool)
+                conn.start_stream(seq, response, &self.date.borrow(), &self.pool)
             })
             .unwrap_or(false);
         if started {

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use super::date::DATE_LEN;
+use super::date::{DateCache, DATE_LEN};
 use super::reason_phrase;
 
 /// How a response's body is delimited (RFC 9112 §6).
@@ -120,7 +120,8 @@ struct LastHead {
     /// [`ResponseHead::key`] of the head kept, then its content type's
     /// address and length; `NO_HEAD` before the first.
     key: [u64; 4],
-    date: [u8; DATE_LEN],
+    /// The second of its `Date`.
+    second: u64,
     bytes: Vec<u8>,
 }
 
@@ -128,7 +129,7 @@ thread_local! {
     static LAST_HEAD: RefCell<LastHead> = const {
         RefCell::new(LastHead {
             key: NO_HEAD,
-            date: [0; DATE_LEN],
+            second: u64::MAX,
             bytes: Vec::new(),
         })
     };
@@ -148,7 +149,7 @@ pub fn encode_head_cached(
     out: &mut Vec<u8>,
     head: &ResponseHead,
     content_type: Option<&Cow<'static, [u8]>>,
-    date: &[u8; DATE_LEN],
+    date: &DateCache,
 ) {
     let fields = content_type.map(|v| ("Content-Type", &**v));
     // A static type is known by its address and length (static memory is
@@ -157,7 +158,7 @@ pub fn encode_head_cached(
     let type_key = match content_type {
         None => [0, 0],
         Some(Cow::Borrowed(bytes)) => [bytes.as_ptr() as u64, bytes.len() as u64],
-        Some(Cow::Owned(_)) => return encode_head(out, head, fields, date),
+        Some(Cow::Owned(_)) => return encode_head(out, head, fields, date.value()),
     };
     let [flags, length] = head.key();
     let key = [flags, length, type_key[0], type_key[1]];
@@ -165,35 +166,25 @@ pub fn encode_head_cached(
         let Ok(mut last) = last.try_borrow_mut() else {
             return false;
         };
-        if last.key == key && same_date(&last.date, date) {
+        if last.key == key && last.second == date.second() {
             out.extend_from_slice(&last.bytes);
             return true;
         }
         let start = out.len();
-        encode_head(out, head, fields, date);
+        encode_head(out, head, fields, date.value());
         let bytes = &out[start..];
         if bytes.len() <= CACHED_HEAD_MAX {
             let last = &mut *last;
             last.key = key;
-            last.date = *date;
+            last.second = date.second();
             last.bytes.clear();
             last.bytes.extend_from_slice(bytes);
         }
         true
     });
     if hit != Ok(true) {
-        encode_head(out, head, fields, date);
+        encode_head(out, head, fields, date.value());
     }
-}
-
-/// `a == b` in two overlapping 16-byte compares: a 29-byte `==` is a call
-/// to `memcmp`, several times the cost, once per response.
-fn same_date(a: &[u8; DATE_LEN], b: &[u8; DATE_LEN]) -> bool {
-    const TAIL: usize = DATE_LEN - 16;
-    let word = |d: &[u8; DATE_LEN], at: usize| {
-        u128::from_ne_bytes(d[at..at + 16].try_into().expect("16 bytes"))
-    };
-    word(a, 0) == word(b, 0) && word(a, TAIL) == word(b, TAIL)
 }
 
 /// The interim response that tells a client to send the body it held back.
@@ -275,19 +266,21 @@ mod tests {
             Some(Cow::Borrowed(b"application/json")),
             Some(Cow::Owned(b"application/json".to_vec())),
         ];
-        let dates: [&[u8; DATE_LEN]; 2] = [DATE, b"Mon, 23 Nov 2026 18:00:01 GMT"];
+        // Two seconds in a row (the cache knows a date by its second).
+        let dates = [DateCache::at(1_795_456_800), DateCache::at(1_795_456_801)];
+        assert_eq!(dates[0].value(), DATE);
         // Every change of one input after another, twice over: hits and misses.
         for _ in 0..2 {
             for head in &heads {
                 for content_type in &types {
-                    for date in dates {
+                    for date in &dates {
                         for _ in 0..2 {
                             let mut want = b"prefix".to_vec();
                             encode_head(
                                 &mut want,
                                 head,
                                 content_type.as_deref().map(|v| ("Content-Type", v)),
-                                date,
+                                date.value(),
                             );
                             let mut got = b"prefix".to_vec();
                             encode_head_cached(&mut got, head, content_type.as_ref(), date);
