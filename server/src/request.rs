@@ -167,11 +167,11 @@ impl Request {
         peer: Option<SocketAddr>,
     ) -> Request {
         let target = parsed.target;
-        let raw = &head_bytes[target.0 as usize..target.1 as usize];
-        let start = if raw.first() == Some(&b'/') {
+        // Origin-form (`/path`), nearly every target, known by its first byte.
+        let start = if head_bytes.get(target.0 as usize) == Some(&b'/') {
             target.0
         } else {
-            target.0 + path_offset(raw)
+            target.0 + path_offset(&head_bytes[target.0 as usize..target.1 as usize])
         };
         // The parser found the target's first `?`; in absolute-form the
         // path starts after the authority, and so does its query.
