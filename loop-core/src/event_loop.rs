@@ -310,8 +310,9 @@ impl Loop {
         let _reset = NotRunning(&self.running);
 
         let mut alive = self.is_alive();
+        let mut reading = None;
         while alive && !self.stop_pending() {
-            self.run_once(mode);
+            reading = self.run_once(mode, reading);
             alive = self.is_alive();
             if mode != RunMode::Default {
                 break;
@@ -345,38 +346,56 @@ impl Loop {
     }
 
     /// One tick: the phases in libuv's order.
-    fn run_once(&self, mode: RunMode) {
-        self.update_time();
+    ///
+    /// `reading` is the clock reading the previous tick of the same `run`
+    /// ended with, if nothing ran after it; the tick returns its own. A
+    /// clock read costs tens of nanoseconds on some machines (a virtual
+    /// time-stamp counter), and a busy server's tick is mostly one poll:
+    /// the reading that ends a tick's poll phase is the next tick's time,
+    /// and the tick's time is when its poll starts waiting if no phase ran
+    /// before it.
+    fn run_once(&self, mode: RunMode, reading: Option<u64>) -> Option<u64> {
+        let tick_start = reading.unwrap_or_else(clock::monotonic_ns);
+        self.set_time(tick_start);
         // A phase with nothing to run is skipped without reading the clock
         // for its timing: a busy server's tick is mostly poll, and two clock
         // reads per empty phase would cost more than the phase.
+        let mut ran_before_poll = false;
         if self.timers_due() {
             self.timed(Phase::Timers, || self.run_timers());
+            ran_before_poll = true;
         }
         let ran_pending =
             !self.pending.borrow().is_empty() && self.timed(Phase::Pending, || self.run_pending());
+        ran_before_poll |= ran_pending;
         if self.idle.borrow().slot_count() > 0 {
             self.timed(Phase::Idle, || self.run_hooks(&self.idle));
+            ran_before_poll = true;
         }
         if self.prepare.borrow().slot_count() > 0 {
             self.timed(Phase::Prepare, || self.run_hooks(&self.prepare));
+            ran_before_poll = true;
         }
         let timeout = match mode {
             RunMode::NoWait => Some(Duration::ZERO),
             RunMode::Once if ran_pending => Some(Duration::ZERO),
             _ => self.poll_timeout(),
         };
-        self.run_poll(timeout);
+        let poll_end = self.run_poll(timeout, (!ran_before_poll).then_some(tick_start));
+        let mut ran_after_poll = false;
         if !self.immediates.borrow().is_empty() || self.check.borrow().slot_count() > 0 {
             self.timed(Phase::Check, || {
                 self.run_immediates();
                 self.run_hooks(&self.check);
             });
+            ran_after_poll = true;
         }
         if !self.closing.borrow().is_empty() {
             self.timed(Phase::Close, || self.run_closing());
+            ran_after_poll = true;
         }
         self.metrics.ticks.set(self.metrics.ticks.get() + 1);
+        (!ran_after_poll).then_some(poll_end)
     }
 
     /// A timer is due at the loop time of this tick.
@@ -406,10 +425,6 @@ impl Loop {
         self.metrics.callbacks.set(self.metrics.callbacks.get() + 1);
         self.guard.after_callback(self.phase.get());
         r
-    }
-
-    fn update_time(&self) {
-        self.set_time(clock::monotonic_ns());
     }
 
     /// Sets the loop's cached time to the monotonic clock's reading `at_ns`.
@@ -739,9 +754,11 @@ impl Loop {
         self.io.borrow_mut().set_referenced(token, true)
     }
 
-    fn run_poll(&self, timeout: Option<Duration>) {
+    /// The poll phase; `wait_start` is a reading taken just before, if
+    /// any. Returns the reading that ends the phase.
+    fn run_poll(&self, timeout: Option<Duration>, wait_start: Option<u64>) -> u64 {
         self.phase.set(Phase::Poll);
-        let wait_start = clock::monotonic_ns();
+        let wait_start = wait_start.unwrap_or_else(clock::monotonic_ns);
         let woken = {
             let mut events = self.events.borrow_mut();
             match self.poll.borrow_mut().poll(&mut events, timeout) {
@@ -773,8 +790,10 @@ impl Loop {
         if woken || self.remote.is_notified() {
             self.drain_inbox();
         }
+        let end = clock::monotonic_ns();
         self.metrics
-            .add_phase(Phase::Poll, clock::monotonic_ns().saturating_sub(start));
+            .add_phase(Phase::Poll, end.saturating_sub(start));
+        end
     }
 
     fn dispatch_io(&self, token: IoToken, event: IoEvent) {
