@@ -8,6 +8,7 @@
 # Usage: load-tests/instructions.sh "COMMAND with PORT" ["LOAD ARGS"]
 #   load-tests/instructions.sh "target/release/demo-api --port PORT --data-dir /tmp/ir-data"
 #   load-tests/instructions.sh "target/release/floor PORT" "-c 64 -n 100000"
+#   load-tests/instructions.sh "..." '-c 64 -p 16 -n 100000 -H "Accept: text/html"'
 # Default load: 100,000 requests, 64 connections pipelining 16 deep.
 # IR_LINES=40 also prints the 40 costliest source lines of ours per request
 # (each inlined instruction counted on the line of ours it came from; see
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 for tool in valgrind callgrind_control curl; do
@@ -46,7 +47,8 @@ control() {
 }
 control -z
 # shellcheck disable=SC2086
-target/release/phaseloop-load $load --json "$out/load.json" "http://127.0.0.1:$port/plaintext" >/dev/null
+# eval: the load may quote words (a header with spaces: -H "A: b c").
+eval target/release/phaseloop-load "$load" --json "$out/load.json" "http://127.0.0.1:$port/plaintext" >/dev/null
 control -d
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
