@@ -394,35 +394,45 @@ impl Conn {
         // Nearly always the next head is buffered already (a pipelined
         // batch) and no limit is reached: taken here, outside the loop
         // below, whose hoisted values would cost every request a frame.
-        if self.lifecycle == Lifecycle::Open
+        let head_tried = self.lifecycle == Lifecycle::Open
             && matches!(self.reading, Reading::Head)
-            && !self.over_limits(ctx.cfg)
-        {
+            && !self.over_limits(ctx.cfg);
+        if head_tried {
             if let Some(step) = self.parse_next_head(ctx) {
                 return step;
             }
         }
-        self.read_and_parse(ctx, budget)
+        self.read_and_parse(ctx, budget, head_tried)
     }
 
     /// [`Conn::next_step`]'s general way: reads when parsing needs bytes,
-    /// within the budget, until a step is found.
+    /// within the budget, until a step is found. `head_tried`: the buffered
+    /// bytes were just parsed (and found short of a head) by the caller,
+    /// under the checks the loop makes first; the loop starts at the read
+    /// instead of parsing them again.
     #[inline(never)]
-    fn read_and_parse(&mut self, ctx: &mut Ctx<'_>, budget: &mut ReadBudget) -> Step {
+    fn read_and_parse(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        budget: &mut ReadBudget,
+        mut head_tried: bool,
+    ) -> Step {
         let now = ctx.now;
         loop {
-            if self.lifecycle == Lifecycle::Lingering {
-                return self.discard_input();
-            }
-            // Between requests, respect the limits before taking another one
-            // from the buffer: a pipelining client that never reads must not
-            // make us produce unbounded output.
-            if matches!(self.reading, Reading::Head) && self.over_limits(ctx.cfg) {
-                self.paused = true;
-                return Step::Wait;
-            }
-            if let Some(step) = self.parse_buffered(ctx) {
-                return step;
+            if !std::mem::take(&mut head_tried) {
+                if self.lifecycle == Lifecycle::Lingering {
+                    return self.discard_input();
+                }
+                // Between requests, respect the limits before taking another
+                // one from the buffer: a pipelining client that never reads
+                // must not make us produce unbounded output.
+                if matches!(self.reading, Reading::Head) && self.over_limits(ctx.cfg) {
+                    self.paused = true;
+                    return Step::Wait;
+                }
+                if let Some(step) = self.parse_buffered(ctx) {
+                    return step;
+                }
             }
             // Parsing needs more bytes.
             if self.read_eof {
