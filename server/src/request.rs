@@ -525,23 +525,6 @@ mod tests {
     }
 
     #[test]
-    fn path_and_query_split_at_the_first_question_mark_after_the_authority() {
-        for (target, path, query) in [
-            ("/plaintext", "/plaintext", None),
-            ("/a?b=1?c", "/a", Some("b=1?c")),
-            ("/?", "/", Some("")),
-            ("/caf\u{e9}?x=\u{e9}", "/caf\u{e9}", Some("x=\u{e9}")),
-            ("http://h:80/p?q=1", "/p", Some("q=1")),
-            ("http://h:80?q=1", "/", Some("q=1")),
-            ("http://h", "/", None),
-        ] {
-            let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
-            let req = request(head.as_bytes());
-            assert_eq!((req.path(), req.query()), (path, query), "{target:?}");
-        }
-    }
-
-    #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a%20b", false), "a b");
         assert_eq!(percent_decode("a+b", true), "a b");

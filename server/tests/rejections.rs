@@ -131,6 +131,10 @@ fn every_target_form_routes_by_its_path() {
         ("HTTPS://EXAMPLE.COM:8443/a/7", "/a/7 7 -"),
         ("http://example.com", "/ - -"),
         ("http://example.com?q=2", "/ - q=2"),
+        // The query starts at the first `?`; later ones are its own.
+        ("/a/42?b=1?c", "/a/42 42 b=1?c"),
+        ("/?", "/ - "),
+        ("/a/caf\u{e9}?x=\u{e9}", "/a/caf\u{e9} caf\u{e9} x=\u{e9}"),
     ] {
         c.send(format!("GET {target} HTTP/1.1\r\nHost: example.com\r\n\r\n").as_bytes());
         assert_eq!(c.response(), text_response("200 OK", body, ""), "{target}");
