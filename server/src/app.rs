@@ -167,6 +167,7 @@ impl App {
     /// Runs the middleware chain and the handler. Returns false if the
     /// handler panicked (it has then been answered with 500). Inline up to
     /// the common case, a route and no middleware.
+    ///
     /// The responder is made by `responder` where the handler is called:
     /// made earlier, it would be copied on its way there (it is passed in
     /// memory, not in registers).

@@ -1047,7 +1047,7 @@ fn fields(response: &Response) -> impl Iterator<Item = (&str, &[u8])> {
         .as_deref()
         .map(|v| ("Content-Type", v))
         .into_iter()
-        .chain(response.fields().iter().map(|(n, v)| (&**n, &**v)))
+        .chain(response.other_fields().iter().map(|(n, v)| (&**n, &**v)))
 }
 
 /// Encodes a response's head, then, for a fixed-length response not
@@ -1074,7 +1074,7 @@ pub(crate) fn encode_response(
         close,
         http10_keep_alive: http10_keep_alive && !close,
     };
-    if response.fields().is_empty() {
+    if response.other_fields().is_empty() {
         encode_head_cached(out, &head, response.content_type.as_ref(), date);
     } else {
         encode_head(out, &head, fields(response), date.value());

@@ -229,14 +229,14 @@ impl Response {
         if name.eq_ignore_ascii_case("content-type") {
             return self.content_type.as_deref();
         }
-        self.fields()
+        self.other_fields()
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| &**v)
     }
 
     /// The fields other than the content type.
-    pub(crate) fn fields(&self) -> &[Field] {
+    pub(crate) fn other_fields(&self) -> &[Field] {
         self.headers.as_deref().map_or(&[], Vec::as_slice)
     }
 }
@@ -281,7 +281,7 @@ mod tests {
             .header("Bad Name", "v")
             .header("Content-Length", "5")
             .header("connection", "keep-alive");
-        assert_eq!(r.fields().len(), 1);
+        assert_eq!(r.other_fields().len(), 1);
         assert_eq!(
             Response::text(200, "x").header_value("Content-Type"),
             Some(&b"text/plain; charset=utf-8"[..])

@@ -32,8 +32,9 @@ pub struct ResponseHead {
 }
 
 impl ResponseHead {
-    /// Everything the head is made of as two integers, so a cached head is
-    /// matched by two compares instead of a field-by-field `==`.
+    /// Everything the head is made of as two integers (the cache adds the
+    /// content type's two), so a cached head is matched by integer compares
+    /// instead of a field-by-field `==`.
     fn key(&self) -> [u64; 2] {
         let (tag, length) = match self.framing {
             ResponseFraming::Length(n) => (0, n),
