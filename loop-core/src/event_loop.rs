@@ -312,7 +312,7 @@ impl Loop {
         let mut alive = self.is_alive();
         let mut reading = None;
         while alive && !self.stop_pending() {
-            reading = self.run_once(mode, reading);
+            reading = Some(self.run_once(mode, reading));
             alive = self.is_alive();
             if mode != RunMode::Default {
                 break;
@@ -347,55 +347,54 @@ impl Loop {
 
     /// One tick: the phases in libuv's order.
     ///
-    /// `reading` is the clock reading the previous tick of the same `run`
-    /// ended with, if nothing ran after it; the tick returns its own. A
-    /// clock read costs tens of nanoseconds on some machines (a virtual
-    /// time-stamp counter), and a busy server's tick is mostly one poll:
-    /// the reading that ends a tick's poll phase is the next tick's time,
-    /// and the tick's time is when its poll starts waiting if no phase ran
-    /// before it.
-    fn run_once(&self, mode: RunMode, reading: Option<u64>) -> Option<u64> {
-        let tick_start = reading.unwrap_or_else(clock::monotonic_ns);
-        self.set_time(tick_start);
+    /// Each clock reading serves twice: the one that ends a phase starts
+    /// the next (only cheap checks run between them), and the last one of
+    /// a tick is the next tick's time within the same `run` (`reading`;
+    /// the tick returns its own). A clock read costs tens of nanoseconds on
+    /// some machines (a virtual time-stamp counter), and a busy server's
+    /// tick is mostly one poll: two reads a tick, not four.
+    fn run_once(&self, mode: RunMode, reading: Option<u64>) -> u64 {
+        let mut now = reading.unwrap_or_else(clock::monotonic_ns);
+        self.set_time(now);
         // A phase with nothing to run is skipped without reading the clock
         // for its timing: a busy server's tick is mostly poll, and two clock
         // reads per empty phase would cost more than the phase.
-        let mut ran_before_poll = false;
         if self.timers_due() {
-            self.timed(Phase::Timers, || self.run_timers());
-            ran_before_poll = true;
+            now = self.timed(Phase::Timers, now, || self.run_timers()).1;
         }
-        let ran_pending =
-            !self.pending.borrow().is_empty() && self.timed(Phase::Pending, || self.run_pending());
-        ran_before_poll |= ran_pending;
+        let mut ran_pending = false;
+        if !self.pending.borrow().is_empty() {
+            (ran_pending, now) = self.timed(Phase::Pending, now, || self.run_pending());
+        }
         if self.idle.borrow().slot_count() > 0 {
-            self.timed(Phase::Idle, || self.run_hooks(&self.idle));
-            ran_before_poll = true;
+            now = self
+                .timed(Phase::Idle, now, || self.run_hooks(&self.idle))
+                .1;
         }
         if self.prepare.borrow().slot_count() > 0 {
-            self.timed(Phase::Prepare, || self.run_hooks(&self.prepare));
-            ran_before_poll = true;
+            now = self
+                .timed(Phase::Prepare, now, || self.run_hooks(&self.prepare))
+                .1;
         }
         let timeout = match mode {
             RunMode::NoWait => Some(Duration::ZERO),
             RunMode::Once if ran_pending => Some(Duration::ZERO),
-            _ => self.poll_timeout(),
+            _ => self.poll_timeout(now),
         };
-        let poll_end = self.run_poll(timeout, (!ran_before_poll).then_some(tick_start));
-        let mut ran_after_poll = false;
+        now = self.run_poll(timeout, now);
         if !self.immediates.borrow().is_empty() || self.check.borrow().slot_count() > 0 {
-            self.timed(Phase::Check, || {
-                self.run_immediates();
-                self.run_hooks(&self.check);
-            });
-            ran_after_poll = true;
+            now = self
+                .timed(Phase::Check, now, || {
+                    self.run_immediates();
+                    self.run_hooks(&self.check);
+                })
+                .1;
         }
         if !self.closing.borrow().is_empty() {
-            self.timed(Phase::Close, || self.run_closing());
-            ran_after_poll = true;
+            now = self.timed(Phase::Close, now, || self.run_closing()).1;
         }
         self.metrics.ticks.set(self.metrics.ticks.get() + 1);
-        (!ran_after_poll).then_some(poll_end)
+        now
     }
 
     /// A timer is due at the loop time of this tick.
@@ -407,14 +406,15 @@ impl Loop {
             .is_some_and(|due| due <= now)
     }
 
-    fn timed<R>(&self, phase: Phase, f: impl FnOnce() -> R) -> R {
+    /// Runs a phase that began at the clock reading `start`; returns its
+    /// result and the reading that ends it.
+    fn timed<R>(&self, phase: Phase, start: u64, f: impl FnOnce() -> R) -> (R, u64) {
         self.phase.set(phase);
-        let start = clock::monotonic_ns();
         self.guard.mark();
         let r = f();
-        self.metrics
-            .add_phase(phase, clock::monotonic_ns().saturating_sub(start));
-        r
+        let end = clock::monotonic_ns();
+        self.metrics.add_phase(phase, end.saturating_sub(start));
+        (r, end)
     }
 
     /// Runs one macrotask and then the microtasks it queued.
@@ -458,7 +458,8 @@ impl Loop {
 
     /// How long the poll phase may block: not at all when other work is
     /// waiting, until the next timer, or forever when only I/O is alive.
-    fn poll_timeout(&self) -> Option<Duration> {
+    /// `at_ns` is a fresh monotonic clock reading.
+    fn poll_timeout(&self, at_ns: u64) -> Option<Duration> {
         if self.stop_pending()
             || !self.is_alive()
             || !self.pending.borrow().is_empty()
@@ -470,7 +471,7 @@ impl Loop {
             return Some(Duration::ZERO);
         }
         let due = self.timers.borrow_mut().next_due()?;
-        let now = self.elapsed_ns();
+        let now = at_ns.saturating_sub(self.epoch_ns);
         // epoll counts whole milliseconds: round up, so the loop never wakes
         // just before a timer and spins.
         let wait_ns = due.saturating_sub(now);
@@ -754,11 +755,10 @@ impl Loop {
         self.io.borrow_mut().set_referenced(token, true)
     }
 
-    /// The poll phase; `wait_start` is a reading taken just before, if
-    /// any. Returns the reading that ends the phase.
-    fn run_poll(&self, timeout: Option<Duration>, wait_start: Option<u64>) -> u64 {
+    /// The poll phase, waiting from the clock reading `wait_start`.
+    /// Returns the reading that ends the phase.
+    fn run_poll(&self, timeout: Option<Duration>, wait_start: u64) -> u64 {
         self.phase.set(Phase::Poll);
-        let wait_start = wait_start.unwrap_or_else(clock::monotonic_ns);
         let woken = {
             let mut events = self.events.borrow_mut();
             match self.poll.borrow_mut().poll(&mut events, timeout) {
