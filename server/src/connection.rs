@@ -21,13 +21,13 @@ use phaseloop_core::{IoToken, TimerId};
 
 use crate::app::Target;
 use crate::codec::{
-    encode_continue, encode_head, encode_head_cached, parse_head, BodyFraming, ChunkedDecoder,
+    encode_cached, encode_continue, encode_head, parse_head, BodyFraming, ChunkedDecoder,
     DateCache, HttpError, ResponseFraming, ResponseHead, Version,
 };
 use crate::config::ServerConfig;
 use crate::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
 use crate::request::{Method, Request};
-use crate::response::Response;
+use crate::response::{Body, Response};
 
 /// Bytes read per `read` call at least (the buffer grows to fit).
 const READ_CHUNK: usize = 8 * 1024;
@@ -1055,7 +1055,7 @@ fn fields(response: &Response) -> impl Iterator<Item = (&str, &[u8])> {
 /// (its body follows later); `None` for a fixed one, whose framing is its
 /// body's length.
 // Inline into its two callers: the answer path is one function from the
-// responder to the head cache, with no calls passing its parts in memory.
+// responder to the response cache, with no calls passing its parts in memory.
 #[inline(always)]
 pub(crate) fn encode_response(
     out: &mut Vec<u8>,
@@ -1074,13 +1074,28 @@ pub(crate) fn encode_response(
         close,
         http10_keep_alive: http10_keep_alive && !close,
     };
+    let bodiless = response.status < 200 || response.status == 204 || response.status == 304;
+    let sends_body = stream_framing.is_none() && !head_only && !bodiless;
     if response.other_fields().is_empty() {
-        encode_head_cached(out, &head, response.content_type.as_ref(), date);
+        // A static body is part of what the cache keeps: one copy for all.
+        let static_body = match response.body {
+            Body::Static(b) if sends_body => Some(b),
+            _ => None,
+        };
+        encode_cached(
+            out,
+            &head,
+            response.content_type.as_ref(),
+            static_body,
+            date,
+        );
+        if static_body.is_some() {
+            return;
+        }
     } else {
         encode_head(out, &head, fields(response), date.value());
     }
-    let bodiless = response.status < 200 || response.status == 204 || response.status == 304;
-    if stream_framing.is_none() && !head_only && !bodiless {
+    if sends_body {
         out.extend_from_slice(body);
     }
 }

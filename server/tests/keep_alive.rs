@@ -75,6 +75,9 @@ fn http10_closes_unless_keep_alive_is_asked() {
 fn head_has_get_headers_and_no_body() {
     let server = TestServer::start(app);
     let mut c = server.connect();
+    // A GET first: the HEAD's answer must not be the GET's remembered one.
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response(), text_response("200 OK", "Hello, World!", ""));
     c.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
     let head = c.head_response();
     assert_eq!(

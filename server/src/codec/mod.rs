@@ -16,9 +16,7 @@ pub use chunked::ChunkedDecoder;
 pub use date::DateCache;
 pub use error::HttpError;
 pub use head::{parse_head, BodyFraming, HeadLimits, ParsedHead, Version};
-pub use response::{
-    encode_continue, encode_head, encode_head_cached, ResponseFraming, ResponseHead,
-};
+pub use response::{encode_cached, encode_continue, encode_head, ResponseFraming, ResponseHead};
 pub use status::reason_phrase;
 
 /// `tchar` (RFC 9110 §5.6.2): the bytes a token (a method, a field name)

@@ -33,7 +33,7 @@ pub struct ResponseHead {
 
 impl ResponseHead {
     /// Everything the head is made of as two integers (the cache adds the
-    /// content type's two), so a cached head is matched by integer compares
+    /// content type's two and the static body's address), so a cached head is matched by integer compares
     /// instead of a field-by-field `==`.
     fn key(&self) -> [u64; 2] {
         let (tag, length) = match self.framing {
@@ -115,21 +115,22 @@ pub fn encode_head<'h>(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The last head encoded on this thread by [`encode_head_cached`], with what
+/// The last response encoded on this thread by [`encode_cached`], with what
 /// it was made from.
-struct LastHead {
-    /// [`ResponseHead::key`] of the head kept, then its content type's
-    /// address and length; `NO_HEAD` before the first.
-    key: [u64; 4],
+struct LastResponse {
+    /// [`ResponseHead::key`] of the response kept, then its content type's
+    /// address and length, then its static body's address (0: no body
+    /// kept; its length is the head's); `NO_RESPONSE` before the first.
+    key: [u64; 5],
     /// The second of its `Date`.
     second: u64,
     bytes: Vec<u8>,
 }
 
 thread_local! {
-    static LAST_HEAD: RefCell<LastHead> = const {
-        RefCell::new(LastHead {
-            key: NO_HEAD,
+    static LAST_RESPONSE: RefCell<LastResponse> = const {
+        RefCell::new(LastResponse {
+            key: NO_RESPONSE,
             second: u64::MAX,
             bytes: Vec::new(),
         })
@@ -137,44 +138,57 @@ thread_local! {
 }
 
 /// No key of a head has all its bits set (a status fits in 16 bits).
-const NO_HEAD: [u64; 4] = [u64::MAX; 4];
+const NO_RESPONSE: [u64; 5] = [u64::MAX; 5];
 
-/// Heads longer than this are not kept (a long content type).
-const CACHED_HEAD_MAX: usize = 256;
+/// Responses longer than this are not kept (a long type or body).
+const CACHED_RESPONSE_MAX: usize = 512;
 
-/// [`encode_head`] for a response whose only field is its content type:
-/// most answers of a route are alike (same status, type, length and date
-/// second), so the bytes of the last one are copied when everything they
-/// were made from is equal, instead of encoding a dozen pieces again.
-pub fn encode_head_cached(
+/// [`encode_head`] for a response whose only field is its content type,
+/// followed by `static_body` (whose length the head's framing gives) when
+/// there is one: most answers of a route are alike (same status, type, body
+/// and date second), so the bytes of the last one are copied when
+/// everything they were made from is equal, instead of encoding a dozen
+/// pieces again and copying the body apart.
+pub fn encode_cached(
     out: &mut Vec<u8>,
     head: &ResponseHead,
     content_type: Option<&Cow<'static, [u8]>>,
+    static_body: Option<&'static [u8]>,
     date: &DateCache,
 ) {
-    let fields = content_type.map(|v| ("Content-Type", &**v));
-    // A static type is known by its address and length (static memory is
-    // never reused for other bytes), so the whole key is four integers. An
-    // owned type (rare) is not kept.
+    debug_assert!(
+        static_body.is_none_or(|b| head.framing == ResponseFraming::Length(b.len() as u64))
+    );
+    let uncached =
+        |out: &mut Vec<u8>| encode_uncached(out, head, content_type, static_body, date.value());
+    // A static type or body is known by its address and length (static
+    // memory is never reused for other bytes), so the whole key is five
+    // integers. An owned type (rare) is not kept.
     let type_key = match content_type {
         None => [0, 0],
         Some(Cow::Borrowed(bytes)) => [bytes.as_ptr() as u64, bytes.len() as u64],
-        Some(Cow::Owned(_)) => return encode_head(out, head, fields, date.value()),
+        Some(Cow::Owned(_)) => return uncached(out),
     };
+    // A body's address is never 0; an empty body is no body to copy.
+    let body_key = static_body.map_or(0, |b| b.as_ptr() as u64);
     let [flags, length] = head.key();
-    let key = [flags, length, type_key[0], type_key[1]];
-    let hit = LAST_HEAD.try_with(|last| {
+    let key = [flags, length, type_key[0], type_key[1], body_key];
+    let hit = LAST_RESPONSE.try_with(|last| {
         let Ok(mut last) = last.try_borrow_mut() else {
             return false;
         };
-        if last.key == key && last.second == date.second() {
+        // Word by word with no branch (an array `==` of this size is a
+        // call to memcmp).
+        let differ =
+            (last.key.iter().zip(&key)).fold(last.second ^ date.second(), |d, (a, b)| d | (a ^ b));
+        if differ == 0 {
             out.extend_from_slice(&last.bytes);
             return true;
         }
         let start = out.len();
-        encode_head(out, head, fields, date.value());
+        uncached(out);
         let bytes = &out[start..];
-        if bytes.len() <= CACHED_HEAD_MAX {
+        if bytes.len() <= CACHED_RESPONSE_MAX {
             let last = &mut *last;
             last.key = key;
             last.second = date.second();
@@ -184,8 +198,27 @@ pub fn encode_head_cached(
         true
     });
     if hit != Ok(true) {
-        encode_head(out, head, fields, date.value());
+        uncached(out);
     }
+}
+
+/// What [`encode_cached`] does when the cache cannot answer. Out of line:
+/// the hit is the path every request of a route takes.
+#[inline(never)]
+fn encode_uncached(
+    out: &mut Vec<u8>,
+    head: &ResponseHead,
+    content_type: Option<&Cow<'static, [u8]>>,
+    static_body: Option<&'static [u8]>,
+    date: &[u8; DATE_LEN],
+) {
+    encode_head(
+        out,
+        head,
+        content_type.map(|v| ("Content-Type", &**v)),
+        date,
+    );
+    out.extend_from_slice(static_body.unwrap_or_default());
 }
 
 /// The interim response that tells a client to send the body it held back.
@@ -206,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn cached_heads_are_the_heads_encode_makes() {
+    fn cached_responses_are_what_encode_makes() {
         let heads = [
             ResponseHead {
                 status: 200,
@@ -267,13 +300,23 @@ mod tests {
             Some(Cow::Borrowed(b"application/json")),
             Some(Cow::Owned(b"application/json".to_vec())),
         ];
+        // Bodies of the heads' lengths (13, 14, 0), from different places.
+        static HELLO: &[u8] = b"Hello, World!!";
+        let bodies: [Option<&'static [u8]>; 4] =
+            [None, Some(&HELLO[..13]), Some(&HELLO[1..]), Some(b"")];
         // Two seconds in a row (the cache knows a date by its second).
         let dates = [DateCache::at(1_795_456_800), DateCache::at(1_795_456_801)];
         assert_eq!(dates[0].value(), DATE);
         // Every change of one input after another, twice over: hits and misses.
         for _ in 0..2 {
             for head in &heads {
-                for content_type in &types {
+                let fits = |b: &&Option<&[u8]>| {
+                    b.is_none_or(|b| head.framing == ResponseFraming::Length(b.len() as u64))
+                };
+                for (content_type, body) in types
+                    .iter()
+                    .flat_map(|t| bodies.iter().filter(fits).map(move |b| (t, *b)))
+                {
                     for date in &dates {
                         for _ in 0..2 {
                             let mut want = b"prefix".to_vec();
@@ -283,8 +326,9 @@ mod tests {
                                 content_type.as_deref().map(|v| ("Content-Type", v)),
                                 date.value(),
                             );
+                            want.extend_from_slice(body.unwrap_or_default());
                             let mut got = b"prefix".to_vec();
-                            encode_head_cached(&mut got, head, content_type.as_ref(), date);
+                            encode_cached(&mut got, head, content_type.as_ref(), body, date);
                             assert_eq!(
                                 String::from_utf8_lossy(&got),
                                 String::from_utf8_lossy(&want)
