@@ -12,7 +12,8 @@
 //! short) makes it give up, and httparse parses the head and decides.
 //! `head.rs`'s tests hold it to that on random and mutated heads.
 
-use super::{find_byte, zero_bytes, HIGHS, ONES, TCHAR};
+use super::blocks::{block_at, controls, find_byte, BLOCK};
+use super::TCHAR;
 
 /// Scans the field lines at the start of `buf` (the bytes after the
 /// request line), calling `field(name, value)` for each. `Some((len,
@@ -94,7 +95,7 @@ fn starts_with_host(line: &[u8]) -> bool {
 }
 
 /// Every byte of `name` is a `tchar`, looked up without a branch per byte:
-/// a name is found by its colon (eight bytes a step), then judged whole.
+/// a name is found by its colon (a block a step), then judged whole.
 fn is_token(name: &[u8]) -> bool {
     name.iter().fold(true, |ok, b| ok & TCHAR[usize::from(*b)])
 }
@@ -105,26 +106,23 @@ fn is_token(name: &[u8]) -> bool {
 fn find_value_end(bytes: &[u8]) -> Option<usize> {
     let mut at = 0;
     loop {
-        // Eight bytes a step; the lowest byte below 0x20 or equal to 0x7F
-        // raises its high bit (higher raised bits may be false alarms from
-        // a borrow, the lowest never is).
-        while let Some(word) = bytes.get(at..at + 8) {
-            let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
-            let stop = control | zero_bytes(x ^ (ONES * 0x7F));
+        // A block a step, to the lowest byte below 0x20 or DEL.
+        while let Some((block, before)) = block_at(bytes, at) {
+            let stop = controls(block) >> before;
             if stop != 0 {
-                at += stop.trailing_zeros() as usize / 8;
+                at += stop.trailing_zeros() as usize;
                 break;
             }
-            at += 8;
+            at += BLOCK - before as usize;
         }
-        // The stopping byte, or the last few bytes one at a time.
+        // The stopping byte, or (in a value shorter than a block) all bytes
+        // one at a time.
         while let Some(&b) = bytes.get(at) {
             match b {
                 b'\r' => return Some(at),
                 b'\t' => {
                     at += 1;
-                    break; // back to whole words after the tab
+                    break; // back to blocks after the tab
                 }
                 0x20..=0x7E | 0x80..=0xFF => at += 1,
                 _ => return None,

@@ -4,11 +4,12 @@
 //! Ours rather than httparse's: httparse checks a target as UTF-8 with
 //! `str::from_utf8`, about a hundred instructions on every request even
 //! when the target is plain ASCII, as nearly every target is. Here the
-//! target is checked eight bytes at a time, and UTF-8 is validated only
+//! target is checked sixteen bytes at a time, and UTF-8 is validated only
 //! when a byte above 0x7F was seen.
 
+use super::blocks::{block_at, equal_to, not_visible, BLOCK};
 use super::head::Version;
-use super::{zero_bytes, HttpError, HIGHS, ONES, TCHAR};
+use super::{HttpError, TCHAR};
 
 /// Where the parts of a complete request line lie in the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,25 +120,18 @@ struct TargetScan {
 fn scan_target(bytes: &[u8]) -> Option<TargetScan> {
     let mut at = 0;
     let mut query_mark = None;
-    // Eight bytes a step. A byte below 0x21 or above 0x7E raises its high
-    // bit in `outside`, a `?` in `marks`. Bytes above a raised one may be
-    // false alarms (a borrow or a carry runs upwards), the lowest raised
-    // one never is: it is where the target ends (or its first `?`),
-    // unless it is a byte above 0x7F, which the byte-wise loop below takes
-    // on from.
-    while let Some(word) = bytes.get(at..at + 8) {
-        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-        let below = x.wrapping_sub(ONES * 0x21) & !x;
-        let above = x.wrapping_add(ONES) | x;
-        let outside = (below | above) & HIGHS;
-        let marks = zero_bytes(x ^ (ONES * u64::from(b'?')));
-        // A mark counts only below the end: the lowest raised bit of each
-        // is true, so comparing the two lowest is exact.
-        if query_mark.is_none() && marks != 0 && marks.trailing_zeros() < outside.trailing_zeros() {
-            query_mark = Some(at + marks.trailing_zeros() as usize / 8);
+    // A block a step: the lowest byte outside visible ASCII is where the
+    // target ends (or a byte above 0x7F, which the byte-wise loop below
+    // takes on from).
+    while let Some((block, before)) = block_at(bytes, at) {
+        let outside = not_visible(block) >> before;
+        let marks = equal_to(block, b'?') >> before;
+        // A mark counts only below the end (no bit: 32 trailing zeros).
+        if query_mark.is_none() && marks.trailing_zeros() < outside.trailing_zeros() {
+            query_mark = Some(at + marks.trailing_zeros() as usize);
         }
         if outside != 0 {
-            at += outside.trailing_zeros() as usize / 8;
+            at += outside.trailing_zeros() as usize;
             if bytes[at] < 0x80 {
                 return Some(TargetScan {
                     len: at,
@@ -147,7 +141,7 @@ fn scan_target(bytes: &[u8]) -> Option<TargetScan> {
             }
             break;
         }
-        at += 8;
+        at += BLOCK - before as usize;
     }
     let mut non_ascii = false;
     for (i, &b) in bytes[at..].iter().enumerate() {

@@ -1,0 +1,210 @@
+//! Byte classes found sixteen bytes a step.
+//!
+//! The codec's scans (a target's end, a field value's end, a name's colon)
+//! run on every request; one SSE2 compare classes sixteen bytes, where a
+//! word trick classes eight in about twice the instructions and a loop one.
+//! Each function answers a bit per byte of a block (bit `i` for byte `i`).
+//! SSE2 is part of every x86_64 CPU; elsewhere the same answers come from a
+//! plain loop (also what the tests hold the SSE2 answers to).
+
+/// Bytes per block.
+pub(crate) const BLOCK: usize = 16;
+
+/// Sixteen bytes of a buffer.
+pub(crate) type Block = [u8; BLOCK];
+
+/// The block of `bytes` that holds byte `at`, and how many of its bytes lie
+/// before `at`: the block starting at `at`, or the last block when fewer
+/// than sixteen bytes follow (its first bytes were scanned already; the
+/// caller shifts their bits out). `None` past the end, or when `bytes` is
+/// shorter than a block.
+#[inline(always)]
+pub(crate) fn block_at(bytes: &[u8], at: usize) -> Option<(&Block, u32)> {
+    if at >= bytes.len() || bytes.len() < BLOCK {
+        return None;
+    }
+    let start = at.min(bytes.len() - BLOCK);
+    let block = bytes[start..start + BLOCK]
+        .try_into()
+        .expect("sixteen bytes");
+    Some((block, (at - start) as u32))
+}
+
+/// The first `byte` in `hay`, a block a step.
+pub(crate) fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
+    let mut at = 0;
+    while let Some((block, before)) = block_at(hay, at) {
+        let found = equal_to(block, byte) >> before;
+        if found != 0 {
+            return Some(at + found.trailing_zeros() as usize);
+        }
+        at += BLOCK - before as usize;
+    }
+    // Only a slice shorter than a block is left to this.
+    hay.iter().position(|b| *b == byte)
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use sse2::{controls, equal_to, not_visible};
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use plain::{controls, equal_to, not_visible};
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8,
+    };
+
+    use super::Block;
+
+    // Each public function is one `unsafe` call of a `target_feature`
+    // function: SSE2 is in the x86_64 baseline, so every CPU this code
+    // runs on has it, and the call is inlined like any other.
+
+    /// Bytes outside `0x21..=0x7E`: controls, space, DEL, and bytes above
+    /// 0x7F (what ends a request target's plain ASCII).
+    #[inline(always)]
+    pub(crate) fn not_visible(block: &Block) -> u32 {
+        // SAFETY: SSE2 is present on every x86_64 CPU.
+        unsafe { not_visible_sse2(block) }
+    }
+
+    /// Bytes below 0x20 and DEL (what a field value stops at: its CR, a
+    /// tab to look at, or a byte to refuse).
+    #[inline(always)]
+    pub(crate) fn controls(block: &Block) -> u32 {
+        // SAFETY: SSE2 is present on every x86_64 CPU.
+        unsafe { controls_sse2(block) }
+    }
+
+    /// Bytes equal to `byte`.
+    #[inline(always)]
+    pub(crate) fn equal_to(block: &Block, byte: u8) -> u32 {
+        // SAFETY: SSE2 is present on every x86_64 CPU.
+        unsafe { equal_to_sse2(block, byte) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn load(block: &Block) -> __m128i {
+        // SAFETY: reads the sixteen bytes of `block`, which this load may
+        // do from any address (it needs no alignment).
+        unsafe { _mm_loadu_si128(block.as_ptr().cast()) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn not_visible_sse2(block: &Block) -> u32 {
+        let x = load(block);
+        // Compared as signed bytes, 0x80..=0xFF are negative: "below 0x21"
+        // takes them too.
+        let low_or_high = _mm_cmplt_epi8(x, _mm_set1_epi8(0x21));
+        let del = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7F));
+        _mm_movemask_epi8(_mm_or_si128(low_or_high, del)) as u32
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn controls_sse2(block: &Block) -> u32 {
+        let x = load(block);
+        // Unsigned: a byte is at most 0x1F when the smaller of it and 0x1F
+        // is itself.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1F)), x);
+        let del = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7F));
+        _mm_movemask_epi8(_mm_or_si128(control, del)) as u32
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn equal_to_sse2(block: &Block, byte: u8) -> u32 {
+        let x = load(block);
+        _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(byte as i8))) as u32
+    }
+}
+
+/// The same answers a byte at a time.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+mod plain {
+    use super::Block;
+
+    fn bits(block: &Block, class: impl Fn(u8) -> bool) -> u32 {
+        block
+            .iter()
+            .enumerate()
+            .fold(0, |bits, (i, &b)| bits | u32::from(class(b)) << i)
+    }
+
+    /// Bytes outside `0x21..=0x7E`.
+    pub(crate) fn not_visible(block: &Block) -> u32 {
+        bits(block, |b| !(0x21..=0x7E).contains(&b))
+    }
+
+    /// Bytes below 0x20 and DEL.
+    pub(crate) fn controls(block: &Block) -> u32 {
+        bits(block, |b| b < 0x20 || b == 0x7F)
+    }
+
+    /// Bytes equal to `byte`.
+    pub(crate) fn equal_to(block: &Block, byte: u8) -> u32 {
+        bits(block, |b| b == byte)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_in_every_place_is_classed_as_the_plain_loop_does() {
+        for b in 0..=255u8 {
+            for place in 0..BLOCK {
+                let mut block = [b'a'; BLOCK];
+                block[place] = b;
+                assert_eq!(not_visible(&block), plain::not_visible(&block), "{b:#x}");
+                assert_eq!(controls(&block), plain::controls(&block), "{b:#x}");
+                for byte in [b, b'?', b':', 0, 0xFF] {
+                    assert_eq!(
+                        equal_to(&block, byte),
+                        plain::equal_to(&block, byte),
+                        "{b:#x} {byte:#x}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_block_overlaps_what_was_scanned() {
+        let bytes: Vec<u8> = (0..40).collect();
+        assert_eq!(
+            block_at(&bytes, 0),
+            Some((&bytes[..16].try_into().unwrap(), 0))
+        );
+        assert_eq!(
+            block_at(&bytes, 30),
+            Some((&bytes[24..].try_into().unwrap(), 6))
+        );
+        assert_eq!(block_at(&bytes, 40), None);
+        assert_eq!(block_at(&bytes[..15], 0), None);
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_as_a_scan_does() {
+        // Every length through two and a half blocks (whole blocks, the
+        // overlapping last one, and slices shorter than a block), the byte
+        // at every position, alone and twice, among bytes near it.
+        for len in 0..=40 {
+            for at in 0..=len {
+                for filler in [b'a', b'?' ^ 1, b'?' - 1, 0x80 | b'?', 0, 0xff] {
+                    let mut hay = vec![filler; len];
+                    if at < len {
+                        hay[at] = b'?';
+                        if at + 3 < len {
+                            hay[at + 3] = b'?';
+                        }
+                    }
+                    let want = hay.iter().position(|b| *b == b'?');
+                    assert_eq!(find_byte(&hay, b'?'), want, "{hay:?}");
+                }
+            }
+        }
+    }
+}
