@@ -13,35 +13,44 @@ pub(crate) const BLOCK: usize = 16;
 /// Sixteen bytes of a buffer.
 pub(crate) type Block = [u8; BLOCK];
 
-/// The block of `bytes` that holds byte `at`, and how many of its bytes lie
-/// before `at`: the block starting at `at`, or the last block when fewer
-/// than sixteen bytes follow (its first bytes were scanned already; the
-/// caller shifts their bits out). `None` past the end, or when `bytes` is
-/// shorter than a block.
+/// The offset of the first byte at or after `at` whose bit `class` sets,
+/// a block a step; `None` when no byte of the rest is of the class.
+///
+/// The loop steps a whole block at a time, so each load's address is known
+/// before the block before it is judged. What is left after the whole
+/// blocks is judged as the last block of `bytes` (overlapping bytes already
+/// judged, whose bits are shifted out), or, in a slice shorter than a
+/// block, as a copy padded with bits masked out.
 #[inline(always)]
-pub(crate) fn block_at(bytes: &[u8], at: usize) -> Option<(&Block, u32)> {
-    if at >= bytes.len() || bytes.len() < BLOCK {
+pub(crate) fn find_class(
+    bytes: &[u8],
+    mut at: usize,
+    class: impl Fn(&Block) -> u32,
+) -> Option<usize> {
+    while let Some(block) = bytes.get(at..at + BLOCK) {
+        let bits = class(block.try_into().expect("a block"));
+        if bits != 0 {
+            return Some(at + bits.trailing_zeros() as usize);
+        }
+        at += BLOCK;
+    }
+    if at >= bytes.len() {
         return None;
     }
-    let start = at.min(bytes.len() - BLOCK);
-    let block = bytes[start..start + BLOCK]
-        .try_into()
-        .expect("sixteen bytes");
-    Some((block, (at - start) as u32))
+    let bits = if let Some(start) = bytes.len().checked_sub(BLOCK) {
+        class(bytes[start..].try_into().expect("a block")) >> (at - start)
+    } else {
+        let rest = &bytes[at..];
+        let mut block = [0; BLOCK];
+        block[..rest.len()].copy_from_slice(rest);
+        class(&block) & ((1 << rest.len()) - 1)
+    };
+    (bits != 0).then(|| at + bits.trailing_zeros() as usize)
 }
 
 /// The first `byte` in `hay`, a block a step.
 pub(crate) fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
-    let mut at = 0;
-    while let Some((block, before)) = block_at(hay, at) {
-        let found = equal_to(block, byte) >> before;
-        if found != 0 {
-            return Some(at + found.trailing_zeros() as usize);
-        }
-        at += BLOCK - before as usize;
-    }
-    // Only a slice shorter than a block is left to this.
-    hay.iter().position(|b| *b == byte)
+    find_class(hay, 0, |block| equal_to(block, byte))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -172,27 +181,24 @@ mod tests {
     }
 
     #[test]
-    fn the_last_block_overlaps_what_was_scanned() {
-        let bytes: Vec<u8> = (0..40).collect();
-        assert_eq!(
-            block_at(&bytes, 0),
-            Some((&bytes[..16].try_into().unwrap(), 0))
-        );
-        assert_eq!(
-            block_at(&bytes, 30),
-            Some((&bytes[24..].try_into().unwrap(), 6))
-        );
-        assert_eq!(block_at(&bytes, 40), None);
-        assert_eq!(block_at(&bytes[..15], 0), None);
-    }
-
-    #[test]
     fn find_byte_finds_the_first_as_a_scan_does() {
         // Every length through two and a half blocks (whole blocks, the
         // overlapping last one, and slices shorter than a block), the byte
-        // at every position, alone and twice, among bytes near it.
+        // at every position, alone and twice, among bytes near it, found
+        // from every start.
         for len in 0..=40 {
             for at in 0..=len {
+                for from in 0..=len {
+                    let mut hay = vec![b'a'; len];
+                    if at < len {
+                        hay[at] = b'?';
+                    }
+                    let want = hay[from..]
+                        .iter()
+                        .position(|b| *b == b'?')
+                        .map(|i| from + i);
+                    assert_eq!(find_class(&hay, from, |b| equal_to(b, b'?')), want);
+                }
                 for filler in [b'a', b'?' ^ 1, b'?' - 1, 0x80 | b'?', 0, 0xff] {
                     let mut hay = vec![filler; len];
                     if at < len {

@@ -12,7 +12,7 @@
 //! short) makes it give up, and httparse parses the head and decides.
 //! `head.rs`'s tests hold it to that on random and mutated heads.
 
-use super::blocks::{block_at, controls, find_byte, BLOCK};
+use super::blocks::{controls, find_byte, find_class};
 use super::TCHAR;
 
 /// Scans the field lines at the start of `buf` (the bytes after the
@@ -106,30 +106,12 @@ fn is_token(name: &[u8]) -> bool {
 fn find_value_end(bytes: &[u8]) -> Option<usize> {
     let mut at = 0;
     loop {
-        // A block a step, to the lowest byte below 0x20 or DEL.
-        while let Some((block, before)) = block_at(bytes, at) {
-            let stop = controls(block) >> before;
-            if stop != 0 {
-                at += stop.trailing_zeros() as usize;
-                break;
-            }
-            at += BLOCK - before as usize;
-        }
-        // The stopping byte, or (in a value shorter than a block) all bytes
-        // one at a time.
-        while let Some(&b) = bytes.get(at) {
-            match b {
-                b'\r' => return Some(at),
-                b'\t' => {
-                    at += 1;
-                    break; // back to blocks after the tab
-                }
-                0x20..=0x7E | 0x80..=0xFF => at += 1,
-                _ => return None,
-            }
-        }
-        if at >= bytes.len() {
-            return None;
+        // A block a step to the next byte below 0x20 or DEL.
+        at = find_class(bytes, at, controls)?;
+        match bytes[at] {
+            b'\r' => return Some(at),
+            b'\t' => at += 1,
+            _ => return None,
         }
     }
 }

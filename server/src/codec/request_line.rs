@@ -7,7 +7,7 @@
 //! target is checked sixteen bytes at a time, and UTF-8 is validated only
 //! when a byte above 0x7F was seen.
 
-use super::blocks::{block_at, equal_to, not_visible, BLOCK};
+use super::blocks::{equal_to, find_class, not_visible};
 use super::head::Version;
 use super::{HttpError, TCHAR};
 
@@ -120,45 +120,32 @@ struct TargetScan {
 fn scan_target(bytes: &[u8]) -> Option<TargetScan> {
     let mut at = 0;
     let mut query_mark = None;
-    // A block a step: the lowest byte outside visible ASCII is where the
-    // target ends (or a byte above 0x7F, which the byte-wise loop below
-    // takes on from).
-    while let Some((block, before)) = block_at(bytes, at) {
-        let outside = not_visible(block) >> before;
-        let marks = equal_to(block, b'?') >> before;
-        // A mark counts only below the end (no bit: 32 trailing zeros).
-        if query_mark.is_none() && marks.trailing_zeros() < outside.trailing_zeros() {
-            query_mark = Some(at + marks.trailing_zeros() as usize);
-        }
-        if outside != 0 {
-            at += outside.trailing_zeros() as usize;
-            if bytes[at] < 0x80 {
-                return Some(TargetScan {
-                    len: at,
-                    non_ascii: false,
-                    query_mark,
-                });
-            }
-            break;
-        }
-        at += BLOCK - before as usize;
-    }
     let mut non_ascii = false;
-    for (i, &b) in bytes[at..].iter().enumerate() {
-        match b {
-            b'?' if query_mark.is_none() => query_mark = Some(at + i),
-            0x21..=0x7E => {}
+    loop {
+        // A block a step to the next byte outside visible ASCII, or to the
+        // first `?` while none was seen.
+        let looking_for_mark = query_mark.is_none();
+        at = find_class(bytes, at, |block| {
+            not_visible(block)
+                | if looking_for_mark {
+                    equal_to(block, b'?')
+                } else {
+                    0
+                }
+        })?;
+        match bytes[at] {
+            b'?' if looking_for_mark => query_mark = Some(at),
             0x80..=0xFF => non_ascii = true,
             _ => {
                 return Some(TargetScan {
-                    len: at + i,
+                    len: at,
                     non_ascii,
                     query_mark,
                 })
             }
         }
+        at += 1;
     }
-    None
 }
 
 #[cfg(test)]
