@@ -33,8 +33,9 @@ pub struct ResponseHead {
 
 impl ResponseHead {
     /// Everything the head is made of as two integers (the cache adds the
-    /// content type's two and the static body's address), so a cached head is matched by integer compares
-    /// instead of a field-by-field `==`.
+    /// content type's two and the static body's address), so a cached
+    /// response is matched by integer compares instead of a field-by-field
+    /// `==`.
     fn key(&self) -> [u64; 2] {
         let (tag, length) = match self.framing {
             ResponseFraming::Length(n) => (0, n),
