@@ -109,11 +109,9 @@ pub(crate) struct ReadBudget {
 /// What the connection asks its driver to do next.
 pub(crate) enum Step {
     /// Run the handler for this request.
-    Dispatch {
-        req: Request,
-        target: Target,
-        seq: u64,
-    },
+    /// Its sequence number and route are in [`Conn::dispatched_seq`] and
+    /// [`Conn::dispatched_target`].
+    Dispatch(Request),
     /// Nothing to do until the next event.
     Wait,
     /// The codec refused a request: its error response is queued and
@@ -165,6 +163,13 @@ pub(crate) struct Conn {
     /// queue's front meanwhile.
     dispatching: Option<Asked>,
     pub next_seq: u64,
+    /// The sequence number and route of the request the last
+    /// [`Step::Dispatch`] handed out. Kept here, not in the step: a step of
+    /// a tag and a pointer comes back from [`Conn::next_step`] in two
+    /// registers, a larger one through memory (stored in parts and loaded
+    /// whole: a store-forwarding stall on every request).
+    pub dispatched_seq: u64,
+    pub dispatched_target: Target,
     pub lifecycle: Lifecycle,
     pub read_eof: bool,
     pub paused: bool,
@@ -266,6 +271,8 @@ impl Conn {
             queue: VecDeque::new(),
             dispatching: None,
             next_seq: 0,
+            dispatched_seq: 0,
+            dispatched_target: Target::NotFound,
             lifecycle: Lifecycle::Open,
             read_eof: false,
             paused: false,
@@ -560,7 +567,9 @@ impl Conn {
                 if !keep_alive {
                     self.reading = Reading::Stopped;
                 }
-                return Some(Step::Dispatch { req, target, seq });
+                self.dispatched_seq = seq;
+                self.dispatched_target = target;
+                return Some(Step::Dispatch(req));
             }
             BodyFraming::Length(n) => BodyDecoder::Length(n),
             BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
@@ -651,7 +660,9 @@ impl Conn {
         let PendingBody {
             req, target, seq, ..
         } = *pending;
-        Some(Step::Dispatch { req, target, seq })
+        self.dispatched_seq = seq;
+        self.dispatched_target = target;
+        Some(Step::Dispatch(req))
     }
 
     fn skip_leading_empty_lines(&mut self) {

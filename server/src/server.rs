@@ -459,10 +459,11 @@ impl ServerInner {
                     return IoOutcome::Drained;
                 };
                 conn.batching = true;
-                (conn.next_step(&mut ctx, &mut tally.budget), conn.id)
+                let step = conn.next_step(&mut ctx, &mut tally.budget);
+                (step, conn.id, conn.dispatched_seq, conn.dispatched_target)
             };
             match step {
-                (Step::Dispatch { req, target, seq }, id) => {
+                (Step::Dispatch(req), id, seq, target) => {
                     tally.dispatched += 1;
                     let route = match target {
                         crate::app::Target::Route { index } => index,
@@ -482,7 +483,7 @@ impl ServerInner {
                         break IoOutcome::Again;
                     }
                 }
-                (step @ (Step::Wait | Step::Refused), _) => {
+                (step @ (Step::Wait | Step::Refused), ..) => {
                     tally.refused += u64::from(matches!(step, Step::Refused));
                     // Flushing may let a paused connection read again.
                     if self.finish_batch(lp, key) {
@@ -490,8 +491,8 @@ impl ServerInner {
                     }
                     return IoOutcome::Drained;
                 }
-                (Step::Yield, _) => break IoOutcome::Again,
-                (Step::Close, _) => {
+                (Step::Yield, ..) => break IoOutcome::Again,
+                (Step::Close, ..) => {
                     self.close_conn(lp, key);
                     return IoOutcome::Drained;
                 }
