@@ -19,7 +19,7 @@ use crate::connection::{
     BufferPool, Conn, Ctx, DeadlineKind, Lifecycle, ReadBudget, Step, StreamError,
 };
 use crate::listener::bind_listener;
-use crate::responder::Responder;
+use crate::responder::{Responder, TicketSpares};
 use crate::response::Response;
 
 /// Connections accepted per listener event before yielding to the others.
@@ -106,6 +106,8 @@ pub(crate) struct ServerInner {
     /// histogram when it is read: most answers are these, and a counter is
     /// a tenth of a histogram record.
     answered_at_once: Cell<u64>,
+    /// Spare boxes for responders' tickets.
+    pub(crate) ticket_spares: TicketSpares,
 }
 
 /// An HTTP/1.1 server running on a [`Loop`].
@@ -170,6 +172,7 @@ impl Server {
                     .expect("static bounds are valid"),
             ),
             answered_at_once: Cell::new(0),
+            ticket_spares: TicketSpares::default(),
         });
         let routes = inner.app.router.routes.len();
         *inner.route_stats.borrow_mut() = vec![Vec::new(); routes + 1];
@@ -473,9 +476,8 @@ impl ServerInner {
                         lp.set_label(self.app.label(target));
                         *labelled = route;
                     }
-                    let ok = self.app.dispatch(lp, target, req, || {
-                        Responder::new(self.clone(), key, id, seq, route, now_ns)
-                    });
+                    let res = Responder::new(self.clone(), key, id, seq, route, now_ns);
+                    let ok = self.app.dispatch(lp, target, req, res);
                     if !ok {
                         eprintln!("phaseloop: a handler panicked; answered 500");
                     }
