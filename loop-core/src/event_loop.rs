@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub struct LoopBuilder {
     delay_resolution: Option<Duration>,
     post_capacity: usize,
     events_capacity: usize,
+    catch_panics: bool,
 }
 
 impl fmt::Debug for LoopBuilder {
@@ -77,6 +79,7 @@ impl Default for LoopBuilder {
             block_warnings: true,
             delay_resolution: Some(DEFAULT_DELAY_RESOLUTION),
             post_capacity: DEFAULT_POST_CAPACITY,
+            catch_panics: false,
             events_capacity: DEFAULT_EVENTS_CAPACITY,
         }
     }
@@ -120,6 +123,13 @@ impl LoopBuilder {
         self
     }
 
+    /// Whether a callback that panics only ends itself (see
+    /// [`Loop::set_catch_panics`]; default: no, the panic ends the run).
+    pub fn catch_panics(mut self, on: bool) -> Self {
+        self.catch_panics = on;
+        self
+    }
+
     /// Creates the loop (its epoll instance and waker).
     pub fn build(self) -> io::Result<Loop> {
         let poll = mio::Poll::new()?;
@@ -132,6 +142,7 @@ impl LoopBuilder {
             running: Cell::new(false),
             stop_requested: Cell::new(false),
             holds: Cell::new(0),
+            catch_panics: Cell::new(self.catch_panics),
             timers: RefCell::new(TimerHeap::new()),
             pending: RefCell::new(VecDeque::new()),
             idle: RefCell::new(HookList::new(HookKind::Idle)),
@@ -181,7 +192,8 @@ impl LoopBuilder {
 /// - Callbacks receive `&Loop` and may schedule anything, including on the
 ///   phase they run in; a callback never runs while another holds the loop.
 ///   A panic in a callback unwinds out of [`Loop::run`] (like an uncaught
-///   exception in Node); the HTTP layer catches its handlers' panics itself.
+///   exception in Node), unless the loop catches panics
+///   ([`Loop::set_catch_panics`]: a server's loop does).
 pub struct Loop {
     /// The monotonic clock's reading when the loop was made, in ns.
     epoch_ns: u64,
@@ -193,6 +205,8 @@ pub struct Loop {
     running: Cell<bool>,
     stop_requested: Cell<bool>,
     holds: Cell<usize>,
+    /// See [`Loop::set_catch_panics`].
+    catch_panics: Cell<bool>,
     timers: RefCell<TimerHeap>,
     pending: RefCell<VecDeque<Callback>>,
     idle: RefCell<HookList>,
@@ -338,7 +352,10 @@ impl Loop {
         let previous = self.phase.replace(Phase::Main);
         let start = clock::monotonic_ns();
         self.guard.mark();
-        let r = self.macrotask(|| f(self));
+        // Not caught even when panics are: there is no value to go on with,
+        // and `main`'s panic is the program's own (as in Node).
+        let r = f(self);
+        self.after_macrotask();
         self.metrics
             .add_phase(Phase::Main, clock::monotonic_ns().saturating_sub(start));
         self.phase.set(previous);
@@ -417,14 +434,78 @@ impl Loop {
         (r, end)
     }
 
-    /// Runs one macrotask and then the microtasks it queued.
+    /// Runs one macrotask and then the microtasks it queued. If panics are
+    /// caught and `f` panics, the result is `fallback`.
     #[inline]
-    fn macrotask<R>(&self, f: impl FnOnce() -> R) -> R {
-        let r = f();
-        microtasks::drain(self);
+    fn macrotask<R>(&self, fallback: R, f: impl FnOnce() -> R) -> R {
+        let r = if self.catch_panics.get() {
+            // The closure owns nothing the loop reads afterwards: what it
+            // leaves half-done is the callback's own state.
+            match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(r) => r,
+                Err(_) => {
+                    self.note_panic();
+                    fallback
+                }
+            }
+        } else {
+            f()
+        };
+        self.after_macrotask();
+        r
+    }
+
+    /// What follows every macrotask: its microtasks, its counts.
+    #[inline]
+    fn after_macrotask(&self) {
+        self.drain_microtasks();
         self.metrics.callbacks.set(self.metrics.callbacks.get() + 1);
         self.guard.after_callback(self.phase.get());
-        r
+    }
+
+    /// Drains the microtask queues; if panics are caught, a panicking
+    /// microtask ends alone and the rest still run now.
+    #[inline]
+    fn drain_microtasks(&self) {
+        if self.microtasks.is_empty() {
+            return;
+        }
+        if !self.catch_panics.get() {
+            return microtasks::drain(self);
+        }
+        while catch_unwind(AssertUnwindSafe(|| microtasks::drain(self))).is_err() {
+            self.note_panic();
+        }
+    }
+
+    #[cold]
+    fn note_panic(&self) {
+        let count = self.metrics.callback_panics.get() + 1;
+        self.metrics.callback_panics.set(count);
+        eprintln!(
+            "phaseloop: a callback panicked in the {:?} phase (panic {count} on this loop); the loop goes on",
+            self.phase.get()
+        );
+    }
+
+    /// Whether a callback that panics only ends itself: the panic (already
+    /// printed by the panic hook) is counted in
+    /// [`LoopMetrics::callback_panics`], values the callback owned are
+    /// dropped (a server's responder answers 500 as it goes), and the loop
+    /// goes on with the next callback, as Node does with an
+    /// `uncaughtException` handler. Off by default: the panic unwinds out of
+    /// [`Loop::run`] and ends the loop, as an uncaught exception ends a Node
+    /// program (in a worker, the parent hears of it). A server turns it on
+    /// for its loop: a handler's deferred callback must not take every
+    /// other connection down with it. `main`'s closure in [`Loop::enter`]
+    /// is never caught.
+    pub fn set_catch_panics(&self, on: bool) {
+        self.catch_panics.set(on);
+    }
+
+    /// See [`Loop::set_catch_panics`].
+    pub fn catches_panics(&self) -> bool {
+        self.catch_panics.get()
     }
 
     /// Sets the loop's cached time to the monotonic clock's reading `at_ns`.
@@ -487,11 +568,11 @@ impl Loop {
             let Some(due) = due else { break };
             let callback = match due.callback {
                 TimerCallback::Once(f) => {
-                    self.macrotask(|| f(self));
+                    self.macrotask((), || f(self));
                     None
                 }
                 TimerCallback::Repeat(mut f) => {
-                    self.macrotask(|| f(self));
+                    self.macrotask((), || f(self));
                     Some(TimerCallback::Repeat(f))
                 }
             };
@@ -569,7 +650,7 @@ impl Loop {
         let batch = std::mem::take(&mut *self.pending.borrow_mut());
         let ran = !batch.is_empty();
         for callback in batch {
-            self.macrotask(|| callback(self));
+            self.macrotask((), || callback(self));
         }
         ran
     }
@@ -606,7 +687,7 @@ impl Loop {
         for index in 0..count {
             let taken = list.borrow_mut().take(index);
             if let Some((id, mut callback)) = taken {
-                self.macrotask(|| callback(self));
+                self.macrotask((), || callback(self));
                 list.borrow_mut().put_back(id, callback);
             }
         }
@@ -635,7 +716,7 @@ impl Loop {
         for _ in 0..count {
             let next = self.immediates.borrow_mut().pop();
             match next {
-                Some(Some(callback)) => self.macrotask(|| callback(self)),
+                Some(Some(callback)) => self.macrotask((), || callback(self)),
                 Some(None) => {} // cleared
                 None => break,
             }
@@ -653,7 +734,7 @@ impl Loop {
     fn run_closing(&self) {
         let batch = std::mem::take(&mut *self.closing.borrow_mut());
         for callback in batch {
-            self.macrotask(|| callback(self));
+            self.macrotask((), || callback(self));
         }
     }
 
@@ -801,7 +882,8 @@ impl Loop {
         let Some(mut callback) = callback else {
             return; // deregistered by an earlier callback of this poll
         };
-        let outcome = self.macrotask(|| callback(self, event));
+        // A callback that panicked waits for its source's next readiness.
+        let outcome = self.macrotask(IoOutcome::Drained, || callback(self, event));
         self.io
             .borrow_mut()
             .put_back(token, callback, outcome, event);
@@ -812,16 +894,16 @@ impl Loop {
         self.remote.take_into(&mut batch);
         for item in batch.drain(..) {
             match item {
-                Inbound::Post(callback) => self.macrotask(|| callback(self)),
+                Inbound::Post(callback) => self.macrotask((), || callback(self)),
                 Inbound::JobDone { key, result } => {
                     let callback = self.jobs.borrow_mut().try_remove(key);
                     if let Some(callback) = callback {
-                        self.macrotask(|| callback(self, result));
+                        self.macrotask((), || callback(self, result));
                     }
                 }
                 Inbound::Wake { key, id } => {
                     self.microtasks.push_poll(key, id);
-                    microtasks::drain(self);
+                    self.drain_microtasks();
                 }
             }
         }

@@ -90,6 +90,9 @@ pub struct LoopMetrics {
     pub loop_delay: Histogram<u64>,
     /// How many callbacks or microtask drains held the loop past the threshold.
     pub block_reports: u64,
+    /// Callbacks and microtasks that panicked and were caught
+    /// ([`crate::Loop::set_catch_panics`]).
+    pub callback_panics: u64,
     /// The most recent such reports, newest last.
     pub recent_blocks: Vec<BlockReport>,
 }
@@ -109,6 +112,7 @@ impl LoopMetrics {
 pub(crate) struct MetricsState {
     pub ticks: Cell<u64>,
     pub callbacks: Cell<u64>,
+    pub callback_panics: Cell<u64>,
     phase_ns: [Cell<u64>; 8],
     pub poll_wait_ns: Cell<u64>,
     pub loop_delay: RefCell<Histogram<u64>>,
@@ -119,6 +123,7 @@ impl MetricsState {
         MetricsState {
             ticks: Cell::new(0),
             callbacks: Cell::new(0),
+            callback_panics: Cell::new(0),
             phase_ns: Default::default(),
             poll_wait_ns: Cell::new(0),
             loop_delay: RefCell::new(
@@ -150,6 +155,7 @@ impl MetricsState {
             poll_wait: Duration::from_nanos(self.poll_wait_ns.get()),
             loop_delay: self.loop_delay.borrow().clone(),
             block_reports,
+            callback_panics: self.callback_panics.get(),
             recent_blocks,
         }
     }

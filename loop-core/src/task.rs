@@ -128,10 +128,28 @@ pub(crate) fn poll_task(lp: &Loop, key: usize, id: u64) {
     waker_arc.queued.store(false, Ordering::Release);
     let waker = Waker::from(waker_arc);
     let mut cx = Context::from_waker(&waker);
+    // A poll that panics (caught by a loop that catches panics) ends the
+    // task: its slot is freed as the unwinding passes, and the future is
+    // dropped after it.
+    let unfinished = Unfinished { lp, key, id };
     let result = future.as_mut().poll(&mut cx);
+    std::mem::forget(unfinished);
     let keep = match result {
         Poll::Ready(()) => None,
         Poll::Pending => Some(future),
     };
     lp.tasks.borrow_mut().finish(key, id, keep);
+}
+
+/// Frees a task's slot if its poll unwinds.
+struct Unfinished<'a> {
+    lp: &'a Loop,
+    key: usize,
+    id: u64,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        self.lp.tasks.borrow_mut().finish(self.key, self.id, None);
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use phaseloop_core::Loop;
@@ -207,7 +208,7 @@ impl Responder {
             return;
         };
         if !ticket.hooks.is_empty() {
-            run_hooks(&mut ticket.hooks, response);
+            run_hooks(&mut ticket.hooks, response, &inner);
         }
         let delivered = Loop::with_current(|lp| {
             inner.record(
@@ -226,10 +227,16 @@ impl Responder {
 }
 
 /// Runs the hooks middleware added, in order, leaving the vector empty.
+/// A hook that panics turns the response into a 500 (the remaining hooks
+/// still see it): the request is answered whatever its middleware does.
 #[inline(never)]
-fn run_hooks(hooks: &mut Vec<SendHook>, response: &mut Response) {
+fn run_hooks(hooks: &mut Vec<SendHook>, response: &mut Response, inner: &ServerInner) {
     for hook in hooks.drain(..) {
-        hook(response);
+        if catch_unwind(AssertUnwindSafe(|| hook(response))).is_err() {
+            inner.note_handler_panic();
+            eprintln!("phaseloop: a response hook panicked; answered 500");
+            *response = Response::text(500, PANICKED);
+        }
     }
 }
 

@@ -137,12 +137,18 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Listens on `addr` and serves `app` on `lp` (once `lp` runs).
+    ///
+    /// The loop is set to catch panics ([`Loop::set_catch_panics`]): a
+    /// handler that panics in a callback it scheduled (a timer, an
+    /// immediate, a pool job's completion) answers 500 for its request, as
+    /// one that panics at once does, and the loop serves on.
     pub fn bind(lp: &Loop, addr: SocketAddr, app: App, cfg: ServerConfig) -> io::Result<Server> {
         let listener = bind_listener(addr, cfg.backlog, cfg.reuse_port)?;
         Server::from_listener(lp, listener, app, cfg)
     }
 
-    /// Serves `app` on an already bound, nonblocking listener.
+    /// Serves `app` on an already bound, nonblocking listener (the loop
+    /// catches panics from then on, as with [`Server::bind`]).
     pub fn from_listener(
         lp: &Loop,
         mut listener: TcpListener,
@@ -150,6 +156,7 @@ impl Server {
         cfg: ServerConfig,
     ) -> io::Result<Server> {
         app.finish();
+        lp.set_catch_panics(true);
         let local_addr = listener.local_addr()?;
         let inner = Rc::new(ServerInner {
             app,

@@ -175,6 +175,7 @@ fn routes_and_statuses() {
         "phaseloop_connections_open ",
         "phaseloop_orders_stored 1",
         "phaseloop_loop_blocks_total",
+        "phaseloop_loop_callback_panics_total 0",
     ] {
         assert!(m.contains(needle), "metrics lack {needle}:\n{m}");
     }

@@ -100,6 +100,12 @@ pub fn render(
     let _ = writeln!(w, "phaseloop_loop_ticks_total {}", m.ticks);
     let _ = writeln!(w, "# HELP phaseloop_loop_blocks_total Starvation-guard reports (callbacks or microtask drains over the threshold).");
     let _ = writeln!(w, "phaseloop_loop_blocks_total {}", m.block_reports);
+    let _ = writeln!(w, "# HELP phaseloop_loop_callback_panics_total Callbacks that panicked; the loop caught them and went on.");
+    let _ = writeln!(
+        w,
+        "phaseloop_loop_callback_panics_total {}",
+        m.callback_panics
+    );
 
     if let Some(pool) = lp.pool_stats() {
         let _ = writeln!(
