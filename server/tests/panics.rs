@@ -68,7 +68,7 @@ fn deferred_app() -> App {
              req: phaseloop::Request,
              mut res: phaseloop::Responder,
              next: phaseloop::Next| {
-                if req.path() == "/hook-panic" {
+                if req.path().starts_with("/hook-panic") {
                     res.on_send(|_| panic!("response hook bug"));
                 }
                 next.run(lp, req, res)
@@ -76,6 +76,9 @@ fn deferred_app() -> App {
         )
         .get("/ok", |_, _, res| res.text(200, "ok"))
         .get("/hook-panic", |_, _, res| res.text(200, "unreachable"))
+        // The hook then runs while the handler's panic unwinds: caught
+        // inside the responder's drop, a second panic does not abort.
+        .get("/hook-panic-too", |_, _, _res| panic!("handler bug"))
         .get("/timer-panic", |lp, _, res| {
             lp.set_timeout(std::time::Duration::from_millis(1), move |_| {
                 let _res = res;
@@ -115,14 +118,18 @@ fn panics_in_deferred_callbacks_and_hooks_answer_500_in_order() {
           GET /immediate-panic HTTP/1.1\r\nHost: x\r\n\r\n\
           GET /job-panic HTTP/1.1\r\nHost: x\r\n\r\n\
           GET /hook-panic HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /hook-panic-too HTTP/1.1\r\nHost: x\r\n\r\n\
           GET /ok HTTP/1.1\r\nHost: x\r\n\r\n",
     );
-    for expected in [&panicked, &ok, &panicked, &panicked, &panicked, &ok] {
+    for expected in [
+        &panicked, &ok, &panicked, &panicked, &panicked, &panicked, &ok,
+    ] {
         assert_eq!(&c.response(), expected);
     }
     // The loop serves on, other connections included.
     let mut other = server.connect();
     other.send(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(other.response(), ok);
-    assert_eq!(server.stats().handler_panics, 4);
+    // The hook's panic inside the handler's counts too.
+    assert_eq!(server.stats().handler_panics, 6);
 }
