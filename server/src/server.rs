@@ -572,8 +572,12 @@ impl ServerInner {
                 false
             }
             Ok((lingering, drained, timer_ok)) => {
+                // Each in its own macrotask (this tick's check phase, as a
+                // waiter given room at once): user code never runs in the
+                // middle of this function, and one that panics is the
+                // loop's to catch, not a cut through the rest of it.
                 for waiter in drained {
-                    waiter(lp);
+                    lp.set_immediate(waiter);
                 }
                 if lingering && !self.drive_linger(lp, key) {
                     return false; // the client had already closed: done

@@ -27,6 +27,19 @@ fn app() -> App {
             tick(lp, writer, 0);
         })
         .get("/fast", |_, _, res| res.text(200, "fast"))
+        .get("/drain-panic", |_, _, res| {
+            let mut writer = res.stream(Response::new(200));
+            while !writer.congested() {
+                writer.write(&[b'y'; 16 * 1024]).unwrap();
+            }
+            let held = Rc::new(RefCell::new(None::<BodyWriter>));
+            let h = held.clone();
+            writer.on_drain(move |_| {
+                let _writer = h.borrow_mut().take();
+                panic!("drain callback bug");
+            });
+            *held.borrow_mut() = Some(writer);
+        })
         .get("/polite", |lp, _, res| {
             let writer = res.stream(Response::new(200));
             produce(lp, writer, 0, 2 * 1024 * 1024);
@@ -179,4 +192,29 @@ fn a_producer_waiting_on_drain_delivers_everything_to_a_slow_reader() {
         .iter()
         .enumerate()
         .all(|(i, b)| *b == b'a' + (i % 26) as u8));
+}
+
+#[test]
+fn a_drain_callback_that_panics_cuts_its_stream_and_the_server_goes_on() {
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET /drain-panic HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    // Reading gives the stream room: its drain callback runs and panics,
+    // its writer is dropped unfinished, so the body is cut and the
+    // connection closed.
+    let got = c.read_to_close();
+    let head = got.split("\r\n\r\n").next().unwrap_or_default();
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nDate: <date>\r\nTransfer-Encoding: chunked"
+    );
+    assert!(got.len() > 64 * 1024, "what was written before got out");
+    assert!(!got.ends_with("\r\n0\r\n\r\n"), "the body was cut");
+    let mut other = server.connect();
+    other.send(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(other.response(), text_response("200 OK", "fast", ""));
+    let (tx, rx) = std::sync::mpsc::channel();
+    server.on_loop(move |lp, _| tx.send(lp.metrics().callback_panics).unwrap());
+    assert_eq!(rx.recv().unwrap(), 1);
 }
