@@ -1,6 +1,5 @@
 //! `Responder`: the handler's one way to answer, now or later.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -11,6 +10,7 @@ use serde::Serialize;
 use crate::connection::StreamError;
 use crate::response::{Body, Response};
 use crate::server::ServerInner;
+use crate::spares::Spares;
 
 type SendHook = Box<dyn FnOnce(&mut Response)>;
 
@@ -45,29 +45,12 @@ pub(crate) struct Ticket {
     hooks: Vec<SendHook>,
 }
 
-/// A server's spare ticket boxes, bounded. Boxes, not tickets: a
-/// responder holds its ticket by pointer, and a spare must be one already.
-#[derive(Default)]
-#[allow(clippy::vec_box)] // boxes on purpose, see above
-pub(crate) struct TicketSpares(RefCell<Vec<Box<Ticket>>>);
+/// A server's spare ticket boxes (boxes, not tickets: a responder holds
+/// its ticket by pointer, and a spare must be one already).
+pub(crate) type TicketSpares = Spares<Box<Ticket>>;
 
 /// Spare ticket boxes a server keeps (more are freed when given back).
-const SPARE_TICKETS: usize = 64;
-
-impl TicketSpares {
-    #[inline]
-    fn take(&self) -> Option<Box<Ticket>> {
-        self.0.borrow_mut().pop()
-    }
-
-    #[inline(always)]
-    fn give(&self, ticket: Box<Ticket>) {
-        let mut spares = self.0.borrow_mut();
-        if spares.len() < SPARE_TICKETS {
-            spares.push(ticket);
-        }
-    }
-}
+pub(crate) const SPARE_TICKETS: usize = 64;
 
 impl fmt::Debug for Responder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

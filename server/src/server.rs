@@ -19,7 +19,7 @@ use crate::connection::{
     BufferPool, Conn, Ctx, DeadlineKind, Lifecycle, ReadBudget, Step, StreamError,
 };
 use crate::listener::bind_listener;
-use crate::responder::{Responder, TicketSpares};
+use crate::responder::{Responder, TicketSpares, SPARE_TICKETS};
 use crate::response::Response;
 
 /// Connections accepted per listener event before yielding to the others.
@@ -179,7 +179,7 @@ impl Server {
                     .expect("static bounds are valid"),
             ),
             answered_at_once: Cell::new(0),
-            ticket_spares: TicketSpares::default(),
+            ticket_spares: TicketSpares::new(SPARE_TICKETS),
         });
         let routes = inner.app.router.routes.len();
         *inner.route_stats.borrow_mut() = vec![Vec::new(); routes + 1];

@@ -1,8 +1,9 @@
 //! Bounded per-thread lists of spare allocations: hot-path objects (request
-//! storage, small response bodies) go back to one when dropped and are taken
-//! from it when made, so a warm loop serves requests without allocating.
-//! Each list lives in a `thread_local!` (a loop is one thread) and is
-//! reached with `try_with`, so a drop during thread exit just frees.
+//! storage, small response bodies, responders' tickets) go back to one when
+//! dropped and are taken from it when made, so a warm loop serves requests
+//! without allocating. A list lives in a `thread_local!` (a loop is one
+//! thread), reached with `try_with` so a drop during thread exit just
+//! frees, or in the server that owns what it keeps (the tickets).
 
 use std::cell::{Cell, RefCell};
 
