@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 
 use crate::event_loop::Callback;
 
-/// Identifies an immediate for [`Loop::clear_immediate`] and
-/// [`Loop::unref_immediate`].
+/// Identifies an immediate for [`Loop::clear_immediate`](crate::Loop::clear_immediate) and
+/// [`Loop::unref_immediate`](crate::Loop::unref_immediate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ImmediateId(u64);
 
