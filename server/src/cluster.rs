@@ -52,6 +52,7 @@ impl ClusterStats {
             t.accept_errors += s.accept_errors;
             t.accept_pauses += s.accept_pauses;
             t.handler_panics += s.handler_panics;
+            t.handler_timeouts += s.handler_timeouts;
             t.socket_reads += s.socket_reads;
         }
         t

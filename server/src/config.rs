@@ -73,6 +73,12 @@ pub struct ServerConfig {
     pub write_high_water: usize,
     /// Pause after running out of file descriptors.
     pub accept_pause: Duration,
+    /// Longest a handler may take to answer (or start a stream) once its
+    /// request is dispatched: past it the client gets a 503 in that
+    /// request's place, the requests behind it go on, and the handler's
+    /// late answer is dropped. `None` (the default, as in Node and Go):
+    /// a handler may take as long as it likes.
+    pub handler_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +98,7 @@ impl Default for ServerConfig {
             max_unanswered: DEFAULT_MAX_UNANSWERED,
             write_high_water: DEFAULT_WRITE_HIGH_WATER,
             accept_pause: DEFAULT_ACCEPT_PAUSE,
+            handler_timeout: None,
         }
     }
 }

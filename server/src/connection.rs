@@ -62,6 +62,8 @@ pub(crate) struct Slot {
     /// A streamed response still open: its bytes leave as they come but the
     /// slot stays at the front until the stream ends.
     pub streaming: bool,
+    /// A handler timeout is armed for it ([`Conn::unwatched_answers`]).
+    pub watched: bool,
 }
 
 impl Asked {
@@ -70,6 +72,7 @@ impl Asked {
             asked: self,
             bytes: None,
             streaming: false,
+            watched: false,
         }
     }
 }
@@ -365,6 +368,29 @@ impl Conn {
             && self.queue.len() < cfg.max_pipeline.div_ceil(2)
             && unanswered < cfg.max_unanswered
             && buffered < cfg.write_high_water / 2
+    }
+
+    /// Request `seq` is dispatched and its handler has neither answered
+    /// nor started a stream.
+    pub fn awaits_answer(&self, seq: u64) -> bool {
+        self.dispatching.as_ref().is_some_and(|a| a.seq == seq)
+            || self
+                .queue
+                .iter()
+                .any(|s| s.asked.seq == seq && s.bytes.is_none())
+    }
+
+    /// The sequence numbers of queued requests whose handler has not
+    /// answered and that have no handler timeout yet; each is marked as
+    /// having one as it is returned.
+    pub fn unwatched_answers(&mut self) -> impl Iterator<Item = u64> + '_ {
+        self.queue
+            .iter_mut()
+            .filter(|s| s.bytes.is_none() && !s.watched)
+            .map(|s| {
+                s.watched = true;
+                s.asked.seq
+            })
     }
 
     /// Requests are in flight (dispatched or queued, not yet all written

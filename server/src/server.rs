@@ -51,6 +51,9 @@ pub struct ServerStats {
     pub accept_pauses: u64,
     /// Handlers that panicked.
     pub handler_panics: u64,
+    /// Requests answered 503 because their handler passed
+    /// [`ServerConfig::handler_timeout`].
+    pub handler_timeouts: u64,
     /// `read` calls on connections (about one per request on a keep-alive
     /// connection, far fewer when pipelined: no `read` follows a short one).
     pub socket_reads: u64,
@@ -518,6 +521,11 @@ impl ServerInner {
             conn.batching = false;
             // The batch may have ended right after a dispatch.
             conn.settle();
+            // Once per batch, not per request: what is still unanswered
+            // now is all in the queue.
+            if self.cfg.handler_timeout.is_some() {
+                self.watch_answers(lp, key, conn);
+            }
         }
         if !self.flush(lp, key) {
             return false;
@@ -603,6 +611,51 @@ impl ServerInner {
             return false;
         }
         true
+    }
+
+    /// Arms the handler timeout of each request of `conn` whose handler
+    /// has not answered and that has none yet. The timers are
+    /// unreferenced: they never keep the loop alive, and one firing after
+    /// its answer does nothing.
+    #[inline(never)]
+    fn watch_answers(self: &Rc<Self>, lp: &Loop, key: usize, conn: &mut Conn) {
+        let Some(limit) = self.cfg.handler_timeout else {
+            return;
+        };
+        let id = conn.id;
+        for seq in conn.unwatched_answers() {
+            let weak = Rc::downgrade(self);
+            let timer = lp.set_timeout(limit, move |lp| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.answer_timed_out(lp, key, id, seq, limit);
+                }
+            });
+            lp.unref_timer(timer);
+        }
+    }
+
+    /// The handler timeout of request `seq` fired: answers 503 in its
+    /// place unless its handler has answered meanwhile.
+    fn answer_timed_out(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        seq: u64,
+        limit: Duration,
+    ) {
+        if self.with_conn(key, id, |conn| conn.awaits_answer(seq)) != Some(true) {
+            return;
+        }
+        self.stats.borrow_mut().handler_timeouts += 1;
+        let response = Response::text(
+            503,
+            format!(
+                "503 Service Unavailable: the handler did not answer within {} ms\n",
+                limit.as_millis()
+            ),
+        );
+        self.complete(lp, key, id, seq, &response);
     }
 
     /// A handler answered: queue the response in order and write if we are

@@ -17,6 +17,8 @@ FLAGS (each also read from the environment variable in brackets):
   --pool-queue <n>     jobs that may wait in the pool [PHASELOOP_POOL_QUEUE] default 1024
   --cache-ttl <secs>   users cache TTL                [PHASELOOP_CACHE_TTL] default 3600
   --keep-alive <secs>  idle keep-alive timeout        [PHASELOOP_KEEP_ALIVE] default 5
+  --handler-timeout <ms>  answer 503 for a request whose handler has not
+                       answered in this time [PHASELOOP_HANDLER_TIMEOUT] default 0 (off)
   --loops <n>          event loops (cluster mode)     [PHASELOOP_LOOPS] default 1
   --workers <n>        worker processes under a supervisor that restarts
                        them (process mode; each runs one loop) [PHASELOOP_WORKERS] default 0 (off)
@@ -37,6 +39,7 @@ pub struct Args {
     /// number of slots (set by the supervisor, not by hand).
     pub worker_slot: Option<(usize, usize)>,
     pub keep_alive: Duration,
+    pub handler_timeout: Option<Duration>,
     pub debug: bool,
     pub quiet: bool,
 }
@@ -83,6 +86,13 @@ pub fn parse() -> Result<Option<Args>, String> {
         .map(|p| p.parse().map_err(|e| format!("PHASELOOP_KEEP_ALIVE: {e}")))
         .transpose()?
         .unwrap_or(5);
+    let mut handler_timeout_ms: u64 = env("PHASELOOP_HANDLER_TIMEOUT")
+        .map(|p| {
+            p.parse()
+                .map_err(|e| format!("PHASELOOP_HANDLER_TIMEOUT: {e}"))
+        })
+        .transpose()?
+        .unwrap_or(0);
     let mut level = env("PHASELOOP_LOG").unwrap_or_else(|| "info".into());
 
     let mut it = std::env::args().skip(1);
@@ -120,6 +130,11 @@ pub fn parse() -> Result<Option<Args>, String> {
                 keep_alive = value("--keep-alive")?
                     .parse()
                     .map_err(|e| format!("--keep-alive: {e}"))?
+            }
+            "--handler-timeout" => {
+                handler_timeout_ms = value("--handler-timeout")?
+                    .parse()
+                    .map_err(|e| format!("--handler-timeout: {e}"))?
             }
             "--workers" => {
                 workers = value("--workers")?
@@ -174,6 +189,8 @@ pub fn parse() -> Result<Option<Args>, String> {
         workers,
         worker_slot,
         keep_alive: Duration::from_secs(keep_alive.max(1)),
+        handler_timeout: (handler_timeout_ms > 0)
+            .then(|| Duration::from_millis(handler_timeout_ms)),
         debug,
         quiet,
     }))
