@@ -102,3 +102,22 @@ fn without_the_setting_a_handler_takes_as_long_as_it_likes() {
     c.send(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.response(), text_response("200 OK", "late", ""));
 }
+
+#[test]
+fn a_connection_paused_by_unanswered_requests_reads_on_after_their_503s() {
+    // Four unanswered requests pause reading (the default
+    // `max_unanswered`); their 503s must let the fifth and sixth in.
+    let server = TestServer::with_config(app, with_timeout());
+    let mut c = server.connect();
+    let mut burst = Vec::new();
+    for _ in 0..5 {
+        burst.extend_from_slice(b"GET /never HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    burst.extend_from_slice(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send(&burst);
+    for _ in 0..5 {
+        assert_eq!(c.response(), timed_out());
+    }
+    assert_eq!(c.response(), text_response("200 OK", "ok", ""));
+    assert_eq!(server.stats().handler_timeouts, 5);
+}
