@@ -144,7 +144,9 @@ impl Server {
     /// The loop is set to catch panics ([`Loop::set_catch_panics`]): a
     /// handler that panics in a callback it scheduled (a timer, an
     /// immediate, a pool job's completion) answers 500 for its request, as
-    /// one that panics at once does, and the loop serves on.
+    /// one that panics at once does, and the loop serves on. A program
+    /// that prefers a panic to end the run calls
+    /// `lp.set_catch_panics(false)` after binding.
     pub fn bind(lp: &Loop, addr: SocketAddr, app: App, cfg: ServerConfig) -> io::Result<Server> {
         let listener = bind_listener(addr, cfg.backlog, cfg.reuse_port)?;
         Server::from_listener(lp, listener, app, cfg)
