@@ -736,7 +736,8 @@ impl Conn {
     }
 
     /// Stores an answered response; moves every answered response at the
-    /// front of the queue into the output buffer, in order.
+    /// front of the queue into the output buffer, in order. False if the
+    /// request no longer waits for it (answered for: a handler timeout).
     // Inline (into the responder's answer): a call here and another to
     // `answer_now` cost more than the few instructions of the choice.
     #[inline(always)]
@@ -746,7 +747,7 @@ impl Conn {
         response: &Response,
         date: &DateCache,
         pool: &RefCell<BufferPool>,
-    ) {
+    ) -> bool {
         // Nearly always the answer to the request being dispatched, or
         // else to the one at the front.
         let asked = if let Some(asked) = self.dispatching.take_if(|a| a.seq == seq) {
@@ -758,10 +759,10 @@ impl Conn {
         {
             self.queue.pop_front().expect("the front was seen").asked
         } else {
-            self.answer(seq, response, date, pool, false);
-            return;
+            return self.answer(seq, response, date, pool, false);
         };
         self.answer_now(asked, response, date, pool);
+        true
     }
 
     /// Starts a streamed response (head now, body in chunks). Returns false

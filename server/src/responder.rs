@@ -150,7 +150,8 @@ impl Responder {
         };
         self.answer(&mut response, |lp, inner, t, response| {
             let (key, conn_id, seq) = (t.key as usize, t.conn_id, t.seq);
-            if inner.stream_start(lp, key, conn_id, seq, response) {
+            let started = inner.stream_start(lp, key, conn_id, seq, response);
+            if started {
                 writer = BodyWriter {
                     inner: Some(inner.clone()),
                     key,
@@ -158,6 +159,7 @@ impl Responder {
                     seq,
                 };
             }
+            started
         });
         writer
     }
@@ -177,15 +179,16 @@ impl Responder {
         response.dispose();
     }
 
-    /// What every answer goes through, once: the hooks, the route's
-    /// counters, then `deliver` on the loop. Does nothing if already
+    /// What every answer goes through, once: the hooks, `deliver` on the
+    /// loop, then the route's counters if it was delivered (an answer
+    /// nobody waits for any more is not counted). Does nothing if already
     /// answered. The response is lent, not moved: it is large, and every
     /// move of it is a copy on the path of every request.
     #[inline(always)] // into `finish`, every request's way
     fn answer(
         &mut self,
         response: &mut Response,
-        deliver: impl FnOnce(&Loop, &Rc<ServerInner>, &Ticket, &Response),
+        deliver: impl FnOnce(&Loop, &Rc<ServerInner>, &Ticket, &Response) -> bool,
     ) {
         let (Some(inner), Some(mut ticket)) = (self.inner.take(), self.ticket.take()) else {
             return;
@@ -198,12 +201,13 @@ impl Responder {
         // there is nothing to deliver. A responder kept in thread-local
         // state is dropped so, at thread exit, and must not panic there.
         Loop::with_current(|lp| {
-            inner.record(
-                ticket.route,
-                response.status(),
-                lp.now_ns().saturating_sub(ticket.started_ns),
-            );
-            deliver(lp, &inner, &ticket, response)
+            if deliver(lp, &inner, &ticket, response) {
+                inner.record(
+                    ticket.route,
+                    response.status(),
+                    lp.now_ns().saturating_sub(ticket.started_ns),
+                );
+            }
         });
         inner.ticket_spares.give(ticket);
     }

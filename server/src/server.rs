@@ -661,7 +661,8 @@ impl ServerInner {
     }
 
     /// A handler answered: queue the response in order and write if we are
-    /// not inside a read batch.
+    /// not inside a read batch. False if nobody waits for it any more (the
+    /// client left, or a handler timeout answered for it).
     pub fn complete(
         self: &Rc<Self>,
         lp: &Loop,
@@ -669,18 +670,19 @@ impl ServerInner {
         id: u64,
         seq: u64,
         response: &Response,
-    ) {
+    ) -> bool {
         // Inside a read batch (the common case: an answer given during its
         // dispatch) the batch writes at its end; nothing more to do here.
-        let Some(batching) = self.with_conn(key, id, |conn| {
-            conn.complete(seq, response, &self.date.borrow(), &self.pool);
-            conn.batching
+        let Some((taken, batching)) = self.with_conn(key, id, |conn| {
+            let taken = conn.complete(seq, response, &self.date.borrow(), &self.pool);
+            (taken, conn.batching)
         }) else {
-            return;
+            return false;
         };
         if !batching {
             self.after_output(lp, key);
         }
+        taken
     }
 
     /// A handler starts a streamed response. False if the client left.

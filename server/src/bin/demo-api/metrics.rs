@@ -173,6 +173,10 @@ pub fn render(
             "phaseloop_handler_panics_total",
             server_stats.handler_panics,
         ),
+        (
+            "phaseloop_handler_timeouts_total",
+            server_stats.handler_timeouts,
+        ),
         ("phaseloop_socket_reads_total", server_stats.socket_reads),
     ] {
         let _ = writeln!(w, "{name} {value}");
