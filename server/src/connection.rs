@@ -36,6 +36,17 @@ pub(crate) const READS_PER_EVENT: usize = 16;
 /// After we close our side, how long we read and discard what the client
 /// still sends, so our last response is not destroyed by a reset.
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
+
+/// `d` in nanoseconds, the unit of the loop's clock ([`Loop::now_ns`]) that
+/// a connection's times are kept in (saturating: a timeout of years is
+/// "never").
+///
+/// [`Loop::now_ns`]: phaseloop_core::Loop::now_ns
+pub(crate) fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
 /// Empty lines tolerated before a request line (RFC 9112 §2.2).
 const MAX_LEADING_EMPTY_LINES: usize = 8;
 
@@ -181,12 +192,14 @@ pub(crate) struct Conn {
     /// After the queue drains, close (a `Connection: close` was sent).
     pub close_after_queue: bool,
     pub timer: Option<TimerId>,
-    pub timer_due: Duration,
-    pub head_started: Option<Duration>,
-    pub last_read: Duration,
-    pub last_write: Duration,
-    pub idle_since: Duration,
-    pub linger_since: Duration,
+    // Loop times in nanoseconds ([`nanos`]): eight bytes each, where a
+    // `Duration` takes sixteen and its sums check for overflow.
+    pub timer_due: u64,
+    pub head_started: Option<u64>,
+    pub last_read: u64,
+    pub last_write: u64,
+    pub idle_since: u64,
+    pub linger_since: u64,
     pub requests: u64,
     /// Streams waiting for the client to take bytes (`BodyWriter::on_drain`).
     pub drain_waiters: Vec<DrainWaiter>,
@@ -204,7 +217,8 @@ pub(crate) struct Ctx<'a> {
     pub pool: &'a RefCell<BufferPool>,
     /// Read only to answer a refused request.
     pub date: &'a RefCell<DateCache>,
-    pub now: Duration,
+    /// The loop's time, nanoseconds.
+    pub now: u64,
 }
 
 /// A buffer pool shared by a server's connections, so idle connections
@@ -261,7 +275,7 @@ impl BufferPool {
 }
 
 impl Conn {
-    pub fn new(id: u64, stream: TcpStream, peer: Option<SocketAddr>, now: Duration) -> Conn {
+    pub fn new(id: u64, stream: TcpStream, peer: Option<SocketAddr>, now: u64) -> Conn {
         Conn {
             id,
             stream,
@@ -282,7 +296,7 @@ impl Conn {
             batching: false,
             close_after_queue: false,
             timer: None,
-            timer_due: Duration::ZERO,
+            timer_due: 0,
             head_started: Some(now),
             last_read: now,
             last_write: now,
@@ -974,7 +988,7 @@ impl Conn {
     }
 
     /// Writes what it can. Returns Err on a broken connection.
-    pub fn flush(&mut self, now: Duration) -> io::Result<()> {
+    pub fn flush(&mut self, now: u64) -> io::Result<()> {
         while self.out_pos < self.outbuf.len() {
             match self.stream.write(&self.outbuf[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -999,7 +1013,7 @@ impl Conn {
     }
 
     /// Shuts our side and starts discarding input (lingering close).
-    pub fn start_linger(&mut self, now: Duration) {
+    pub fn start_linger(&mut self, now: u64) {
         let _ = self.stream.shutdown(Shutdown::Write);
         self.lifecycle = Lifecycle::Lingering;
         self.linger_since = now;
@@ -1028,31 +1042,45 @@ impl Conn {
     /// is no deadline (a pending timer finds none and stops) or the armed
     /// timer fires no later than it (the timer is lazy: moving a deadline
     /// later costs nothing; a timer that fires early re-arms).
-    pub fn deadline_to_arm(&self, cfg: &ServerConfig) -> Option<Duration> {
+    pub fn deadline_to_arm(&self, cfg: &ServerConfig) -> Option<u64> {
         let (due, _) = self.deadline(cfg)?;
         let covered = self.timer.is_some() && self.timer_due <= due;
         (!covered).then_some(due)
     }
 
     /// The deadline the connection is under now, if any.
-    pub fn deadline(&self, cfg: &ServerConfig) -> Option<(Duration, DeadlineKind)> {
+    pub fn deadline(&self, cfg: &ServerConfig) -> Option<(u64, DeadlineKind)> {
         if self.lifecycle == Lifecycle::Lingering {
-            return Some((self.linger_since + LINGER, DeadlineKind::Linger));
+            return Some((self.linger_since + nanos(LINGER), DeadlineKind::Linger));
         }
         if self.unsent() > 0 {
-            return Some((self.last_write + cfg.send_timeout, DeadlineKind::Send));
+            return Some((
+                self.last_write.saturating_add(nanos(cfg.send_timeout)),
+                DeadlineKind::Send,
+            ));
         }
         match &self.reading {
-            Reading::Body(_) => Some((self.last_read + cfg.body_timeout, DeadlineKind::Body)),
+            Reading::Body(_) => Some((
+                self.last_read.saturating_add(nanos(cfg.body_timeout)),
+                DeadlineKind::Body,
+            )),
             Reading::Head if !self.in_flight() => match self.head_started {
-                Some(started) if !self.inbuf.is_empty() || self.requests == 0 => {
-                    Some((started + cfg.header_timeout, DeadlineKind::Header))
-                }
-                _ => Some((self.idle_since + cfg.keep_alive_timeout, DeadlineKind::Idle)),
+                Some(started) if !self.inbuf.is_empty() || self.requests == 0 => Some((
+                    started.saturating_add(nanos(cfg.header_timeout)),
+                    DeadlineKind::Header,
+                )),
+                _ => Some((
+                    self.idle_since
+                        .saturating_add(nanos(cfg.keep_alive_timeout)),
+                    DeadlineKind::Idle,
+                )),
             },
-            Reading::Head if !self.inbuf.is_empty() => self
-                .head_started
-                .map(|s| (s + cfg.header_timeout, DeadlineKind::Header)),
+            Reading::Head if !self.inbuf.is_empty() => self.head_started.map(|s| {
+                (
+                    s.saturating_add(nanos(cfg.header_timeout)),
+                    DeadlineKind::Header,
+                )
+            }),
             _ => None,
         }
     }

@@ -278,12 +278,13 @@ impl Server {
 }
 
 impl ServerInner {
-    fn now(lp: &Loop) -> Duration {
-        lp.now()
+    /// The loop's time in nanoseconds: a connection's times are kept so.
+    fn now(lp: &Loop) -> u64 {
+        lp.now_ns()
     }
 
     /// What connection code needs from the server, for one call.
-    fn ctx(&self, now: Duration) -> Ctx<'_> {
+    fn ctx(&self, now: u64) -> Ctx<'_> {
         Ctx {
             cfg: &self.cfg,
             app: &self.app,
@@ -464,7 +465,6 @@ impl ServerInner {
     ) -> IoOutcome {
         // The loop's clock moves once per tick, never inside a callback.
         let now = Self::now(lp);
-        let now_ns = lp.now_ns();
         // Lends nothing borrowed: one for the whole drive.
         let mut ctx = self.ctx(now);
         let outcome = loop {
@@ -488,7 +488,7 @@ impl ServerInner {
                         lp.set_label(self.app.label(target));
                         *labelled = route;
                     }
-                    let res = Responder::new(self.clone(), key, id, seq, route, now_ns);
+                    let res = Responder::new(self.clone(), key, id, seq, route, now);
                     let ok = self.app.dispatch(lp, target, req, res);
                     if !ok {
                         eprintln!("phaseloop: a handler panicked; answered 500");
@@ -820,7 +820,7 @@ impl ServerInner {
         }
         let id = conn.id;
         let inner = Rc::downgrade(self);
-        let delay = due.saturating_sub(Self::now(lp));
+        let delay = Duration::from_nanos(due.saturating_sub(Self::now(lp)));
         let timer = lp.set_timeout(delay, move |lp| {
             if let Some(inner) = inner.upgrade() {
                 inner.on_deadline(lp, key, id);
