@@ -470,11 +470,15 @@ impl Loop {
         if self.microtasks.is_empty() {
             return;
         }
-        if !self.catch_panics.get() {
-            return microtasks::drain(self);
-        }
-        while catch_unwind(AssertUnwindSafe(|| microtasks::drain(self))).is_err() {
-            self.note_panic();
+        if self.catch_panics.get() {
+            while catch_unwind(AssertUnwindSafe(|| microtasks::drain(self))).is_err() {
+                self.note_panic();
+                if self.microtasks.is_empty() {
+                    break;
+                }
+            }
+        } else {
+            microtasks::drain(self);
         }
     }
 

@@ -59,11 +59,9 @@ impl Microtasks {
     }
 }
 
-/// Drains both queues until they are empty.
+/// Drains both queues until they are empty. Called by the loop once it
+/// has seen them non-empty (after every macrotask: the check is its).
 pub(crate) fn drain(lp: &Loop) {
-    if lp.microtasks.is_empty() {
-        return;
-    }
     let phase = lp.phase();
     let mut watch = lp.guard.drain_watch();
     loop {
