@@ -59,7 +59,6 @@ pub struct LoopBuilder {
     delay_resolution: Option<Duration>,
     post_capacity: usize,
     events_capacity: usize,
-    catch_panics: bool,
 }
 
 impl fmt::Debug for LoopBuilder {
@@ -79,7 +78,6 @@ impl Default for LoopBuilder {
             block_warnings: true,
             delay_resolution: Some(DEFAULT_DELAY_RESOLUTION),
             post_capacity: DEFAULT_POST_CAPACITY,
-            catch_panics: false,
             events_capacity: DEFAULT_EVENTS_CAPACITY,
         }
     }
@@ -123,13 +121,6 @@ impl LoopBuilder {
         self
     }
 
-    /// Whether a callback that panics only ends itself (see
-    /// [`Loop::set_catch_panics`]; default: no, the panic ends the run).
-    pub fn catch_panics(mut self, on: bool) -> Self {
-        self.catch_panics = on;
-        self
-    }
-
     /// Creates the loop (its epoll instance and waker).
     pub fn build(self) -> io::Result<Loop> {
         let poll = mio::Poll::new()?;
@@ -142,7 +133,7 @@ impl LoopBuilder {
             running: Cell::new(false),
             stop_requested: Cell::new(false),
             holds: Cell::new(0),
-            catch_panics: Cell::new(self.catch_panics),
+            catch_panics: Cell::new(false),
             timers: RefCell::new(TimerHeap::new()),
             pending: RefCell::new(VecDeque::new()),
             idle: RefCell::new(HookList::new(HookKind::Idle)),
