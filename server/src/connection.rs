@@ -384,16 +384,6 @@ impl Conn {
             && buffered < cfg.write_high_water / 2
     }
 
-    /// Request `seq` is dispatched and its handler has neither answered
-    /// nor started a stream.
-    pub fn awaits_answer(&self, seq: u64) -> bool {
-        self.dispatching.as_ref().is_some_and(|a| a.seq == seq)
-            || self
-                .queue
-                .iter()
-                .any(|s| s.asked.seq == seq && s.bytes.is_none())
-    }
-
     /// The sequence numbers of queued requests whose handler has not
     /// answered and that have no handler timeout yet; each is marked as
     /// having one as it is returned.

@@ -525,8 +525,8 @@ impl ServerInner {
             conn.settle();
             // Once per batch, not per request: what is still unanswered
             // now is all in the queue.
-            if self.cfg.handler_timeout.is_some() {
-                self.watch_answers(lp, key, conn);
+            if let Some(limit) = self.cfg.handler_timeout {
+                self.watch_answers(lp, key, conn, limit);
             }
         }
         if !self.flush(lp, key) {
@@ -620,10 +620,7 @@ impl ServerInner {
     /// unreferenced: they never keep the loop alive, and one firing after
     /// its answer does nothing.
     #[inline(never)]
-    fn watch_answers(self: &Rc<Self>, lp: &Loop, key: usize, conn: &mut Conn) {
-        let Some(limit) = self.cfg.handler_timeout else {
-            return;
-        };
+    fn watch_answers(self: &Rc<Self>, lp: &Loop, key: usize, conn: &mut Conn, limit: Duration) {
         let id = conn.id;
         for seq in conn.unwatched_answers() {
             let weak = Rc::downgrade(self);
@@ -637,7 +634,8 @@ impl ServerInner {
     }
 
     /// The handler timeout of request `seq` fired: answers 503 in its
-    /// place unless its handler has answered meanwhile.
+    /// place, which [`ServerInner::complete`] takes only if its handler
+    /// has not answered meanwhile (the one look for the waiting request).
     fn answer_timed_out(
         self: &Rc<Self>,
         lp: &Loop,
@@ -646,10 +644,6 @@ impl ServerInner {
         seq: u64,
         limit: Duration,
     ) {
-        if self.with_conn(key, id, |conn| conn.awaits_answer(seq)) != Some(true) {
-            return;
-        }
-        self.stats.borrow_mut().handler_timeouts += 1;
         let response = Response::text(
             503,
             format!(
@@ -657,7 +651,9 @@ impl ServerInner {
                 limit.as_millis()
             ),
         );
-        self.complete(lp, key, id, seq, &response);
+        if self.complete(lp, key, id, seq, &response) {
+            self.stats.borrow_mut().handler_timeouts += 1;
+        }
     }
 
     /// A handler answered: queue the response in order and write if we are
@@ -679,7 +675,8 @@ impl ServerInner {
         }) else {
             return false;
         };
-        if !batching {
+        // An answer not taken added no output.
+        if taken && !batching {
             self.after_output(lp, key);
         }
         taken
