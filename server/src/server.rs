@@ -749,7 +749,7 @@ impl ServerInner {
             }
         });
         if let Some(Some(callback)) = ready {
-            lp.set_immediate(move |lp| callback(lp));
+            lp.set_immediate(callback);
         }
     }
 
