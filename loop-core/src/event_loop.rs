@@ -498,11 +498,6 @@ impl Loop {
         self.catch_panics.set(on);
     }
 
-    /// See [`Loop::set_catch_panics`].
-    pub fn catches_panics(&self) -> bool {
-        self.catch_panics.get()
-    }
-
     /// Sets the loop's cached time to the monotonic clock's reading `at_ns`.
     fn set_time(&self, at_ns: u64) {
         let now = at_ns.saturating_sub(self.epoch_ns);
