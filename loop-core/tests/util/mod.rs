@@ -48,3 +48,9 @@ pub fn quiet_loop() -> Loop {
 }
 
 pub const MS: Duration = Duration::from_millis(1);
+
+/// How much earlier than a fresh clock read taken when it was set a timer
+/// may fire: as in libuv, a due time counts from the loop's cached time of
+/// the tick (which a test's own `Instant::now()` may follow by a moment),
+/// in whole milliseconds.
+pub const CLOCK_SLACK: Duration = Duration::from_millis(2);
