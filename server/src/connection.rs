@@ -473,6 +473,14 @@ impl Conn {
             }
             // Parsing needs more bytes.
             if self.read_eof {
+                // A request cut short by the peer's end of stream ends
+                // here: 400 (read by a client that only shut its sending
+                // side, else the write fails), then the connection closes.
+                // Waiting would wait for ever: no more bytes can come.
+                if let Some(error) = self.cut_short() {
+                    self.refuse(error, ctx);
+                    return Step::Refused;
+                }
                 return if !self.in_flight() && self.unsent() == 0 {
                     Step::Close
                 } else {
@@ -608,7 +616,12 @@ impl Conn {
         let limit = ctx.app.route_body_limit(target).unwrap_or(ctx.cfg.max_body);
         if matches!(decoder, BodyDecoder::Length(n) if n > limit) {
             self.queue.pop_back();
-            self.refuse(HttpError::new(413, "request body too large"), ctx);
+            let head_only = req.method() == Method::Head;
+            self.refuse_as(
+                HttpError::new(413, "request body too large"),
+                head_only,
+                ctx,
+            );
             return Some(Step::Refused);
         }
         let body = PendingBody {
@@ -695,6 +708,27 @@ impl Conn {
         Some(Step::Dispatch(req))
     }
 
+    /// The error for a request the peer's end of stream cut short: part of
+    /// a head is buffered, or a body is being read. Its body's slot, if
+    /// any, leaves the queue: the refusal answers in its place.
+    #[cold]
+    fn cut_short(&mut self) -> Option<HttpError> {
+        match self.reading {
+            Reading::Body(_) => {
+                self.queue.pop_back();
+                Some(HttpError::new(
+                    400,
+                    "connection closed before the request body was complete",
+                ))
+            }
+            Reading::Head if !self.inbuf.is_empty() => Some(HttpError::new(
+                400,
+                "connection closed before the request head was complete",
+            )),
+            _ => None,
+        }
+    }
+
     fn skip_leading_empty_lines(&mut self) {
         let mut skip = 0;
         for _ in 0..MAX_LEADING_EMPTY_LINES {
@@ -710,7 +744,19 @@ impl Conn {
     }
 
     /// Queues an error response after the in-flight ones and stops reading.
+    /// A refused HEAD request's answer has no content, as every answer to
+    /// HEAD (RFC 9110 §9.3.2).
     pub fn refuse(&mut self, error: HttpError, ctx: &mut Ctx<'_>) {
+        let head_only = match &self.reading {
+            Reading::Body(pending) => pending.req.method() == Method::Head,
+            // A head refused while being parsed is still in the buffer.
+            _ => self.inbuf.data().starts_with(b"HEAD "),
+        };
+        self.refuse_as(error, head_only, ctx);
+    }
+
+    /// [`Conn::refuse`] for a request whose method is already known.
+    fn refuse_as(&mut self, error: HttpError, head_only: bool, ctx: &mut Ctx<'_>) {
         self.settle();
         self.reading = Reading::Stopped;
         self.inbuf.clear();
@@ -720,7 +766,7 @@ impl Conn {
         self.queue.push_back(
             Asked {
                 seq,
-                head_only: false,
+                head_only,
                 close: true,
                 http10_keep_alive: false,
                 http10: false,

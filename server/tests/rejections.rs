@@ -179,3 +179,39 @@ fn random_garbage_never_stops_the_server() {
     c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.response(), text_response("200 OK", "ok", ""));
 }
+
+/// RFC 9110 §9.3.2: an answer to HEAD has no content, a refusal included.
+#[test]
+fn a_refused_head_request_gets_no_body() {
+    let server = TestServer::with_config(app, small_limits());
+    for (raw, status, message) in [
+        (
+            "HEAD / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+            "400 Bad Request",
+            "invalid header field name (or obs-fold)",
+        ),
+        (
+            "HEAD / HTTP/1.1\r\n\r\n",
+            "400 Bad Request",
+            "missing Host header",
+        ),
+        (
+            "HEAD /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\n",
+            "413 Content Too Large",
+            "request body too large",
+        ),
+        (
+            "HEAD /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
+            "400 Bad Request",
+            "connection closed before the request body was complete",
+        ),
+    ] {
+        let mut c = server.connect();
+        c.send(raw.as_bytes());
+        c.shutdown_write();
+        let full = refusal(status, message);
+        let head = &full[..full.find("\r\n\r\n").unwrap() + 4];
+        assert_eq!(c.head_response(), head, "for {raw:?}");
+        assert!(c.closed(), "nothing after the head of {raw:?}");
+    }
+}

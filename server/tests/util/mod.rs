@@ -84,6 +84,24 @@ impl TestServer {
     pub fn connect(&self) -> Client {
         Client::connect(self.addr)
     }
+
+    /// The server-wide invariant after a load: once its clients are done,
+    /// open connections return to zero within `bound` (the longest timeout
+    /// that can apply). Panics with what is still open otherwise.
+    pub fn assert_all_released_within(&self, bound: Duration) {
+        let deadline = std::time::Instant::now() + bound;
+        loop {
+            let open = self.stats().open;
+            if open == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{open} connections still open {bound:?} after their clients were done"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for TestServer {
