@@ -147,7 +147,12 @@ fn build_loop(
 ) -> std::io::Result<LoopParts> {
     let users_dir = args.data_dir.join("users");
     let public_dir = Rc::new(args.data_dir.join("public"));
-    let (orders, unnotified) = orders::Orders::open(&args.data_dir, slot, slots, index)?;
+    let sharing = if args.worker_slot.is_some() {
+        orders::Sharing::Processes
+    } else {
+        orders::Sharing::Loops
+    };
+    let (orders, unnotified) = orders::Orders::open(&args.data_dir, slot, slots, index, sharing)?;
     let users = Rc::new(users::Users::new(users_dir, args.cache_ttl));
     let primes = Rc::new(primes::Primes::start(lp)?);
     let server_slot: Rc<RefCell<Option<Server>>> = Rc::default();
@@ -218,6 +223,8 @@ fn build_loop(
                     notifications: m_orders.notified.get(),
                     replayed: m_orders.replayed.get(),
                     journal_pending: m_orders.journal_pending(),
+                    journal_failures: m_orders.journal_failures(),
+                    journals_damaged: m_orders.journals_damaged(),
                 };
                 let text = metrics::render(lp, &server, m_cluster.as_ref(), &demo);
                 res.send(

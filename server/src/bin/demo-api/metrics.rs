@@ -14,6 +14,10 @@ pub struct DemoFigures {
     pub notifications: u64,
     pub replayed: u64,
     pub journal_pending: usize,
+    /// Journal batches that were not saved (undone, or refused as damaged).
+    pub journal_failures: u64,
+    /// Journals of this loop refusing appends until repaired (0 or more).
+    pub journals_damaged: u64,
 }
 
 /// A Prometheus summary: HELP, TYPE and one line per quantile (seconds).
@@ -206,6 +210,11 @@ pub fn render(
         ),
         ("phaseloop_notifications_replayed_total", demo.replayed),
         ("phaseloop_journal_pending", demo.journal_pending as u64),
+        (
+            "phaseloop_journal_write_failures_total",
+            demo.journal_failures,
+        ),
+        ("phaseloop_journals_damaged", demo.journals_damaged),
     ] {
         let _ = writeln!(w, "{name} {value}");
     }

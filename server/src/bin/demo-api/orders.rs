@@ -2,7 +2,7 @@
 //! restaurant notified from `set_immediate` — durably too, and replayed after
 //! a crash so that every acknowledged order gets exactly one notification.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use phaseloop::{Request, Responder};
-use phaseloop_core::Loop;
+use phaseloop_core::{Job, Lane, Loop};
 use serde_json::{json, Value};
 
-use crate::journal::Journal;
+use crate::journal::{AppendError, Journal, Scanned};
 
 /// The one field start-up needs from an order record: read into this, a
 /// record costs no `Value` tree of the whole order (start-up replays every
@@ -49,6 +49,7 @@ pub struct Entry {
 enum Event {
     Saved,
     SavedBeforeRestart,
+    SavedByAnotherWorker,
     Responded,
     Notified,
 }
@@ -58,6 +59,7 @@ impl Event {
         match self {
             Event::Saved => "saved",
             Event::SavedBeforeRestart => "saved (before restart)",
+            Event::SavedByAnotherWorker => "saved (by another worker)",
             Event::Responded => "responded",
             Event::Notified => "notified",
         }
@@ -98,9 +100,27 @@ impl Timeline {
     }
 }
 
-/// Every order of this process, shared by its loops (each loop writes its
-/// own journals, "slots"; any loop can look any order up).
+/// Every order this process knows, shared by its loops (each loop writes
+/// its own journals, "slots"; any loop can look any order up).
 pub type SharedIndex = Arc<Mutex<HashMap<u64, Entry>>>;
+
+/// How the loops serving one data directory share its orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// The loops of one process: one index for all (single loop, `--loops`).
+    Loops,
+    /// Worker processes (`--workers`): each indexes every journal, and
+    /// reads on in the other workers' journals as they grow.
+    Processes,
+}
+
+/// Another live worker's journals, indexed up to these offsets.
+#[derive(Debug, Clone, Copy)]
+struct Foreign {
+    slot: usize,
+    orders_read: u64,
+    notes_read: u64,
+}
 
 pub struct Orders {
     data_dir: PathBuf,
@@ -109,6 +129,8 @@ pub struct Orders {
     orders: Rc<Journal>,
     notes: Rc<Journal>,
     index: SharedIndex,
+    /// Process mode: the other workers' journals and how far they are read.
+    foreign: RefCell<Vec<Foreign>>,
     /// The next id this slot hands out; ids of slot `s` are `s (mod slots)`,
     /// so loops (and processes, given distinct slots) never collide.
     next_id: Cell<u64>,
@@ -121,6 +143,114 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The slots whose journals are in `data_dir`: `orders.log` and
+/// `notifications.log` are slot 0's, `orders-K.log` and
+/// `notifications-K.log` slot K's.
+fn slots_on_disk(data_dir: &Path) -> Vec<usize> {
+    let mut slots: Vec<usize> = std::fs::read_dir(data_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let stem = name.to_str()?.strip_suffix(".log")?;
+            let rest = stem
+                .strip_prefix("orders")
+                .or_else(|| stem.strip_prefix("notifications"))?;
+            match rest {
+                "" => Some(0),
+                _ => rest.strip_prefix('-')?.parse().ok(),
+            }
+        })
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    slots
+}
+
+/// An order record's (id, offset, line length) in its journal.
+type Located = (u64, u64, u32);
+
+/// What reading one slot's order journal found.
+struct SlotOrders {
+    records: Vec<Located>,
+    scanned: Scanned,
+}
+
+fn read_orders(path: &Path, from: u64) -> std::io::Result<SlotOrders> {
+    let mut records = Vec::new();
+    let scanned = crate::journal::scan_from(path, from, |offset, len, payload| {
+        if let Ok(OrderId { id }) = serde_json::from_slice::<OrderId>(payload) {
+            records.push((id, offset, len));
+        }
+    })?;
+    Ok(SlotOrders { records, scanned })
+}
+
+/// The order ids of the notification journal at `path` from `from` on.
+fn read_notes(path: &Path, from: u64) -> std::io::Result<(Vec<u64>, Scanned)> {
+    let mut ids = Vec::new();
+    let scanned = crate::journal::scan_from(path, from, |_, _, payload| {
+        if let Ok(note) = serde_json::from_slice::<NotifiedOrder>(payload) {
+            ids.push(note.order_id);
+        }
+    })?;
+    Ok((ids, scanned))
+}
+
+/// What one read of a worker's journal found between two offsets.
+struct TailPart<T> {
+    slot: usize,
+    from: u64,
+    to: u64,
+    found: Vec<T>,
+}
+
+/// What one look at the other workers' journals found: records, and the
+/// order ids of notifications.
+struct Tail {
+    orders: Vec<TailPart<Located>>,
+    notes: Vec<TailPart<u64>>,
+}
+
+/// Reads what the other workers appended since `foreign` was read. A
+/// journal found shorter than what was read (cut back after a failed
+/// write, or recovered by a restart) is read again from its start.
+fn read_tail(data_dir: &Path, foreign: &[Foreign]) -> Tail {
+    let mut tail = Tail {
+        orders: Vec::new(),
+        notes: Vec::new(),
+    };
+    for f in foreign {
+        let (orders_path, notes_path) = Orders::journal_paths(data_dir, f.slot);
+        let start = |path: &Path, read: u64| match std::fs::metadata(path) {
+            Ok(m) if m.len() < read => 0,
+            _ => read,
+        };
+        // Notes first: a note seen now is for an order already on disk,
+        // so the orders read next include it.
+        let from = start(&notes_path, f.notes_read);
+        if let Ok((ids, scanned)) = read_notes(&notes_path, from) {
+            tail.notes.push(TailPart {
+                slot: f.slot,
+                from,
+                to: scanned.read_end,
+                found: ids,
+            });
+        }
+        let from = start(&orders_path, f.orders_read);
+        if let Ok(found) = read_orders(&orders_path, from) {
+            tail.orders.push(TailPart {
+                slot: f.slot,
+                from,
+                to: found.scanned.read_end,
+                found: found.records,
+            });
+        }
+    }
+    tail
 }
 
 /// What `GET /api/orders/:id` answers for a stored record.
@@ -191,88 +321,127 @@ impl Orders {
         }
     }
 
-    /// The highest order id in the order journals of `data_dir` other
-    /// than `own` (whose ids the caller has just read).
-    fn max_id_on_disk(data_dir: &Path, own: &Path) -> u64 {
-        let Ok(entries) = std::fs::read_dir(data_dir) else {
-            return 0;
-        };
-        let mut max = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !(name.starts_with("orders") && name.ends_with(".log")) || entry.path() == own {
-                continue;
-            }
-            // Valid records only: an id in a torn tail was never given out.
-            let _ = crate::journal::scan(&entry.path(), |_, _, payload| {
-                if let Ok(order) = serde_json::from_slice::<OrderId>(payload) {
-                    max = max.max(order.id);
-                }
-            });
-        }
-        max
-    }
-
     /// Opens slot `slot`'s journals (of `slots`), cutting torn tails, and
-    /// adds its orders to the shared index. Returns the orders whose
-    /// notification is not on record, to be notified again.
+    /// indexes the orders of the data directory: this slot's; with
+    /// [`Sharing::Processes`] every other worker's too; and from slot 0,
+    /// those of journals no slot owns any more (the data directory was
+    /// served by more loops or workers before). Returns the orders whose
+    /// notification is on no notification journal, for this slot to send:
+    /// its own, and slot 0 the unowned journals' ones.
     pub fn open(
         data_dir: &Path,
         slot: usize,
         slots: usize,
         index: SharedIndex,
+        sharing: Sharing,
     ) -> std::io::Result<(Rc<Orders>, Vec<u64>)> {
+        let slots = slots.max(1);
         let (orders_path, notes_path) = Self::journal_paths(data_dir, slot);
+        let on_disk = slots_on_disk(data_dir);
+        let others: Vec<usize> = on_disk
+            .iter()
+            .copied()
+            .chain(match sharing {
+                Sharing::Processes => 0..slots,
+                Sharing::Loops => 0..0,
+            })
+            .filter(|&k| k != slot)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+
+        // Notified orders: a notification may be on any slot's journal (an
+        // unowned journal's orders are notified by slot 0).
         let mut notified = HashSet::new();
         let notes = Journal::open(notes_path, |_, _, payload| {
             if let Ok(note) = serde_json::from_slice::<NotifiedOrder>(payload) {
                 notified.insert(note.order_id);
             }
         })?;
+        let mut notes_read = HashMap::new();
+        for &k in &others {
+            let (ids, scanned) = read_notes(&Self::journal_paths(data_dir, k).1, 0)?;
+            notified.extend(ids);
+            notes_read.insert(k, scanned.read_end);
+        }
+
         let mut unnotified = Vec::new();
-        let mut own_max = 0;
+        let mut max_id = 0;
+        let entry = |slot: usize, offset: u64, len: u32, notified: bool, saved: Event| Entry {
+            slot,
+            offset,
+            len,
+            notified,
+            notifying: false,
+            timeline: Timeline::new(saved),
+        };
         let orders = {
             let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
-            Journal::open(orders_path.clone(), |offset, len, payload| {
+            Journal::open(orders_path, |offset, len, payload| {
                 let Ok(OrderId { id }) = serde_json::from_slice::<OrderId>(payload) else {
                     return;
                 };
-                own_max = own_max.max(id);
+                max_id = max_id.max(id);
                 let was_notified = notified.contains(&id);
                 if !was_notified {
                     unnotified.push(id);
                 }
                 index.insert(
                     id,
-                    Entry {
-                        slot,
-                        offset,
-                        len,
-                        notified: was_notified,
-                        notifying: false,
-                        timeline: Timeline::new(Event::SavedBeforeRestart),
-                    },
+                    entry(slot, offset, len, was_notified, Event::SavedBeforeRestart),
                 );
             })?
         };
+        let mut foreign = Vec::new();
+        for &k in &others {
+            let found = read_orders(&Self::journal_paths(data_dir, k).0, 0)?;
+            let unowned = k >= slots;
+            let index_them = sharing == Sharing::Processes || (unowned && slot == 0);
+            let saved = if unowned {
+                Event::SavedBeforeRestart
+            } else {
+                Event::SavedByAnotherWorker
+            };
+            let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
+            for &(id, offset, len) in &found.records {
+                max_id = max_id.max(id);
+                if !index_them {
+                    continue;
+                }
+                let was_notified = notified.contains(&id);
+                if unowned && slot == 0 && !was_notified {
+                    unnotified.push(id);
+                }
+                index
+                    .entry(id)
+                    .or_insert_with(|| entry(k, offset, len, was_notified, saved));
+            }
+            if sharing == Sharing::Processes && !unowned {
+                foreign.push(Foreign {
+                    slot: k,
+                    orders_read: found.scanned.read_end,
+                    notes_read: notes_read.get(&k).copied().unwrap_or(0),
+                });
+            }
+        }
         // The first id above everything on disk that belongs to this slot.
-        let max = own_max.max(Self::max_id_on_disk(data_dir, &orders_path));
-        let slots = slots.max(1) as u64;
-        let mut first = (max / slots + 1) * slots + slot as u64;
-        if first <= max {
-            first += slots;
+        let slots_u = slots as u64;
+        let mut first = (max_id / slots_u + 1) * slots_u + slot as u64;
+        if first <= max_id {
+            first += slots_u;
         }
         if first == 0 {
-            first = slots;
+            first = slots_u;
         }
         Ok((
             Rc::new(Orders {
                 data_dir: data_dir.to_path_buf(),
                 slot,
-                slots: slots as usize,
+                slots,
                 orders,
                 notes,
                 index,
+                foreign: RefCell::new(foreign),
                 next_id: Cell::new(first),
                 notified: Cell::new(0),
                 replayed: Cell::new(0),
@@ -287,6 +456,16 @@ impl Orders {
 
     pub fn journal_pending(&self) -> usize {
         self.orders.pending() + self.notes.pending()
+    }
+
+    /// Batches of this slot's journals that were not saved.
+    pub fn journal_failures(&self) -> u64 {
+        self.orders.failures.get() + self.notes.failures.get()
+    }
+
+    /// This slot's journals that refuse appends until repaired.
+    pub fn journals_damaged(&self) -> u64 {
+        u64::from(self.orders.damaged.get()) + u64::from(self.notes.damaged.get())
     }
 
     /// `POST /api/orders`.
@@ -332,8 +511,11 @@ impl Orders {
                     let orders2 = orders.clone();
                     lp.set_immediate(move |lp| orders2.notify(lp, id));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    res.send(crate::busy("server busy, retry"))
+                Err(AppendError::Busy(_)) => res.send(crate::busy("server busy, retry")),
+                // Nothing more is appended until the journal is repaired:
+                // the order can be placed again later.
+                Err(e @ AppendError::Damaged(_)) => {
+                    res.send(crate::busy(&format!("orders are not accepted now: {e}")))
                 }
                 Err(e) => res.json_error(500, &format!("order not saved: {e}")),
             });
@@ -405,6 +587,14 @@ impl Orders {
         let Some(id) = req.param("id").and_then(crate::users::parse_id) else {
             return res.json_error(400, "Invalid order ID");
         };
+        self.lookup(lp, id, res, false);
+    }
+
+    /// Answers from the index if it has `id`; else, in process mode with
+    /// other workers, reads on in their journals once and looks again (as
+    /// for another worker's order whose notification was not yet seen:
+    /// its state is read fresh). `fresh`: that read was just done.
+    fn lookup(self: &Rc<Self>, lp: &Loop, id: u64, res: Responder, fresh: bool) {
         let found = self
             .index
             .lock()
@@ -412,45 +602,29 @@ impl Orders {
             .get(&id)
             .map(|e| (e.slot, e.offset, e.len, e.notified, e.timeline));
         let Some((slot, offset, len, notified, timeline)) = found else {
-            // Another worker process's order (process mode): look it up in
-            // that worker's journals, through the pool.
-            let owner = (id % self.slots as u64) as usize;
-            if owner == self.slot {
+            if fresh || self.foreign.borrow().is_empty() {
                 return res.json_error(404, "Order not found");
             }
-            let (orders_path, notes_path) = Self::journal_paths(&self.data_dir, owner);
-            let job = phaseloop_core::Job::new(phaseloop_core::Lane::Fs, move || {
-                // The first record whose `key` is the id. Only lines
-                // holding `"key":id` are checked and parsed: a journal can
-                // hold millions of records (parsing one is ~4 µs).
-                let find = |path: &Path, key: &str| -> Option<Value> {
-                    let needle = format!("\"{key}\":{id}").into_bytes();
-                    let is_it = |payload: &[u8]| {
-                        payload.windows(needle.len()).any(|w| w == needle)
-                            && serde_json::from_slice::<Value>(payload)
-                                .is_ok_and(|v| v.get(key).and_then(Value::as_u64) == Some(id))
-                    };
-                    let payload = crate::journal::find(path, is_it).ok().flatten()?;
-                    serde_json::from_slice(&payload).ok()
-                };
-                let record = find(&orders_path, "id");
-                let notified = record.is_some() && find(&notes_path, "order_id").is_some();
-                (record, notified)
-            });
-            job.run(lp, move |_, result| match result {
-                Ok((Some(record), notified)) => res.json(
-                    200,
-                    &order_view(id, &record, notified, &["saved (by another worker)"]),
-                ),
-                Ok((None, _)) => res.json_error(404, "Order not found"),
-                Err(e) => res.send(crate::pool_error(e)),
-            });
-            return;
+            return self.read_on(lp, id, res);
         };
+        if !notified && !fresh && self.foreign.borrow().iter().any(|f| f.slot == slot) {
+            return self.read_on(lp, id, res);
+        }
         let path = Self::journal_paths(&self.data_dir, slot).0;
+        let orders = self.clone();
         crate::journal::read_record(lp, path, offset, len, move |_, result| match result {
             Ok(payload) => {
                 let record: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+                if record.get("id").and_then(Value::as_u64) != Some(id) {
+                    // Another worker's record that was undone (or its
+                    // journal rewritten by a restart) since it was read.
+                    orders
+                        .index
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                    return res.json_error(404, "Order not found");
+                }
                 res.json(200, &order_view(id, &record, notified, &timeline.names()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -458,5 +632,80 @@ impl Orders {
             }
             Err(e) => res.json_error(500, &format!("order store: {e}")),
         });
+    }
+
+    /// Process mode: indexes what the other workers appended since their
+    /// journals were last read (each byte is read once per process, not
+    /// once per look-up), then answers for `id`.
+    fn read_on(self: &Rc<Self>, lp: &Loop, id: u64, res: Responder) {
+        let foreign = self.foreign.borrow().clone();
+        let data_dir = self.data_dir.clone();
+        let orders = self.clone();
+        Job::new(Lane::Fs, move || read_tail(&data_dir, &foreign)).run(lp, move |lp, result| {
+            match result {
+                Ok(tail) => {
+                    orders.merge(tail);
+                    orders.lookup(lp, id, res, true);
+                }
+                Err(e) => res.send(crate::pool_error(e)),
+            }
+        });
+    }
+
+    /// Adds another worker's newly read records and notifications to the
+    /// index. A read that started where the last one ended moves the mark
+    /// on; one that raced with another only adds what it found.
+    fn merge(&self, tail: Tail) {
+        let mut foreign = self.foreign.borrow_mut();
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        for TailPart {
+            slot,
+            from,
+            to,
+            found: records,
+        } in tail.orders
+        {
+            let Some(f) = foreign.iter_mut().find(|f| f.slot == slot) else {
+                continue;
+            };
+            let restarted = from == 0 && f.orders_read > 0;
+            for (id, offset, len) in records {
+                let entry = Entry {
+                    slot,
+                    offset,
+                    len,
+                    notified: false,
+                    notifying: false,
+                    timeline: Timeline::new(Event::SavedByAnotherWorker),
+                };
+                if restarted {
+                    index.insert(id, entry);
+                } else {
+                    index.entry(id).or_insert(entry);
+                }
+            }
+            if from == f.orders_read || restarted {
+                f.orders_read = to;
+            }
+        }
+        for TailPart {
+            slot,
+            from,
+            to,
+            found: ids,
+        } in tail.notes
+        {
+            let Some(f) = foreign.iter_mut().find(|f| f.slot == slot) else {
+                continue;
+            };
+            for id in ids {
+                if let Some(e) = index.get_mut(&id) {
+                    e.notified = true;
+                }
+            }
+            if from == f.notes_read || (from == 0 && f.notes_read > 0) {
+                f.notes_read = to;
+            }
+        }
     }
 }

@@ -35,10 +35,15 @@ const NAMES: [&str; 10] = [
 ];
 
 /// Creates `data/users/<id>.json` for the sample users if the store is new.
+/// The store is written in a scratch directory and renamed into place, so a
+/// start cut short (a crash, a full disk) leaves no half store that a later
+/// start would take as whole.
 pub fn init_store(data_dir: &Path) -> std::io::Result<PathBuf> {
     let dir = data_dir.join("users");
     if !dir.exists() {
-        std::fs::create_dir_all(&dir)?;
+        let scratch = data_dir.join(format!("users.new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)?;
         for id in 1..=SAMPLE_USERS {
             let name = NAMES[(id as usize - 1) % NAMES.len()];
             let user = serde_json::json!({
@@ -46,7 +51,15 @@ pub fn init_store(data_dir: &Path) -> std::io::Result<PathBuf> {
                 "name": format!("{name} {id}"),
                 "email": format!("{}{id}@example.com", name.to_lowercase()),
             });
-            std::fs::write(dir.join(format!("{id}.json")), user.to_string())?;
+            std::fs::write(scratch.join(format!("{id}.json")), user.to_string())?;
+        }
+        match std::fs::rename(&scratch, &dir) {
+            Ok(()) => {}
+            // Another process (a worker) put its store in place first.
+            Err(_) if dir.is_dir() => {
+                let _ = std::fs::remove_dir_all(&scratch);
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(dir)
