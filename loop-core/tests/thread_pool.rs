@@ -102,6 +102,9 @@ impl Gate {
         *self.0 .0.lock().unwrap() = true;
         self.0 .1.notify_all();
     }
+    fn is_open(&self) -> bool {
+        *self.0 .0.lock().unwrap()
+    }
 }
 
 #[test]
@@ -201,6 +204,65 @@ fn slow_fs_flood_does_not_starve_crypto() {
     assert_eq!(stats.lane(Lane::Fs).cap, 2);
     assert!(stats.lane(Lane::Crypto).wait_at(1.0) < Duration::from_secs(1));
     assert!(stats.lane(Lane::Fs).wait_at(1.0) > Duration::ZERO);
+}
+
+/// The other way round: a crypto flood holds every thread and has a
+/// backlog; a file job queued behind it takes the first thread a crypto job
+/// frees, before the older crypto jobs (a lane under its share goes first),
+/// and while it waits or runs crypto cannot take that thread back. Without
+/// shares the freed thread would take the oldest job, a hash, and the file
+/// job would wait for the whole backlog.
+#[test]
+fn crypto_flood_does_not_starve_fs() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let lp = loop_with(Pool::new(4));
+    let gates: Vec<Gate> = (0..8).map(|_| Gate::default()).collect();
+    let started = Arc::new(AtomicUsize::new(0));
+    let fs_ran_while_gated = Rc::new(RefCell::new(None));
+    lp.run_main(|lp| {
+        for (i, gate) in gates.iter().enumerate() {
+            let (gate, started, order) = (gate.clone(), started.clone(), order.clone());
+            Job::new(Lane::Crypto, move || {
+                order.lock().unwrap().push(format!("crypto {i}"));
+                started.fetch_add(1, Ordering::SeqCst);
+                gate.wait();
+            })
+            .submit(lp, |_, r| r.unwrap())
+            .unwrap();
+        }
+        // Once four hashes hold the four threads (four more queued), a
+        // file job arrives, then one hash finishes.
+        let (started, order, gates) = (started.clone(), order.clone(), gates.clone());
+        let saw = fs_ran_while_gated.clone();
+        lp.set_immediate(move |lp| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while started.load(Ordering::SeqCst) < 4 {
+                assert!(Instant::now() < deadline, "four hashes never ran");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let o = order.clone();
+            let g = gates.clone();
+            Job::new(Lane::Fs, move || o.lock().unwrap().push("fs".to_string()))
+                .submit(lp, move |_, r| {
+                    r.unwrap();
+                    // The hashes still gated: the file job did not wait
+                    // for the backlog.
+                    *saw.borrow_mut() = Some(g[4..].iter().all(|g| !g.is_open()));
+                    for g in &g {
+                        g.open();
+                    }
+                })
+                .unwrap();
+            gates[0].open();
+        });
+    });
+    assert_eq!(*fs_ran_while_gated.borrow(), Some(true));
+    let order = order.lock().unwrap().clone();
+    assert_eq!(
+        order[4], "fs",
+        "the thread the first hash freed went to the file job: {order:?}"
+    );
+    assert_eq!(order.len(), 9);
 }
 
 #[test]

@@ -9,11 +9,21 @@
 //! - The queue is bounded: submitting to a full queue fails at once with
 //!   [`PoolError::QueueFull`] (the HTTP layer answers 503); nothing waits in an
 //!   unbounded backlog.
-//! - Lanes (beyond libuv): every job belongs to a [`Lane`], and each lane may
-//!   occupy at most its cap of threads at once, so a flood of slow file or DNS
-//!   jobs cannot take every thread and starve crypto (the seed's
-//!   "authentication latency skyrockets" pitfall). Among runnable lanes the
-//!   oldest job goes first. Queue-wait time is recorded per lane.
+//! - Lanes (beyond libuv): every job belongs to a [`Lane`]. Each lane may
+//!   occupy at most its cap of threads at once, so a flood of slow file or
+//!   DNS jobs cannot take every thread and starve crypto (the seed's
+//!   "authentication latency skyrockets" pitfall). Each lane also keeps a
+//!   share (default one thread) the others cannot take while it is in use
+//!   (a job of it queued, running, or finished within [`SHARE_HOLD`]), so a
+//!   hash flood cannot starve file reads either: a lane under its share
+//!   never waits behind another lane's backlog. A lane past its share
+//!   borrows only threads no other busy lane's share needs. Lanes under
+//!   their share go first, then the oldest job. Queue-wait time is
+//!   recorded per lane.
+//! - Waking: each submit signals one sleeping thread, under the lock, as
+//!   libuv does. When the woken threads then run is the kernel's choice:
+//!   on a machine with fewer cores than busy threads they start at its
+//!   scheduler ticks (`pool-waves` measures it beside Node).
 //! - A job that panics completes with [`PoolError::Panicked`]; its thread
 //!   lives on.
 //! - Dropping the last handle to a pool stops its threads after their
@@ -46,6 +56,16 @@ pub const DEFAULT_THREADS: usize = 4;
 
 /// The environment variable that sizes the default pool.
 pub const THREADS_ENV: &str = "PHASELOOP_THREADPOOL_SIZE";
+
+/// Threads each lane keeps while it is in use: one, so that no lane's
+/// next job waits behind another lane's backlog, and a hash flood loses at
+/// most a thread per other busy lane.
+pub const DEFAULT_LANE_SHARE: usize = 1;
+
+/// How long a lane's share stays kept after its last job was queued or
+/// finished: a lane serving a steady trickle (a file read per request)
+/// keeps its thread between jobs instead of finding it taken each time.
+pub const SHARE_HOLD: Duration = Duration::from_millis(100);
 
 /// Most threads a pool may have (libuv's cap is 1024 too).
 pub const MAX_THREADS: usize = 1024;
@@ -99,7 +119,7 @@ impl Lane {
         self as usize
     }
 
-    /// The default cap for a pool of `threads`: slow I/O lanes get a share,
+    /// The default cap for a pool of `threads`: slow I/O lanes get a part,
     /// CPU lanes may use every thread.
     fn default_cap(self, threads: usize) -> usize {
         match self {
@@ -139,6 +159,7 @@ pub struct PoolBuilder {
     threads: usize,
     queue_capacity: usize,
     caps: [Option<usize>; 5],
+    shares: [Option<usize>; 5],
 }
 
 impl Default for PoolBuilder {
@@ -154,6 +175,7 @@ impl PoolBuilder {
             threads: DEFAULT_THREADS,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             caps: [None; 5],
+            shares: [None; 5],
         }
     }
 
@@ -189,6 +211,14 @@ impl PoolBuilder {
         self
     }
 
+    /// Threads kept for `lane` while it is in use, which other lanes may
+    /// not borrow (default [`DEFAULT_LANE_SHARE`]; clamped to its cap; 0
+    /// keeps none).
+    pub fn lane_share(mut self, lane: Lane, share: usize) -> Self {
+        self.shares[lane.index()] = Some(share);
+        self
+    }
+
     /// Starts the threads.
     pub fn build(self) -> Pool {
         let threads = self.threads;
@@ -197,10 +227,16 @@ impl PoolBuilder {
                 .unwrap_or_else(|| lane.default_cap(threads))
                 .clamp(1, threads)
         });
+        let shares = Lane::ALL.map(|lane| {
+            self.shares[lane.index()]
+                .unwrap_or(DEFAULT_LANE_SHARE)
+                .min(caps[lane.index()])
+        });
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 lanes: Lane::ALL.map(|_| LaneQueue::new()),
                 sleepers: 0,
+                running: 0,
                 queued: 0,
                 next_seq: 0,
                 shutdown: false,
@@ -209,6 +245,8 @@ impl PoolBuilder {
             work: Condvar::new(),
             queued_hint: AtomicUsize::new(0),
             caps,
+            shares,
+            threads,
             capacity: self.queue_capacity,
         });
         let handles = (0..threads)
@@ -278,6 +316,8 @@ struct QueuedJob {
 struct LaneQueue {
     jobs: VecDeque<QueuedJob>,
     running: usize,
+    /// The last submit or completion of one of its jobs.
+    last_active: Option<Instant>,
     completed: u64,
     panicked: u64,
     wait_ns: Histogram<u64>,
@@ -291,6 +331,7 @@ impl LaneQueue {
         LaneQueue {
             jobs: VecDeque::new(),
             running: 0,
+            last_active: None,
             completed: 0,
             panicked: 0,
             wait_ns: Histogram::new_with_bounds(1_000, WAIT_HISTOGRAM_MAX_NS, 2)
@@ -304,6 +345,8 @@ struct State {
     /// Threads blocked on the condvar: submit skips the wake-up syscall when
     /// none sleeps.
     sleepers: usize,
+    /// Jobs running, all lanes.
+    running: usize,
     queued: usize,
     next_seq: u64,
     shutdown: bool,
@@ -317,6 +360,8 @@ struct Shared {
     /// without the lock.
     queued_hint: AtomicUsize,
     caps: [usize; 5],
+    shares: [usize; 5],
+    threads: usize,
     capacity: usize,
 }
 
@@ -327,34 +372,65 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn has_runnable(&self, state: &State) -> bool {
-        state
+    /// The lane whose front job may start now, if any: lanes under their
+    /// share first, then lanes that may borrow a thread no other busy
+    /// lane's share needs; the oldest job among them.
+    fn runnable_lane(&self, state: &State, now: Instant) -> Option<usize> {
+        let in_use = |lane: &LaneQueue| {
+            !lane.jobs.is_empty()
+                || lane.running > 0
+                || lane
+                    .last_active
+                    .is_some_and(|t| now.saturating_duration_since(t) < SHARE_HOLD)
+        };
+        // Threads the busy lanes' unused shares keep free.
+        let kept: usize = state
             .lanes
             .iter()
-            .enumerate()
-            .any(|(i, lane)| lane.running < self.caps[i] && !lane.jobs.is_empty())
-    }
-
-    /// The oldest job among lanes that are under their cap.
-    fn next_runnable(&self, state: &mut State) -> Option<(usize, QueuedJob)> {
-        let mut best: Option<(usize, u64)> = None;
+            .zip(self.shares)
+            .filter(|(lane, _)| in_use(lane))
+            .map(|(lane, share)| share.saturating_sub(lane.running))
+            .sum();
+        let free = self.threads.saturating_sub(state.running);
+        let mut best: Option<(bool, u64, usize)> = None;
         for (i, lane) in state.lanes.iter().enumerate() {
+            let Some(front) = lane.jobs.front() else {
+                continue;
+            };
             if lane.running >= self.caps[i] {
                 continue;
             }
-            if let Some(front) = lane.jobs.front() {
-                if best.is_none_or(|(_, seq)| front.seq < seq) {
-                    best = Some((i, front.seq));
+            let own = lane.running < self.shares[i];
+            // Borrowing: one thread taken, the others' kept ones still free.
+            let others_kept = kept - self.shares[i].saturating_sub(lane.running);
+            if !own && free <= others_kept {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some((best_own, seq, _)) => {
+                    (own && !best_own) || (own == best_own && front.seq < seq)
                 }
+            };
+            if better {
+                best = Some((own, front.seq, i));
             }
         }
-        let (i, _) = best?;
+        best.map(|(_, _, i)| i)
+    }
+
+    /// Takes the front job of the lane [`Shared::runnable_lane`] names.
+    fn next_runnable(&self, state: &mut State) -> Option<(usize, QueuedJob)> {
+        let now = Instant::now();
+        let i = self.runnable_lane(state, now)?;
         let lane = &mut state.lanes[i];
         let job = lane.jobs.pop_front()?;
         lane.running += 1;
+        lane.last_active = Some(now);
+        state.running += 1;
         state.queued -= 1;
         self.queued_hint.store(state.queued, Ordering::Relaxed);
-        let waited = job.enqueued.elapsed().as_nanos() as u64;
+        let waited = now.saturating_duration_since(job.enqueued).as_nanos() as u64;
         lane.wait_ns
             .saturating_record(waited.clamp(1_000, WAIT_HISTOGRAM_MAX_NS));
         Some((i, job))
@@ -367,6 +443,18 @@ impl Shared {
                 return;
             }
             let Some((lane, job)) = self.next_runnable(&mut state) else {
+                if state.queued > 0 {
+                    // Jobs wait only for a share kept for a lane in use:
+                    // look again when that keeping may have lapsed.
+                    state.sleepers += 1;
+                    state = self
+                        .work
+                        .wait_timeout(state, SHARE_HOLD)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    state.sleepers -= 1;
+                    continue;
+                }
                 // Before sleeping, yield the CPU a few times: a loop that
                 // submits its next job right after a completion (a request
                 // handler chaining pool calls) then finds a thread awake,
@@ -379,7 +467,7 @@ impl Shared {
                     }
                 }
                 state = self.lock();
-                if state.shutdown || state.queued > 0 && self.has_runnable(&state) {
+                if state.shutdown || state.queued > 0 {
                     continue;
                 }
                 state.sleepers += 1;
@@ -401,9 +489,11 @@ impl Shared {
             });
             let panicked = result.is_err();
             state = self.lock();
+            state.running -= 1;
             let lane = &mut state.lanes[lane];
             lane.running -= 1;
             lane.completed += 1;
+            lane.last_active = Some(Instant::now());
             if panicked {
                 lane.panicked += 1;
             }
@@ -423,6 +513,8 @@ pub struct LaneStats {
     pub lane: Lane,
     /// Most threads it may occupy.
     pub cap: usize,
+    /// Threads kept for it while it is in use.
+    pub share: usize,
     /// Jobs waiting.
     pub queued: usize,
     /// Jobs running now.
@@ -490,16 +582,19 @@ impl Pool {
         state.next_seq += 1;
         state.queued += 1;
         shared.queued_hint.store(state.queued, Ordering::Relaxed);
-        state.lanes[lane.index()].jobs.push_back(QueuedJob {
+        let now = Instant::now();
+        let queue = &mut state.lanes[lane.index()];
+        queue.last_active = Some(now);
+        queue.jobs.push_back(QueuedJob {
             seq,
-            enqueued: Instant::now(),
+            enqueued: now,
             work,
             remote,
             key,
         });
-        let wake = state.sleepers > 0;
-        drop(state);
-        if wake {
+        // Signalled under the lock, as libuv does: the woken thread finds
+        // the job however the scheduler orders the two threads.
+        if state.sleepers > 0 {
             shared.work.notify_one();
         }
         Ok(())
@@ -520,6 +615,7 @@ impl Pool {
                     LaneStats {
                         lane,
                         cap: shared.caps[lane.index()],
+                        share: shared.shares[lane.index()],
                         queued: q.jobs.len(),
                         running: q.running,
                         completed: q.completed,
