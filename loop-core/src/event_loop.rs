@@ -22,10 +22,11 @@ use crate::immediates::{ImmediateId, Immediates};
 use crate::io::{IoCallback, IoEvent, IoOutcome, IoSources, IoToken, WAKER_TOKEN};
 use crate::metrics::{LoopMetrics, MetricsState, Phase};
 use crate::microtasks::{self, Microtasks};
+use crate::oneshot;
 use crate::pool::{Lane, Pool, PoolError, PoolStats};
 use crate::remote::{Inbound, JobResult, LoopHandle, Remote, DEFAULT_POST_CAPACITY};
-use crate::task::Tasks;
-use crate::timers::{TimerCallback, TimerHeap, TimerId};
+use crate::task::{self, Task, Tasks};
+use crate::timers::{timer_clock, TimerCallback, TimerHeap, TimerId};
 
 /// A one-shot loop callback (a macrotask or microtask body).
 pub(crate) type Callback = Box<dyn FnOnce(&Loop)>;
@@ -126,7 +127,13 @@ impl LoopBuilder {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let lp = Loop {
-            epoch_ns: clock::monotonic_ns(),
+            // On a whole millisecond of the monotonic clock: the timers'
+            // millisecond grid is then the clock's own, as libuv's `uv_now`
+            // (hrtime / 1e6), whenever the loop was made.
+            epoch_ns: {
+                let now = clock::monotonic_ns();
+                now - now % 1_000_000
+            },
             now_ns: Cell::new(0),
             now: Cell::new(Duration::ZERO),
             phase: Cell::new(Phase::Main),
@@ -407,7 +414,7 @@ impl Loop {
 
     /// A timer is due at the loop time of this tick.
     fn timers_due(&self) -> bool {
-        let now = self.now_ns.get();
+        let now = timer_clock(self.now_ns.get());
         self.timers
             .borrow_mut()
             .next_due()
@@ -552,10 +559,13 @@ impl Loop {
     // ----- timers -----------------------------------------------------------
 
     fn run_timers(&self) {
-        let now = self.now_ns.get();
+        let now = timer_clock(self.now_ns.get());
         loop {
             let due = self.timers.borrow_mut().pop_due(now);
             let Some(due) = due else { break };
+            // An interval's next run counts from when this one was called
+            // (Node takes `getLibuvNow()` before the callback).
+            let called = self.elapsed_ns();
             let callback = match due.callback {
                 TimerCallback::Once(f) => {
                     self.macrotask((), || f(self));
@@ -566,12 +576,13 @@ impl Loop {
                     Some(TimerCallback::Repeat(f))
                 }
             };
-            let now = self.elapsed_ns();
-            self.timers.borrow_mut().finish(due.id, callback, now);
+            self.timers.borrow_mut().finish(due.id, callback, called);
         }
     }
 
-    /// Runs `callback` once, `delay` from now (0 counts as 1 ms).
+    /// Runs `callback` once, `delay` from now (0 counts as 1 ms), in whole
+    /// milliseconds as Node does: no earlier than `delay` less 1 ms (see
+    /// the timer contract in `docs/ARCHITECTURE.md`).
     pub fn set_timeout(&self, delay: Duration, callback: impl FnOnce(&Loop) + 'static) -> TimerId {
         let now = self.elapsed_ns();
         self.timers
@@ -579,8 +590,9 @@ impl Loop {
             .insert(now, delay, TimerCallback::Once(Box::new(callback)))
     }
 
-    /// Runs `callback` every `period` (0 counts as 1 ms), counted from the end
-    /// of the previous run, until cleared.
+    /// Runs `callback` every `period` (0 counts as 1 ms), each run counted
+    /// from when the previous one was called (as Node's `setInterval`),
+    /// until cleared.
     pub fn set_interval(&self, period: Duration, callback: impl FnMut(&Loop) + 'static) -> TimerId {
         let now = self.elapsed_ns();
         self.timers
@@ -742,16 +754,40 @@ impl Loop {
         self.microtasks.push_promise_job(Box::new(callback));
     }
 
-    /// Spawns a future on this loop. It is first polled as a promise job after
-    /// the current callback, and again whenever woken; futures may be `!Send`.
-    /// A pending future does not keep the loop alive by itself (as a pending
-    /// promise does not in Node): what it awaits does.
+    /// Starts a future on this loop as Node calls an async function: its
+    /// first poll runs at once, here, before `spawn` returns (the body up to
+    /// its first `.await` that must wait), and each later poll runs as a
+    /// promise job when it is woken. Futures may be `!Send`. A pending
+    /// future does not keep the loop alive by itself (as a pending promise
+    /// does not in Node): what it awaits does. A panic in the first poll is
+    /// one in a promise job: it ends the future; with
+    /// [`Loop::set_catch_panics`] it is counted and the caller goes on, as
+    /// a throw before an async function's first `await` rejects its promise
+    /// instead of reaching the caller. To start it after the current
+    /// macrotask instead, queue the spawn: `lp.queue_microtask(|lp|
+    /// lp.spawn(f))`.
     pub fn spawn(&self, future: impl Future<Output = ()> + 'static) {
         let (key, id) = self
             .tasks
             .borrow_mut()
             .insert(Box::pin(future), &self.remote);
-        self.microtasks.push_poll(key, id);
+        if self.catch_panics.get() {
+            if catch_unwind(AssertUnwindSafe(|| task::poll_task(self, key, id))).is_err() {
+                self.note_panic();
+            }
+        } else {
+            task::poll_task(self, key, id);
+        }
+    }
+
+    /// [`Loop::spawn`] with a handle to the future's output: JS's
+    /// `const p = asyncFn()`. Awaiting the [`Task`] is JS's `await p`: it
+    /// resumes one microtask turn after the future completes (or at once
+    /// if it never does: `None` when it panicked or the loop dropped it).
+    pub fn spawn_task<T: 'static>(&self, future: impl Future<Output = T> + 'static) -> Task<T> {
+        let (tx, rx) = oneshot::channel();
+        self.spawn(async move { tx.send(future.await) });
+        Task(rx)
     }
 
     /// Number of spawned futures not yet finished.

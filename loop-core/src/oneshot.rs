@@ -20,9 +20,12 @@ pub struct Sender<T> {
 }
 
 /// The receiving half: a future of `Some(value)`, or `None` if the sender
-/// was dropped without sending.
+/// was dropped without sending. Awaited after it was settled, it resumes one
+/// microtask turn later, as JS's `await` of a settled promise.
 pub struct Receiver<T> {
     shared: Rc<RefCell<Shared<T>>>,
+    /// Polled before: a value found on the first poll waits one turn.
+    polled: bool,
 }
 
 /// A connected sender/receiver pair.
@@ -36,7 +39,10 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
         Sender {
             shared: shared.clone(),
         },
-        Receiver { shared },
+        Receiver {
+            shared,
+            polled: false,
+        },
     )
 }
 
@@ -70,7 +76,17 @@ impl<T> Drop for Sender<T> {
 impl<T> Future for Receiver<T> {
     type Output = Option<T>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        // Settled before it was first awaited: resume after one microtask
+        // turn, as JS's `await` of a settled promise does (the wake queues
+        // this task behind the promise jobs already queued).
+        if !std::mem::replace(&mut self.polled, true) {
+            let s = self.shared.borrow();
+            if s.value.is_some() || s.sender_gone {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
         let mut s = self.shared.borrow_mut();
         if let Some(v) = s.value.take() {
             return Poll::Ready(Some(v));

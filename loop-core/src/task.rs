@@ -1,7 +1,9 @@
 //! Rust futures as promise jobs.
 //!
-//! A task spawned with [`Loop::spawn`] is polled in the promise-job microtask
-//! queue, so the code after an `.await` runs exactly where Node would run the
+//! A task spawned with [`Loop::spawn`] is first polled at once, in the
+//! caller (as calling an async function runs its body up to the first
+//! `await`), then in the promise-job microtask queue whenever woken, so the
+//! code after an `.await` runs exactly where Node would run the
 //! continuation of an `await`: right after the current macrotask, before the
 //! loop moves on. A wake on the loop's own thread queues the task directly; a
 //! wake from another thread (a pool thread) goes through the loop's inbox and
@@ -16,6 +18,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use slab::Slab;
 
 use crate::event_loop::{with_current_ptr, Loop};
+use crate::oneshot;
 use crate::remote::{Inbound, Remote};
 
 type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
@@ -151,5 +154,51 @@ struct Unfinished<'a> {
 impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
         self.lp.tasks.borrow_mut().finish(self.key, self.id, None);
+    }
+}
+
+/// The output of a future started with [`Loop::spawn_task`]: JS's promise
+/// of an async call. Awaiting it resumes one microtask turn after the
+/// future completes, as `await` of a promise does; `None` if the future
+/// panicked, or was dropped unfinished when its loop was.
+#[must_use = "a Task does nothing unless awaited; drop it to ignore the output"]
+pub struct Task<T>(pub(crate) oneshot::Receiver<T>);
+
+impl<T> Future for Task<T> {
+    type Output = Option<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Task")
+    }
+}
+
+/// A future that gives way once: it wakes itself and waits one microtask
+/// turn (the promise jobs queued before it run first). JS's `await null`.
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future of [`yield_now`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if std::mem::replace(&mut self.yielded, true) {
+            return Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }

@@ -117,7 +117,7 @@ fn microtasks_after_a_panicking_one_still_run_before_the_next_callback() {
                 panic!("tick bug");
             });
             lp.next_tick(move |_| b.push("tick 2"));
-            lp.spawn(async move { c.push("promise job") });
+            lp.queue_microtask(move |_| c.push("promise job"));
             let l = l.clone();
             lp.set_immediate(move |_| l.push("next immediate"));
         });

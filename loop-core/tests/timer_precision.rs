@@ -1,5 +1,6 @@
-//! Timers never fire early, fire with bounded lateness on an idle machine,
-//! and 100,000 live timers do not slow a tick down.
+//! Timers run no earlier than Node's whole-millisecond clock allows (their
+//! delay less at most 1 ms), with bounded lateness on an idle machine, and
+//! 100,000 live timers do not slow a tick down.
 
 mod util;
 
@@ -7,14 +8,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use util::{quiet_loop, MS};
+use util::{quiet_loop, CLOCK_SLACK, MS};
 
 /// Bound on lateness for an idle loop. Generous: CI machines are shared and
 /// noisy; what matters is that lateness is bounded, not sub-millisecond.
 const LATENESS_BOUND: Duration = Duration::from_millis(40);
 
 #[test]
-fn timers_never_fire_early_and_lateness_is_bounded() {
+fn timers_are_not_early_past_the_millisecond_and_lateness_is_bounded() {
     let lp = quiet_loop();
     let results: Rc<RefCell<Vec<(Duration, Duration)>>> = Rc::default();
     let r = results.clone();
@@ -33,18 +34,18 @@ fn timers_never_fire_early_and_lateness_is_bounded() {
     for &(delay, waited) in results.iter() {
         let effective = delay.max(MS);
         assert!(
-            waited >= effective,
-            "fired early: {waited:?} < {effective:?}"
+            waited >= effective - CLOCK_SLACK,
+            "fired early: {waited:?} for {effective:?}"
         );
         assert!(
-            waited - effective < LATENESS_BOUND,
+            waited.saturating_sub(effective) < LATENESS_BOUND,
             "too late: {waited:?} for {effective:?}"
         );
     }
 }
 
 #[test]
-fn intervals_never_fire_early() {
+fn intervals_are_not_early_past_the_millisecond() {
     let lp = quiet_loop();
     let gaps: Rc<RefCell<Vec<Duration>>> = Rc::default();
     let g = gaps.clone();
@@ -61,7 +62,10 @@ fn intervals_never_fire_early() {
         })));
     });
     for gap in gaps.borrow().iter() {
-        assert!(*gap >= 3 * MS, "interval fired early: {gap:?}");
+        assert!(
+            *gap >= 3 * MS - CLOCK_SLACK,
+            "interval fired early: {gap:?}"
+        );
     }
 }
 
@@ -99,7 +103,7 @@ fn hundred_thousand_timers_stay_cheap() {
     });
     let waited = fired.get().expect("near timer fired");
     assert!(
-        waited >= 5 * MS && waited < 5 * MS + LATENESS_BOUND,
+        waited >= 5 * MS - CLOCK_SLACK && waited < 5 * MS + LATENESS_BOUND,
         "{waited:?}"
     );
     assert_eq!(lp.timer_count(), 0);
@@ -126,6 +130,7 @@ fn refreshed_timer_fires_after_last_refresh() {
         })));
     });
     let at = fired.get().expect("idle timer fired once");
-    // Six refreshes 5 ms apart, then 20 ms more: at least 50 ms.
-    assert!(at >= 50 * MS, "fired at {at:?}");
+    // Six refreshes 5 ms apart, then 20 ms more: 50 ms, less the
+    // millisecond each of the seven timings may round away.
+    assert!(at >= 50 * MS - 7 * CLOCK_SLACK, "fired at {at:?}");
 }

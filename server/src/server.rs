@@ -270,8 +270,10 @@ impl Server {
 
     /// Graceful shutdown: stop accepting, close idle connections, let
     /// in-flight requests finish (their responses say `Connection: close`),
-    /// and force-close whatever remains after `deadline`. `done` runs when
-    /// the last connection is gone.
+    /// and force-close whatever remains after `deadline`. `done` runs as a
+    /// next tick once the last connection is gone (after that connection's
+    /// close-phase callback; at once after the current callback if none is
+    /// open), as Node emits a server's `'close'`.
     pub fn shutdown(&self, lp: &Loop, deadline: Duration, done: impl FnOnce(&Loop) + 'static) {
         self.inner.begin_shutdown(lp, deadline, Box::new(done));
     }
@@ -892,7 +894,10 @@ impl ServerInner {
         lp.on_close(move |lp| {
             inner.stats.borrow_mut().closed += 1;
             if inner.shutting_down.get() && inner.conns.borrow().is_empty() {
-                inner.finish_shutdown(lp);
+                // Node emits a server's 'close' by process.nextTick once
+                // its last connection is gone.
+                let inner = inner.clone();
+                lp.next_tick(move |lp| inner.finish_shutdown(lp));
             }
         });
     }
@@ -934,8 +939,9 @@ impl ServerInner {
             }
         }
         if self.conns.borrow().is_empty() {
+            // As Node's server 'close': a next tick once nothing is open.
             let inner = self.clone();
-            lp.on_close(move |lp| inner.finish_shutdown(lp));
+            lp.next_tick(move |lp| inner.finish_shutdown(lp));
             return;
         }
         let inner = self.clone();

@@ -94,3 +94,35 @@ fn a_handler_that_starts_the_shutdown_still_answers() {
     assert!(c.closed());
     assert!(idle.closed(), "the idle connection is closed");
 }
+
+/// `done` is a next tick, as Node's server 'close'. Node 20 prints `sync,
+/// close, tick, promise, immediate` for `server.close(() => log("close"));
+/// setImmediate(() => log("immediate")); process.nextTick(() =>
+/// log("tick")); Promise.resolve().then(() => log("promise")); log("sync")`
+/// run in a callback while no connection is open.
+#[test]
+fn done_runs_as_a_next_tick_as_in_node() {
+    let server = TestServer::start(app);
+    let (tx, rx) = std::sync::mpsc::channel();
+    server.on_loop(move |lp, srv| {
+        let log: std::rc::Rc<std::cell::RefCell<Vec<&str>>> = Default::default();
+        let l = log.clone();
+        srv.shutdown(lp, Duration::from_secs(5), move |_| {
+            l.borrow_mut().push("close")
+        });
+        let l = log.clone();
+        lp.set_immediate(move |_| {
+            l.borrow_mut().push("immediate");
+            tx.send(l.borrow().clone()).unwrap();
+        });
+        let l = log.clone();
+        lp.next_tick(move |_| l.borrow_mut().push("tick"));
+        let l = log.clone();
+        lp.queue_microtask(move |_| l.borrow_mut().push("promise"));
+        log.borrow_mut().push("sync");
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        ["sync", "close", "tick", "promise", "immediate"]
+    );
+}

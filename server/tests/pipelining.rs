@@ -83,3 +83,30 @@ fn leading_empty_lines_are_ignored() {
     c.send(b"\r\n\r\nGET /fast/1 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.response(), text_response("200 OK", "fast 1", ""));
 }
+
+/// An async handler is called as Node calls an async function: its body
+/// runs during its request's dispatch, up to its first `.await` that waits,
+/// so it runs before the next pipelined request is dispatched (and an
+/// answer given before any await leaves in the same write).
+#[test]
+fn an_async_handlers_body_runs_during_its_dispatch() {
+    use std::sync::Mutex;
+    static SEEN: Mutex<Vec<&str>> = Mutex::new(Vec::new());
+    fn app() -> App {
+        App::new()
+            .get_async("/a", |_req| async {
+                SEEN.lock().unwrap().push("async body");
+                phaseloop::Response::text(200, "a")
+            })
+            .get("/b", |_, _, res| {
+                SEEN.lock().unwrap().push("sync b");
+                res.text(200, "b")
+            })
+    }
+    let server = TestServer::start(app);
+    let mut c = server.connect();
+    c.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response(), text_response("200 OK", "a", ""));
+    assert_eq!(c.response(), text_response("200 OK", "b", ""));
+    assert_eq!(*SEEN.lock().unwrap(), ["async body", "sync b"]);
+}

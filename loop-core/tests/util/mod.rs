@@ -49,8 +49,8 @@ pub fn quiet_loop() -> Loop {
 
 pub const MS: Duration = Duration::from_millis(1);
 
-/// How much earlier than a fresh clock read taken when it was set a timer
-/// may fire: as in libuv, a due time counts from the loop's cached time of
-/// the tick (which a test's own `Instant::now()` may follow by a moment),
-/// in whole milliseconds.
-pub const CLOCK_SLACK: Duration = Duration::from_millis(2);
+/// How much earlier than its delay a timer may run, counted from a fresh
+/// clock read when it was set: Node's timers count in whole milliseconds at
+/// both ends (the set moment and the tick's loop time are truncated), so a
+/// timer runs after its delay less up to one millisecond.
+pub const CLOCK_SLACK: Duration = Duration::from_millis(1);
