@@ -17,41 +17,32 @@
 //! phaseloop::serve("127.0.0.1:3000".parse().unwrap(), app).unwrap();
 //! ```
 //!
-//! Map: `codec/` is the pure HTTP/1.1 codec (bytes in, requests out;
-//! responses in, bytes out); `connection.rs` owns a socket's state;
-//! `server.rs` wires both to the loop; `app.rs`, `router.rs`, `handler.rs`,
-//! `request.rs`, `response.rs`, `responder.rs` are the handler API.
+//! Map (layers, each a folder; imports go downwards only):
+//! `serve/` (listener, cluster, supervisor) → `api/` (the app, router,
+//! handlers, middleware, responder) → `engine/` (connections, their
+//! buffers, queues, deadlines and streams, on the loop) → `http/` (pure
+//! HTTP/1.1: parsing, encoding, the request and response types).
+//! `docs/ARCHITECTURE.md` draws it.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
-mod app;
-mod cluster;
-pub mod codec;
-mod config;
-mod connection;
-mod handler;
-mod listener;
-pub mod middleware;
-mod path_table;
-mod read_buffer;
-mod request;
-mod responder;
-mod response;
-mod router;
-mod server;
-mod spares;
-pub mod supervisor;
+mod api;
+mod engine;
+pub mod http;
+mod serve;
 
-pub use app::App;
-pub use cluster::{Cluster, ClusterStats, LoopInfo, STATS_PUBLISH_INTERVAL};
-pub use config::*;
-pub use connection::StreamError;
-pub use handler::{Handler, Middleware, Next};
-pub use listener::bind_listener;
-pub use request::{percent_decode, Method, Request};
-pub use responder::{BodyWriter, Responder};
-pub use response::{Body, HeaderValue, Response};
-pub use server::{RouteStats, Server, ServerStats};
+pub use api::app::App;
+pub use api::handler::{Handler, Middleware, Next};
+pub use api::middleware;
+pub use api::responder::{BodyWriter, Responder};
+pub use engine::config::*;
+pub use engine::connection::StreamError;
+pub use engine::{RouteStats, Server, ServerStats};
+pub use http::request::{percent_decode, Method, Request};
+pub use http::response::{Body, HeaderValue, Response};
+pub use serve::cluster::{Cluster, ClusterStats, LoopInfo, STATS_PUBLISH_INTERVAL};
+pub use serve::listener::bind_listener;
+pub use serve::supervisor;
 
 pub use phaseloop_core as core;
 

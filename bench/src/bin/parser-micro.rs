@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use phaseloop::codec::{
+use phaseloop::http::{
     encode_head, parse_head, ChunkedDecoder, DateCache, HeadLimits, ResponseFraming, ResponseHead,
 };
 

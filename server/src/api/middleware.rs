@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use phaseloop_core::Loop;
 
-use crate::handler::{Middleware, Next};
-use crate::request::Request;
-use crate::responder::Responder;
+use crate::api::handler::{Middleware, Next};
+use crate::api::responder::Responder;
+use crate::http::request::Request;
 
 /// Logs one line per request to stderr when the response is sent:
 /// method, path, status, time from dispatch to response.

@@ -1,6 +1,10 @@
 //! The server on the loop: the listener, the connections slab, and the glue
 //! from loop callbacks (accept, read, write, timers) to connection code.
 
+pub(crate) mod config;
+pub(crate) mod connection;
+mod read_buffer;
+
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
@@ -12,15 +16,15 @@ use mio::Interest;
 use phaseloop_core::{IoEvent, IoOutcome, IoToken, Loop, TimerId};
 use slab::Slab;
 
-use crate::app::App;
-use crate::codec::DateCache;
-use crate::config::ServerConfig;
-use crate::connection::{
+use crate::api::app::App;
+use crate::api::responder::{Responder, TicketSpares, SPARE_TICKETS};
+use crate::engine::config::ServerConfig;
+use crate::engine::connection::{
     BufferPool, Conn, Ctx, DeadlineKind, Lifecycle, ReadBudget, Step, StreamError,
 };
-use crate::listener::bind_listener;
-use crate::responder::{Responder, TicketSpares, SPARE_TICKETS};
-use crate::response::Response;
+use crate::http::response::Response;
+use crate::http::DateCache;
+use crate::serve::listener::bind_listener;
 
 /// Connections accepted per listener event before yielding to the others.
 const ACCEPTS_PER_EVENT: usize = 128;
@@ -483,7 +487,7 @@ impl ServerInner {
                 (Step::Dispatch(req), id, seq, target) => {
                     tally.dispatched += 1;
                     let route = match target {
-                        crate::app::Target::Route { index } => index,
+                        crate::api::app::Target::Route { index } => index,
                         _ => u32::MAX,
                     };
                     if route != *labelled {
@@ -856,11 +860,11 @@ impl ServerInner {
                     let mut conns = self.conns.borrow_mut();
                     let conn = &mut conns[key];
                     let mut ctx = self.ctx(now);
-                    if matches!(conn.reading, crate::connection::Reading::Body(_)) {
+                    if matches!(conn.reading, crate::engine::connection::Reading::Body(_)) {
                         conn.queue.pop_back();
                     }
                     conn.refuse(
-                        crate::codec::HttpError::new(408, "request not received in time"),
+                        crate::http::HttpError::new(408, "request not received in time"),
                         &mut ctx,
                     );
                 }
@@ -927,12 +931,12 @@ impl ServerInner {
                 let conn = &mut conns[key];
                 // In-flight requests finish; their last response says close.
                 conn.close_after_queue = true;
-                if !matches!(conn.reading, crate::connection::Reading::Body(_)) {
-                    conn.reading = crate::connection::Reading::Stopped;
+                if !matches!(conn.reading, crate::engine::connection::Reading::Body(_)) {
+                    conn.reading = crate::engine::connection::Reading::Stopped;
                 }
                 !conn.in_flight()
                     && conn.unsent() == 0
-                    && !matches!(conn.reading, crate::connection::Reading::Body(_))
+                    && !matches!(conn.reading, crate::engine::connection::Reading::Body(_))
             };
             if idle {
                 self.close_conn(lp, key);

@@ -331,7 +331,7 @@ mod tests {
             ],
             &[b"\r\n", b"\n", b" \r\n", b"\r", b"x"],
         ];
-        let mut next = crate::codec::xorshift(0x9E37_79B9_7F4A_7C15u64);
+        let mut next = crate::http::xorshift(0x9E37_79B9_7F4A_7C15u64);
         let mut agreed = [0u32; 3];
         for _ in 0..100_000 {
             let mut line = Vec::new();

@@ -583,7 +583,7 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
             "X-F: v\r\n".repeat(25)
         );
-        let mut next = crate::codec::xorshift(0xD1B5_4A32_D192_ED03u64);
+        let mut next = crate::http::xorshift(0xD1B5_4A32_D192_ED03u64);
         let mut verdicts = [0u32; 3];
         let mut spilled = 0;
         for _ in 0..50_000 {
@@ -674,7 +674,7 @@ mod tests {
         ];
         const SEPARATORS: &[&[u8]] = &[b": ", b":", b":\t ", b" : ", b";"];
         const LINE_ENDS: &[&[u8]] = &[b"\r\n", b"\r\n", b"\r\n", b"  \r\n", b"\n", b"\r", b"\r\n "];
-        let mut next = crate::codec::xorshift(0x2545_F491_4F6C_DD1Du64);
+        let mut next = crate::http::xorshift(0x2545_F491_4F6C_DD1Du64);
         let mut scanned = 0;
         let mut verdicts = [0u32; 3];
         for _ in 0..100_000 {

@@ -17,9 +17,9 @@ use std::task::{Context, Poll};
 
 use phaseloop_core::Loop;
 
-use crate::request::Request;
-use crate::responder::Responder;
-use crate::response::Response;
+use crate::api::responder::Responder;
+use crate::http::request::Request;
+use crate::http::response::Response;
 
 /// Something that answers requests.
 pub trait Handler: 'static {

@@ -6,12 +6,12 @@ use std::rc::Rc;
 
 use phaseloop_core::Loop;
 
-use crate::handler::{async_handler, Handler, Middleware, Next};
-use crate::request::{Method, Request};
-use crate::responder::Responder;
-use crate::response::Response;
-pub(crate) use crate::router::Target;
-use crate::router::{Route, Router};
+use crate::api::handler::{async_handler, Handler, Middleware, Next};
+use crate::api::responder::Responder;
+pub(crate) use crate::api::router::Target;
+use crate::api::router::{Route, Router};
+use crate::http::request::{Method, Request};
+use crate::http::response::Response;
 
 /// Routes and middleware.
 ///

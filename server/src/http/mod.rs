@@ -1,24 +1,27 @@
-//! The HTTP/1.1 codec: pure functions from bytes to requests and from
-//! responses to bytes. Nothing here touches a socket or the loop, so every
-//! rule is unit-tested with plain byte strings; `connection.rs` is the only
-//! code that knows about sockets.
+//! HTTP/1.1 as pure code: bytes to requests and responses to bytes, and the
+//! message types themselves. Nothing here touches a socket or the loop, so
+//! every rule is unit-tested with plain byte strings; the connection engine
+//! (`engine/`) is the only code that knows about sockets.
 
 mod blocks;
 mod chunked;
 mod date;
+mod encode;
 mod error;
 mod fields;
 mod head;
+pub(crate) mod request;
 mod request_line;
-mod response;
+pub(crate) mod response;
+pub(crate) mod spares;
 mod status;
 
 pub(crate) use blocks::find_byte;
 pub use chunked::ChunkedDecoder;
 pub use date::DateCache;
+pub use encode::{encode_cached, encode_continue, encode_head, ResponseFraming, ResponseHead};
 pub use error::HttpError;
 pub use head::{parse_head, BodyFraming, HeadLimits, ParsedHead, Version};
-pub use response::{encode_cached, encode_continue, encode_head, ResponseFraming, ResponseHead};
 pub use status::reason_phrase;
 
 /// `tchar` (RFC 9110 §5.6.2): the bytes a token (a method, a field name)

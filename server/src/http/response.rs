@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::spares::{Spares, SPARE_BUFFER_MAX};
+use crate::http::spares::{Spares, SPARE_BUFFER_MAX};
 
 /// A response body.
 ///
@@ -119,7 +119,7 @@ pub struct Response {
 pub(crate) type Field = (Cow<'static, str>, Cow<'static, [u8]>);
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(crate::codec::is_tchar)
+    !name.is_empty() && name.bytes().all(crate::http::is_tchar)
 }
 
 fn valid_value(value: &[u8]) -> bool {

@@ -8,10 +8,10 @@ use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 
-use crate::codec::{find_byte, ParsedHead, Version};
-use crate::response::Response;
-use crate::router::Param;
-use crate::spares::{Spares, SPARE_BUFFER_MAX};
+use crate::api::router::Param;
+use crate::http::response::Response;
+use crate::http::spares::{Spares, SPARE_BUFFER_MAX};
+use crate::http::{find_byte, ParsedHead, Version};
 
 type Span = (u32, u32);
 
@@ -464,12 +464,12 @@ mod tests {
     use super::*;
 
     fn request(head: &[u8]) -> Request {
-        let limits = crate::codec::HeadLimits {
+        let limits = crate::http::HeadLimits {
             max_request_line: 1024,
             max_head_bytes: 8192,
             max_headers: 32,
         };
-        let parsed = crate::codec::parse_head(head, &limits).unwrap().unwrap();
+        let parsed = crate::http::parse_head(head, &limits).unwrap().unwrap();
         Request::from_head(&head[..parsed.len], parsed, None)
     }
 

@@ -19,15 +19,15 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use phaseloop_core::{IoToken, TimerId};
 
-use crate::app::Target;
-use crate::codec::{
+use crate::api::app::Target;
+use crate::engine::config::ServerConfig;
+use crate::engine::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
+use crate::http::request::{Method, Request};
+use crate::http::response::{Body, Response};
+use crate::http::{
     encode_cached, encode_continue, encode_head, parse_head, BodyFraming, ChunkedDecoder,
     DateCache, HttpError, ResponseFraming, ResponseHead, Version,
 };
-use crate::config::ServerConfig;
-use crate::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
-use crate::request::{Method, Request};
-use crate::response::{Body, Response};
 
 /// Bytes read per `read` call at least (the buffer grows to fit).
 const READ_CHUNK: usize = 8 * 1024;
@@ -778,7 +778,7 @@ impl Conn {
             format!(
                 "{} {}: {}\n",
                 error.status,
-                crate::codec::reason_phrase(error.status),
+                crate::http::reason_phrase(error.status),
                 error.message
             ),
         );

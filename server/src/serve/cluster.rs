@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use phaseloop_core::{Loop, LoopHandle, RunMode};
 
-use crate::app::App;
-use crate::config::ServerConfig;
-use crate::server::{Server, ServerStats};
+use crate::api::app::App;
+use crate::engine::config::ServerConfig;
+use crate::engine::{Server, ServerStats};
 
 /// How often each loop publishes its counters for the others to read.
 pub const STATS_PUBLISH_INTERVAL: Duration = Duration::from_millis(500);

@@ -4,9 +4,9 @@
 
 use std::rc::Rc;
 
-use crate::handler::Handler;
-use crate::path_table::PathTable;
-use crate::request::Method;
+use crate::api::handler::Handler;
+use crate::api::path_table::PathTable;
+use crate::http::request::Method;
 
 #[derive(Debug, Clone)]
 enum Segment {

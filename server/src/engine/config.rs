@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::codec::HeadLimits;
+use crate::http::HeadLimits;
 
 /// Longest request line: 8 KiB, the common limit (nginx's default buffer).
 pub const DEFAULT_MAX_REQUEST_LINE: usize = 8 * 1024;

@@ -7,10 +7,10 @@ use std::rc::Rc;
 use phaseloop_core::Loop;
 use serde::Serialize;
 
-use crate::connection::StreamError;
-use crate::response::{Body, Response};
-use crate::server::ServerInner;
-use crate::spares::Spares;
+use crate::engine::connection::StreamError;
+use crate::engine::ServerInner;
+use crate::http::response::{Body, Response};
+use crate::http::spares::Spares;
 
 type SendHook = Box<dyn FnOnce(&mut Response)>;
 

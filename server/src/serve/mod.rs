@@ -1,0 +1,6 @@
+//! Serving: binding the listener, one server on a loop, a cluster of loops,
+//! a supervisor of worker processes.
+
+pub(crate) mod cluster;
+pub(crate) mod listener;
+pub mod supervisor;
