@@ -37,11 +37,12 @@ pub use api::middleware;
 pub use api::responder::{BodyWriter, Responder};
 pub use engine::config::*;
 pub use engine::connection::StreamError;
-pub use engine::{RouteStats, Server, ServerStats};
+pub use engine::{RouteStats, ServerStats};
 pub use http::request::{percent_decode, Method, Request};
 pub use http::response::{Body, HeaderValue, Response};
 pub use serve::cluster::{Cluster, ClusterStats, LoopInfo, STATS_PUBLISH_INTERVAL};
 pub use serve::listener::bind_listener;
+pub use serve::server::Server;
 pub use serve::supervisor;
 
 pub use phaseloop_core as core;

@@ -8,8 +8,10 @@ use phaseloop_core::Loop;
 
 use crate::api::handler::{async_handler, Handler, Middleware, Next};
 use crate::api::responder::Responder;
-pub(crate) use crate::api::router::Target;
 use crate::api::router::{Route, Router};
+use crate::engine::answer::Answer;
+use crate::engine::service::Service;
+use crate::engine::service::Target;
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 
@@ -142,6 +144,7 @@ impl App {
     }
 
     /// Resolves a request's route, leaving its parameters in the request.
+    #[inline(always)] // into the connection's parse, through Service
     pub(crate) fn destination(&self, req: &mut Request) -> Target {
         let (method, token, path, params) = req.routing_parts();
         self.router.resolve(method, token, path, params)
@@ -245,5 +248,31 @@ impl App {
             endpoint,
         };
         catch_unwind(AssertUnwindSafe(|| next.run(lp, req, res))).is_ok()
+    }
+}
+
+/// The engine sees an app only as a [`Service`]: each method here is a
+/// direct call the compiler inlines, as the engine is generic over it.
+impl Service for App {
+    #[inline(always)]
+    fn destination(&self, req: &mut Request) -> Target {
+        App::destination(self, req)
+    }
+
+    fn body_limit(&self, target: Target) -> Option<u64> {
+        self.route_body_limit(target)
+    }
+
+    fn label(&self, target: Target) -> Option<Rc<str>> {
+        App::label(self, target)
+    }
+
+    fn route_count(&self) -> usize {
+        self.router.routes.len()
+    }
+
+    #[inline(always)]
+    fn dispatch(&self, lp: &Loop, target: Target, req: Request, answer: Answer<Self>) -> bool {
+        App::dispatch(self, lp, target, req, Responder::from(answer))
     }
 }

@@ -6,7 +6,8 @@ use std::rc::Rc;
 
 use crate::api::handler::Handler;
 use crate::api::path_table::PathTable;
-use crate::http::request::Method;
+use crate::engine::service::Target;
+use crate::http::request::{Method, Param};
 
 #[derive(Debug, Clone)]
 enum Segment {
@@ -22,22 +23,6 @@ pub(crate) struct Route {
     pub pattern: Rc<str>,
     pub handler: Rc<dyn Handler>,
     pub body_limit: Option<u64>,
-}
-
-/// A route parameter: its name and its (start, end) offsets in the path.
-pub(crate) type Param = (Rc<str>, usize, usize);
-
-/// Where a request goes. Small and `Copy`: it travels with every request
-/// from the parser to its dispatch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
-    /// A route (by index); its parameters are in the vector `resolve` filled.
-    Route { index: u32 },
-    /// The path exists for other methods only: 405, with the `Allow` value
-    /// [`Router::allow`] gives.
-    MethodNotAllowed,
-    /// No route has this path: 404.
-    NotFound,
 }
 
 /// Number of `Method` variants (the exact-route table's width).
@@ -155,6 +140,7 @@ impl Router {
     /// Resolves a request. `path` is bytes: the hot path never needs it
     /// as text. A matched route's parameters are left in `params` (the
     /// request's own vector: no allocation once it has grown).
+    #[inline(always)] // into the connection's parse, every request's way
     pub fn resolve(
         &self,
         method: Method,

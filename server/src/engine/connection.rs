@@ -19,9 +19,9 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use phaseloop_core::{IoToken, TimerId};
 
-use crate::api::app::Target;
 use crate::engine::config::ServerConfig;
 use crate::engine::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
+use crate::engine::service::{Service, Target};
 use crate::http::request::{Method, Request};
 use crate::http::response::{Body, Response};
 use crate::http::{
@@ -209,9 +209,10 @@ pub(crate) struct Conn {
 }
 
 /// What connection code needs from its server while it runs.
-pub(crate) struct Ctx<'a> {
+pub(crate) struct Ctx<'a, S> {
     pub cfg: &'a ServerConfig,
-    pub app: &'a crate::App,
+    /// What routes requests: the engine knows it only as a [`Service`].
+    pub service: &'a S,
     /// Borrowed when a buffer is needed (rarely: most calls have theirs),
     /// not for every call.
     pub pool: &'a RefCell<BufferPool>,
@@ -426,7 +427,7 @@ impl Conn {
 
     /// Advances reading and parsing until a request is ready for its handler
     /// or there is nothing more to do now.
-    pub fn next_step(&mut self, ctx: &mut Ctx<'_>, budget: &mut ReadBudget) -> Step {
+    pub fn next_step<S: Service>(&mut self, ctx: &mut Ctx<'_, S>, budget: &mut ReadBudget) -> Step {
         self.settle();
         // Nearly always the next head is buffered already (a pipelined
         // batch) and no limit is reached: taken here, outside the loop
@@ -448,9 +449,9 @@ impl Conn {
     /// under the checks the loop makes first; the loop starts at the read
     /// instead of parsing them again.
     #[inline(never)]
-    fn read_and_parse(
+    fn read_and_parse<S: Service>(
         &mut self,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'_, S>,
         budget: &mut ReadBudget,
         mut head_tried: bool,
     ) -> Step {
@@ -541,7 +542,7 @@ impl Conn {
     }
 
     /// Tries to complete a request from buffered bytes.
-    fn parse_buffered(&mut self, ctx: &mut Ctx<'_>) -> Option<Step> {
+    fn parse_buffered<S: Service>(&mut self, ctx: &mut Ctx<'_, S>) -> Option<Step> {
         match self.reading {
             Reading::Stopped => Some(Step::Wait),
             Reading::Head => self.parse_next_head(ctx),
@@ -551,7 +552,7 @@ impl Conn {
 
     /// The next request's head: dispatched at once when it has no body
     /// (nearly every request), else its body is read first.
-    fn parse_next_head(&mut self, ctx: &mut Ctx<'_>) -> Option<Step> {
+    fn parse_next_head<S: Service>(&mut self, ctx: &mut Ctx<'_, S>) -> Option<Step> {
         let now = ctx.now;
         self.skip_leading_empty_lines();
         if self.inbuf.is_empty() {
@@ -599,7 +600,7 @@ impl Conn {
             // Nothing after this request is read (RFC 9112 §9.6).
             self.close_after_queue = true;
         }
-        let target = ctx.app.destination(&mut req);
+        let target = ctx.service.destination(&mut req);
         let decoder = match framing {
             BodyFraming::None => {
                 if !keep_alive {
@@ -613,7 +614,7 @@ impl Conn {
             BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
         };
         // The route's limit is looked up only for a request with a body.
-        let limit = ctx.app.route_body_limit(target).unwrap_or(ctx.cfg.max_body);
+        let limit = ctx.service.body_limit(target).unwrap_or(ctx.cfg.max_body);
         if matches!(decoder, BodyDecoder::Length(n) if n > limit) {
             self.queue.pop_back();
             let head_only = req.method() == Method::Head;
@@ -638,9 +639,9 @@ impl Conn {
     /// above is every GET's, and stays small without it.
     #[cold]
     #[inline(never)]
-    fn begin_body(
+    fn begin_body<S: Service>(
         &mut self,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'_, S>,
         body: PendingBody,
         expect_continue: bool,
     ) -> Option<Step> {
@@ -661,7 +662,7 @@ impl Conn {
     /// Takes body bytes from the buffer; the request is dispatched once its
     /// body is complete.
     #[inline(never)]
-    fn read_body(&mut self, ctx: &mut Ctx<'_>) -> Option<Step> {
+    fn read_body<S: Service>(&mut self, ctx: &mut Ctx<'_, S>) -> Option<Step> {
         // Called only while a body is being read.
         let Reading::Body(pending) = &mut self.reading else {
             return None;
@@ -729,6 +730,7 @@ impl Conn {
         }
     }
 
+    #[inline(always)]
     fn skip_leading_empty_lines(&mut self) {
         let mut skip = 0;
         for _ in 0..MAX_LEADING_EMPTY_LINES {
@@ -746,7 +748,7 @@ impl Conn {
     /// Queues an error response after the in-flight ones and stops reading.
     /// A refused HEAD request's answer has no content, as every answer to
     /// HEAD (RFC 9110 §9.3.2).
-    pub fn refuse(&mut self, error: HttpError, ctx: &mut Ctx<'_>) {
+    pub fn refuse<S: Service>(&mut self, error: HttpError, ctx: &mut Ctx<'_, S>) {
         let head_only = match &self.reading {
             Reading::Body(pending) => pending.req.method() == Method::Head,
             // A head refused while being parsed is still in the buffer.
@@ -756,7 +758,7 @@ impl Conn {
     }
 
     /// [`Conn::refuse`] for a request whose method is already known.
-    fn refuse_as(&mut self, error: HttpError, head_only: bool, ctx: &mut Ctx<'_>) {
+    fn refuse_as<S: Service>(&mut self, error: HttpError, head_only: bool, ctx: &mut Ctx<'_, S>) {
         self.settle();
         self.reading = Reading::Stopped;
         self.inbuf.clear();
@@ -1024,6 +1026,7 @@ impl Conn {
     }
 
     /// Writes what it can. Returns Err on a broken connection.
+    #[inline(always)] // into the engine's flush, its one caller
     pub fn flush(&mut self, now: u64) -> io::Result<()> {
         while self.out_pos < self.outbuf.len() {
             match self.stream.write(&self.outbuf[self.out_pos..]) {

@@ -8,12 +8,15 @@ use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 
-use crate::api::router::Param;
 use crate::http::response::Response;
 use crate::http::spares::{Spares, SPARE_BUFFER_MAX};
 use crate::http::{find_byte, ParsedHead, Version};
 
 type Span = (u32, u32);
+
+/// A route parameter: its name and where its value is in the path
+/// (start, end), filled by the router.
+pub(crate) type Param = (Rc<str>, usize, usize);
 
 /// The request method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,6 +169,7 @@ impl fmt::Debug for Request {
 
 impl Request {
     /// Builds a request from a parsed head and a copy of its bytes.
+    #[inline(always)] // into its one caller, the connection's parse
     pub(crate) fn from_head(
         head_bytes: &[u8],
         parsed: ParsedHead,

@@ -16,7 +16,8 @@ use phaseloop_core::{Loop, LoopHandle, RunMode};
 
 use crate::api::app::App;
 use crate::engine::config::ServerConfig;
-use crate::engine::{Server, ServerStats};
+use crate::engine::ServerStats;
+use crate::serve::server::Server;
 
 /// How often each loop publishes its counters for the others to read.
 pub const STATS_PUBLISH_INTERVAL: Duration = Duration::from_millis(500);

@@ -3,4 +3,5 @@
 
 pub(crate) mod cluster;
 pub(crate) mod listener;
+pub(crate) mod server;
 pub mod supervisor;

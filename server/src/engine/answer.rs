@@ -1,0 +1,388 @@
+//! A handler's answer on its way into the engine: the handle a responder
+//! wraps ([`Answer`]), a streamed body's ([`Stream`]), and the engine's side
+//! of both (queueing in order, writing, counting).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+use phaseloop_core::Loop;
+
+use crate::engine::connection::StreamError;
+use crate::engine::service::Service;
+use crate::engine::Engine;
+use crate::http::response::Response;
+use crate::http::spares::Spares;
+
+type SendHook = Box<dyn FnOnce(&mut Response)>;
+
+/// The body of the 500 a panicking handler (or response hook) gets.
+pub(crate) const PANICKED: &str = "Internal Server Error: the handler panicked\n";
+
+/// The engine's handle for answering one request, once. Two pointers,
+/// passed in registers: it is moved several times on every request's way
+/// to its handler, and one of seven words went through memory, each move a
+/// copy whose 16-byte loads of fields just stored one by one stalled store
+/// forwarding (the hottest user instruction of a pipelined load). Dropped
+/// unanswered, it answers 500.
+pub(crate) struct Answer<S: Service> {
+    /// Both `None` once answered.
+    engine: Option<Rc<Engine<S>>>,
+    ticket: Option<Box<Ticket>>,
+}
+
+/// Which request an answer is for, and what it needs to count it. Boxes
+/// are recycled by the engine ([`TicketSpares`]), so a warm loop makes
+/// answers without allocating.
+pub(crate) struct Ticket {
+    /// The connection's slab key: below the descriptor limit, so 32 bits.
+    key: u32,
+    route: u32,
+    conn_id: u64,
+    seq: u64,
+    /// Loop time at dispatch: the loop's cached clock costs no system call,
+    /// and its resolution (one tick) is what a queued request experiences.
+    /// In nanoseconds: one subtraction when answered.
+    started_ns: u64,
+    /// Usually empty (it keeps its capacity when the box is recycled).
+    hooks: Vec<SendHook>,
+}
+
+/// An engine's spare ticket boxes (boxes, not tickets: an answer holds its
+/// ticket by pointer, and a spare must be one already).
+pub(crate) type TicketSpares = Spares<Box<Ticket>>;
+
+/// Spare ticket boxes an engine keeps (more are freed when given back).
+pub(crate) const SPARE_TICKETS: usize = 64;
+
+impl<S: Service> Answer<S> {
+    #[inline]
+    pub(crate) fn new(
+        engine: Rc<Engine<S>>,
+        key: usize,
+        conn_id: u64,
+        seq: u64,
+        route: u32,
+        started_ns: u64,
+    ) -> Self {
+        let ticket = match engine.ticket_spares.take() {
+            // Field by field: the spare's hooks vector stays as it is.
+            Some(mut spare) => {
+                spare.key = key as u32;
+                spare.route = route;
+                spare.conn_id = conn_id;
+                spare.seq = seq;
+                spare.started_ns = started_ns;
+                spare
+            }
+            None => Box::new(Ticket {
+                key: key as u32,
+                route,
+                conn_id,
+                seq,
+                started_ns,
+                hooks: Vec::new(),
+            }),
+        };
+        Answer {
+            engine: Some(engine),
+            ticket: Some(ticket),
+        }
+    }
+
+    /// Which connection and request (for `Debug`).
+    pub(crate) fn ids(&self) -> Option<(u64, u64)> {
+        self.ticket.as_ref().map(|t| (t.conn_id, t.seq))
+    }
+
+    /// Registers `hook` to see (and may change) the response before it is
+    /// written.
+    pub(crate) fn on_send(&mut self, hook: impl FnOnce(&mut Response) + 'static) {
+        if let Some(ticket) = &mut self.ticket {
+            ticket.hooks.push(Box::new(hook));
+        }
+    }
+
+    /// True while the connection that asked is still open.
+    pub(crate) fn is_connected(&self) -> bool {
+        match (&self.engine, &self.ticket) {
+            (Some(engine), Some(t)) => engine.conn_alive(t.key as usize, t.conn_id),
+            _ => false,
+        }
+    }
+
+    /// Sends `response` (dropped quietly if the client has gone), then
+    /// forgets the spent handle: answered, it has nothing to drop, and
+    /// skipping `Drop` saves every request its check.
+    #[inline(always)]
+    pub(crate) fn send(mut self, response: Response) {
+        self.finish(response);
+        debug_assert!(self.engine.is_none() && self.ticket.is_none());
+        std::mem::forget(self);
+    }
+
+    /// Starts a streamed response: head now, body through the [`Stream`].
+    pub(crate) fn stream(mut self, mut response: Response) -> Stream<S> {
+        let mut stream = Stream {
+            engine: None,
+            key: 0,
+            conn_id: 0,
+            seq: 0,
+        };
+        self.answer(&mut response, |lp, engine, t, response| {
+            let (key, conn_id, seq) = (t.key as usize, t.conn_id, t.seq);
+            let started = engine.stream_start(lp, key, conn_id, seq, response);
+            if started {
+                stream = Stream {
+                    engine: Some(engine.clone()),
+                    key,
+                    conn_id,
+                    seq,
+                };
+            }
+            started
+        });
+        stream
+    }
+
+    /// Answers 500 for a handler that panicked.
+    pub(crate) fn answer_panic(mut self) {
+        if let Some(engine) = &self.engine {
+            engine.note_handler_panic();
+        }
+        self.finish(Response::text(500, PANICKED));
+    }
+
+    fn finish(&mut self, mut response: Response) {
+        self.answer(&mut response, |lp, engine, t, response| {
+            engine.complete(lp, t.key as usize, t.conn_id, t.seq, response)
+        });
+        response.dispose();
+    }
+
+    /// What every answer goes through, once: the hooks, `deliver` on the
+    /// loop, then the route's counters if it was delivered (an answer
+    /// nobody waits for any more is not counted). Does nothing if already
+    /// answered. The response is lent, not moved: it is large, and every
+    /// move of it is a copy on the path of every request.
+    #[inline(always)] // into `finish`, every request's way
+    fn answer(
+        &mut self,
+        response: &mut Response,
+        deliver: impl FnOnce(&Loop, &Rc<Engine<S>>, &Ticket, &Response) -> bool,
+    ) {
+        let (Some(engine), Some(mut ticket)) = (self.engine.take(), self.ticket.take()) else {
+            return;
+        };
+        if !ticket.hooks.is_empty() {
+            run_hooks(&mut ticket.hooks, response, &*engine);
+        }
+        // No loop is running only once the server's loop has returned (an
+        // answer cannot leave its thread): its connections are gone, so
+        // there is nothing to deliver. An answer kept in thread-local
+        // state is dropped so, at thread exit, and must not panic there.
+        Loop::with_current(|lp| {
+            if deliver(lp, &engine, &ticket, response) {
+                engine.record(
+                    ticket.route,
+                    response.status(),
+                    lp.now_ns().saturating_sub(ticket.started_ns),
+                );
+            }
+        });
+        engine.ticket_spares.give(ticket);
+    }
+}
+
+/// Runs the hooks middleware added, in order, leaving the vector empty.
+/// A hook that panics turns the response into a 500 (the remaining hooks
+/// still see it): the request is answered whatever its middleware does.
+#[inline(never)]
+fn run_hooks<S: Service>(hooks: &mut Vec<SendHook>, response: &mut Response, engine: &Engine<S>) {
+    for hook in hooks.drain(..) {
+        if catch_unwind(AssertUnwindSafe(|| hook(response))).is_err() {
+            engine.note_handler_panic();
+            eprintln!("phaseloop: a response hook panicked; answered 500");
+            *response = Response::text(500, PANICKED);
+        }
+    }
+}
+
+impl<S: Service> Drop for Answer<S> {
+    fn drop(&mut self) {
+        if self.engine.is_none() {
+            return;
+        }
+        let message = if std::thread::panicking() {
+            if let Some(engine) = &self.engine {
+                engine.note_handler_panic();
+            }
+            PANICKED
+        } else {
+            "Internal Server Error: the handler finished without responding\n"
+        };
+        self.finish(Response::text(500, message));
+    }
+}
+
+/// The engine's handle on a streamed body. Dropped unfinished, it cuts the
+/// body short and closes the connection.
+pub(crate) struct Stream<S: Service> {
+    engine: Option<Rc<Engine<S>>>,
+    key: usize,
+    conn_id: u64,
+    seq: u64,
+}
+
+impl<S: Service> Stream<S> {
+    /// Which connection, and whether the stream is still open (for `Debug`).
+    pub(crate) fn state(&self) -> (u64, bool) {
+        (self.conn_id, self.engine.is_some())
+    }
+
+    /// Sends `data` as the next piece (see [`crate::BodyWriter::write`]).
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), StreamError> {
+        let Some(engine) = &self.engine else {
+            return Err(StreamError::Closed);
+        };
+        Loop::with_current(|lp| engine.stream_write(lp, self.key, self.conn_id, self.seq, data))
+            .unwrap_or(Err(StreamError::Closed))
+    }
+
+    /// True when the next write would be refused.
+    pub(crate) fn congested(&self) -> bool {
+        self.engine
+            .as_ref()
+            .is_none_or(|engine| engine.stream_congested(self.key, self.conn_id))
+    }
+
+    /// Runs `callback` once the client has taken most of what waits.
+    pub(crate) fn on_drain(&self, callback: impl FnOnce(&Loop) + 'static) {
+        if let Some(engine) = &self.engine {
+            Loop::with_current(|lp| {
+                engine.stream_on_drain(lp, self.key, self.conn_id, Box::new(callback))
+            });
+        }
+    }
+
+    /// Ends the body (`abort`: cut it short and close).
+    pub(crate) fn end(&mut self, abort: bool) {
+        if let Some(engine) = self.engine.take() {
+            Loop::with_current(|lp| engine.stream_end(lp, self.key, self.conn_id, self.seq, abort));
+        }
+    }
+}
+
+impl<S: Service> Drop for Stream<S> {
+    fn drop(&mut self) {
+        self.end(true);
+    }
+}
+
+impl<S: Service> Engine<S> {
+    /// A handler answered: queue the response in order and write if we are
+    /// not inside a read batch. False if nobody waits for it any more (the
+    /// client left, or a handler timeout answered for it).
+    pub(crate) fn complete(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        seq: u64,
+        response: &Response,
+    ) -> bool {
+        // Inside a read batch (the common case: an answer given during its
+        // dispatch) the batch writes at its end; nothing more to do here.
+        let Some((taken, batching)) = self.with_conn(key, id, |conn| {
+            let taken = conn.complete(seq, response, &self.date.borrow(), &self.pool);
+            (taken, conn.batching)
+        }) else {
+            return false;
+        };
+        // An answer not taken added no output.
+        if taken && !batching {
+            self.after_output(lp, key);
+        }
+        taken
+    }
+
+    /// A handler starts a streamed response. False if the client left.
+    fn stream_start(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        seq: u64,
+        response: &Response,
+    ) -> bool {
+        let started = self
+            .with_conn(key, id, |conn| {
+                conn.start_stream(seq, response, &self.date.borrow(), &self.pool)
+            })
+            .unwrap_or(false);
+        if started {
+            self.after_output(lp, key);
+        }
+        started
+    }
+
+    /// A piece of a streamed body.
+    fn stream_write(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        seq: u64,
+        data: &[u8],
+    ) -> Result<(), StreamError> {
+        let high_water = self.cfg.write_high_water;
+        let result = self
+            .with_conn(key, id, |conn| conn.stream_chunk(seq, data, high_water))
+            .unwrap_or(Err(StreamError::Closed));
+        if result.is_ok() {
+            self.after_output(lp, key);
+        }
+        result
+    }
+
+    /// True when a stream's next piece would be refused as congested (or
+    /// the connection is gone).
+    fn stream_congested(&self, key: usize, id: u64) -> bool {
+        let high_water = self.cfg.write_high_water;
+        self.with_conn(key, id, |conn| conn.buffered_output() >= high_water)
+            .unwrap_or(true)
+    }
+
+    /// Runs `callback` once the connection has taken most of what is
+    /// buffered for it (at once, next tick, if it already has); dropped if
+    /// the connection closes first.
+    fn stream_on_drain(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        callback: Box<dyn FnOnce(&Loop)>,
+    ) {
+        let half = self.cfg.write_high_water / 2;
+        let ready = self.with_conn(key, id, |conn| {
+            if conn.buffered_output() < half {
+                Some(callback)
+            } else {
+                conn.drain_waiters.push(callback);
+                None
+            }
+        });
+        if let Some(Some(callback)) = ready {
+            lp.set_immediate(callback);
+        }
+    }
+
+    /// The end of a streamed body (`abort`: cut it short and close).
+    fn stream_end(self: &Rc<Self>, lp: &Loop, key: usize, id: u64, seq: u64, abort: bool) {
+        if self
+            .with_conn(key, id, |conn| conn.end_stream(seq, abort))
+            .is_some()
+        {
+            self.after_output(lp, key);
+        }
+    }
+}

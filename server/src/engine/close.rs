@@ -1,0 +1,102 @@
+//! Closing: a connection's end (its close-phase callback), and the graceful
+//! shutdown of the whole server.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use phaseloop_core::Loop;
+
+use crate::engine::service::Service;
+use crate::engine::Engine;
+
+/// What runs once a shutdown has closed every connection.
+pub(crate) type ShutdownCallback = Box<dyn FnOnce(&Loop)>;
+
+impl<S: Service> Engine<S> {
+    pub(crate) fn close_conn(self: &Rc<Self>, lp: &Loop, key: usize) {
+        let Some(mut conn) = self.conns.borrow_mut().try_remove(key) else {
+            return;
+        };
+        if let Some(token) = conn.token.take() {
+            let _ = lp.deregister_io(token, &mut conn.stream);
+        }
+        if let Some(t) = conn.timer.take() {
+            lp.clear_timer(t);
+        }
+        conn.inbuf.clear();
+        conn.out_pos = 0;
+        conn.outbuf.clear();
+        conn.release_buffers(&mut self.pool.borrow_mut());
+        drop(conn); // closes the socket
+        self.stats.borrow_mut().open -= 1;
+        let inner = self.clone();
+        lp.on_close(move |lp| {
+            inner.stats.borrow_mut().closed += 1;
+            if inner.shutting_down.get() && inner.conns.borrow().is_empty() {
+                // Node emits a server's 'close' by process.nextTick once
+                // its last connection is gone.
+                let inner = inner.clone();
+                lp.next_tick(move |lp| inner.finish_shutdown(lp));
+            }
+        });
+    }
+
+    pub(crate) fn begin_shutdown(
+        self: &Rc<Self>,
+        lp: &Loop,
+        deadline: Duration,
+        done: Box<dyn FnOnce(&Loop)>,
+    ) {
+        self.on_shutdown.borrow_mut().push(done);
+        if self.shutting_down.replace(true) {
+            return;
+        }
+        if let Some(mut listener) = self.listener.borrow_mut().take() {
+            if let Some(token) = self.listener_token.take() {
+                let _ = lp.deregister_io(token, &mut listener);
+            }
+        }
+        if let Some(t) = self.date_timer.take() {
+            lp.clear_timer(t);
+        }
+        let keys: Vec<usize> = self.conns.borrow().iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let idle = {
+                let mut conns = self.conns.borrow_mut();
+                let conn = &mut conns[key];
+                // In-flight requests finish; their last response says close.
+                conn.close_after_queue = true;
+                if !matches!(conn.reading, crate::engine::connection::Reading::Body(_)) {
+                    conn.reading = crate::engine::connection::Reading::Stopped;
+                }
+                !conn.in_flight()
+                    && conn.unsent() == 0
+                    && !matches!(conn.reading, crate::engine::connection::Reading::Body(_))
+            };
+            if idle {
+                self.close_conn(lp, key);
+            }
+        }
+        if self.conns.borrow().is_empty() {
+            // As Node's server 'close': a next tick once nothing is open.
+            let inner = self.clone();
+            lp.next_tick(move |lp| inner.finish_shutdown(lp));
+            return;
+        }
+        let inner = self.clone();
+        let force = lp.set_timeout(deadline, move |lp| {
+            let keys: Vec<usize> = inner.conns.borrow().iter().map(|(k, _)| k).collect();
+            for key in keys {
+                inner.close_conn(lp, key);
+            }
+        });
+        lp.unref_timer(force);
+    }
+
+    fn finish_shutdown(&self, lp: &Loop) {
+        let callbacks = std::mem::take(&mut *self.on_shutdown.borrow_mut());
+        for cb in callbacks {
+            cb(lp);
+        }
+    }
+}

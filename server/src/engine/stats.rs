@@ -1,0 +1,121 @@
+//! The engine's counters: per server, per route and status, and the
+//! dispatch-to-answer latency histogram.
+
+use std::rc::Rc;
+
+use crate::engine::service::{Service, Target};
+use crate::engine::Engine;
+
+/// Highest handler latency the histogram tracks, in microseconds (an hour).
+pub(crate) const LATENCY_MAX_US: u64 = 3_600_000_000;
+
+/// Counters a server keeps (read with [`crate::Server::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections closed (counted in the loop's close phase).
+    pub closed: u64,
+    /// Requests dispatched to handlers.
+    pub requests: u64,
+    /// Handlers' answers by class: 1xx..5xx at index 1..5 (the codec's
+    /// refusals are counted in `refused`).
+    pub responses_by_class: [u64; 6],
+    /// Requests refused by the codec (400, 413, 414, 431, 501, 505...).
+    pub refused: u64,
+    /// Connections closed by a timeout.
+    pub timeouts: u64,
+    /// accept() failures, EMFILE/ENFILE included.
+    pub accept_errors: u64,
+    /// Times accepting paused because descriptors ran out.
+    pub accept_pauses: u64,
+    /// Handlers that panicked.
+    pub handler_panics: u64,
+    /// Requests answered 503 because their handler passed
+    /// [`crate::ServerConfig::handler_timeout`].
+    pub handler_timeouts: u64,
+    /// `read` calls on connections (about one per request on a keep-alive
+    /// connection, far fewer when pipelined: no `read` follows a short one).
+    pub socket_reads: u64,
+}
+
+/// Responses of one route, by status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteStats {
+    /// The route's pattern (`GET /api/users/:id`), or `unmatched` for 404/405.
+    pub route: Rc<str>,
+    /// (status, responses) in order of first appearance.
+    pub by_status: Vec<(u16, u64)>,
+}
+
+impl<S: Service> Engine<S> {
+    /// Counts a response for its route and records its latency.
+    // Inline into the responder's answer, its one caller.
+    #[inline(always)]
+    pub(crate) fn record(&self, route: u32, status: u16, took_ns: u64) {
+        let mut stats = self.route_stats.borrow_mut();
+        let last = stats.len() - 1;
+        let by_status = &mut stats[(route as usize).min(last)];
+        match by_status.first_mut() {
+            // A route nearly always answers with its first status.
+            Some((s, n)) if *s == status => *n += 1,
+            _ => match by_status.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, n)) => *n += 1,
+                None => by_status.push((status, 1)),
+            },
+        }
+        if took_ns < 2_000 {
+            self.answered_at_once.set(self.answered_at_once.get() + 1);
+            return;
+        }
+        let us = (took_ns / 1_000).min(LATENCY_MAX_US);
+        self.latency_us.borrow_mut().saturating_record(us);
+    }
+
+    pub(crate) fn note_handler_panic(&self) {
+        self.stats.borrow_mut().handler_panics += 1;
+    }
+
+    /// Responses by route and status.
+    pub(crate) fn route_stats(&self) -> Vec<RouteStats> {
+        self.route_stats
+            .borrow()
+            .iter()
+            .enumerate()
+            .map(|(i, by_status)| RouteStats {
+                // The last entry counts requests that matched no route.
+                route: (i < self.service.route_count())
+                    .then(|| self.service.label(Target::Route { index: i as u32 }))
+                    .flatten()
+                    .unwrap_or_else(|| "unmatched".into()),
+                by_status: by_status.clone(),
+            })
+            .collect()
+    }
+
+    /// Time from dispatch to response of every request so far, in
+    /// microseconds (see [`crate::Server::latency_histogram`]).
+    pub(crate) fn latency_histogram(&self) -> hdrhistogram::Histogram<u64> {
+        let mut histogram = self.latency_us.borrow_mut();
+        let at_once = self.answered_at_once.replace(0);
+        if at_once > 0 {
+            histogram.saturating_record_n(1, at_once);
+        }
+        histogram.clone()
+    }
+
+    /// A copy of the server's counters.
+    pub(crate) fn stats(&self) -> ServerStats {
+        let mut stats = self.stats.borrow().clone();
+        // Every handler's answer is counted once, by route and status;
+        // the classes are added up from there when asked for.
+        for by_status in self.route_stats.borrow().iter() {
+            for &(status, n) in by_status {
+                stats.responses_by_class[usize::from(status / 100).min(5)] += n;
+            }
+        }
+        stats
+    }
+}

@@ -1,0 +1,107 @@
+//! `Server`: one app served on one loop, on the engine.
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use phaseloop_core::Loop;
+
+use crate::api::app::App;
+use crate::engine::config::ServerConfig;
+use crate::engine::{Engine, RouteStats, ServerStats};
+use crate::serve::listener::bind_listener;
+
+/// An HTTP/1.1 server running on a [`Loop`].
+///
+/// ```no_run
+/// use phaseloop::{App, Server, ServerConfig};
+/// use phaseloop_core::{Loop, RunMode};
+///
+/// let lp = Loop::new().unwrap();
+/// let app = App::new().get("/", |_lp, _req, res| res.text(200, "Hello, World!"));
+/// let server = Server::bind(&lp, "127.0.0.1:3000".parse().unwrap(), app, ServerConfig::default()).unwrap();
+/// println!("listening on {}", server.local_addr());
+/// lp.run(RunMode::Default);
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    inner: Rc<Engine<App>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.inner.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Listens on `addr` and serves `app` on `lp` (once `lp` runs).
+    ///
+    /// The loop is set to catch panics ([`Loop::set_catch_panics`]): a
+    /// handler that panics in a callback it scheduled (a timer, an
+    /// immediate, a pool job's completion) answers 500 for its request, as
+    /// one that panics at once does, and the loop serves on. A program
+    /// that prefers a panic to end the run calls
+    /// `lp.set_catch_panics(false)` after binding.
+    pub fn bind(lp: &Loop, addr: SocketAddr, app: App, cfg: ServerConfig) -> io::Result<Server> {
+        let listener = bind_listener(addr, cfg.backlog, cfg.reuse_port)?;
+        Server::from_listener(lp, listener, app, cfg)
+    }
+
+    /// Serves `app` on an already bound, nonblocking listener (the loop
+    /// catches panics from then on, as with [`Server::bind`]).
+    pub fn from_listener(
+        lp: &Loop,
+        listener: TcpListener,
+        mut app: App,
+        cfg: ServerConfig,
+    ) -> io::Result<Server> {
+        app.finish();
+        lp.set_catch_panics(true);
+        let inner = Engine::start(lp, listener, app, cfg)?;
+        Ok(Server { inner })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr()
+    }
+
+    /// Bytes of buffer memory held by connections now (read and write
+    /// buffers plus answered responses waiting for their turn). Idle
+    /// keep-alive connections hold none.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.buffered_bytes()
+    }
+
+    /// Responses by route and status.
+    pub fn route_stats(&self) -> Vec<RouteStats> {
+        self.inner.route_stats()
+    }
+
+    /// Time from dispatch to response of every request so far, in
+    /// microseconds, measured on the loop's clock (one tick resolution:
+    /// answers given during the dispatch count as 1 µs).
+    pub fn latency_histogram(&self) -> hdrhistogram::Histogram<u64> {
+        self.inner.latency_histogram()
+    }
+
+    /// A copy of the server's counters.
+    pub fn stats(&self) -> ServerStats {
+        self.inner.stats()
+    }
+
+    /// Graceful shutdown: stop accepting, close idle connections, let
+    /// in-flight requests finish (their responses say `Connection: close`),
+    /// and force-close whatever remains after `deadline`. `done` runs as a
+    /// next tick once the last connection is gone (after that connection's
+    /// close-phase callback; at once after the current callback if none is
+    /// open), as Node emits a server's `'close'`.
+    pub fn shutdown(&self, lp: &Loop, deadline: Duration, done: impl FnOnce(&Loop) + 'static) {
+        self.inner.begin_shutdown(lp, deadline, Box::new(done));
+    }
+}
