@@ -125,3 +125,22 @@ fn a_connection_paused_by_unanswered_requests_reads_on_after_their_503s() {
     assert_eq!(c.response(), text_response("200 OK", "ok", ""));
     assert_eq!(server.stats().handler_timeouts, 5);
 }
+
+/// A request whose body is still arriving has no handler yet: the handler
+/// timeout starts once it is dispatched, not while the body comes (a slow
+/// upload got 503 from a handler that had not been called).
+#[test]
+fn a_body_still_arriving_is_not_timed_as_a_handler() {
+    fn upload() -> App {
+        App::new().post("/upload", |_, req, res| {
+            res.text(200, format!("{} bytes", req.body().len()))
+        })
+    }
+    let server = TestServer::with_config(upload, with_timeout());
+    let mut c = server.connect();
+    c.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
+    // Several handler timeouts long, well within the body timeout.
+    std::thread::sleep(Duration::from_millis(600));
+    c.send(b"world");
+    assert_eq!(c.response(), text_response("200 OK", "10 bytes", ""));
+}

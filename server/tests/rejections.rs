@@ -95,19 +95,30 @@ fn not_found_and_method_not_allowed() {
         c.response(),
         text_response("404 Not Found", "Not Found: /missing\n", "")
     );
-    c.send(b"DELETE /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(
         c.response(),
         text_response(
             "405 Method Not Allowed",
-            "Method Not Allowed: DELETE /echo\n",
+            "Method Not Allowed: GET /echo\n",
             "Allow: POST\r\n"
+        )
+    );
+    // No route answers DELETE at all: 501 (RFC 9110 §15.6.2).
+    c.send(b"DELETE /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        c.response(),
+        text_response(
+            "501 Not Implemented",
+            "Not Implemented: no route answers DELETE\n",
+            ""
         )
     );
 }
 
 /// Absolute-form targets route by the path after their authority (RFC
-/// 9112 §3.2.2), `/` when they have none; asterisk-form has no route.
+/// 9112 §3.2.2), `/` when they have none; asterisk-form asks about the
+/// server (RFC 9110 §9.3.7).
 #[test]
 fn every_target_form_routes_by_its_path() {
     fn echo_target() -> App {
@@ -142,7 +153,7 @@ fn every_target_form_routes_by_its_path() {
     c.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(
         c.response(),
-        text_response("404 Not Found", "Not Found: *\n", "")
+        "HTTP/1.1 200 OK\r\nDate: <date>\r\nAllow: GET, HEAD, OPTIONS\r\nContent-Length: 0\r\n\r\n"
     );
 }
 

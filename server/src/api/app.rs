@@ -219,6 +219,26 @@ impl App {
     ) -> bool {
         let endpoint: Rc<dyn Handler> = match target {
             Target::Route { index } => self.enter_route(index, &mut req).handler.clone(),
+            // RFC 9110 §9.3.7: `OPTIONS *` asks about the server itself.
+            Target::NotFound if req.method() == Method::Options && req.target() == "*" => {
+                req.set_route(None);
+                let allow = self.router.all_methods();
+                Rc::new(move |_: &Loop, _req: Request, res: Responder| {
+                    res.send(Response::new(200).header("Allow", allow.clone()));
+                })
+            }
+            // RFC 9110 §15.6.2: a method no resource here knows is 501.
+            Target::NotFound | Target::MethodNotAllowed
+                if !self.router.knows_method(req.method()) =>
+            {
+                req.set_route(None);
+                Rc::new(|_: &Loop, req: Request, res: Responder| {
+                    res.send(Response::text(
+                        501,
+                        format!("Not Implemented: no route answers {}\n", req.method_str()),
+                    ));
+                })
+            }
             Target::NotFound => {
                 req.set_route(None);
                 Rc::new(|_: &Loop, req: Request, res: Responder| {

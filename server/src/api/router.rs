@@ -191,6 +191,35 @@ impl Router {
 
     /// The `Allow` value of a 405 for `path`: the methods its routes take,
     /// HEAD with GET. Built only when such an answer is made.
+    /// Whether any route answers `method` (HEAD counts where GET does).
+    pub fn knows_method(&self, method: Method) -> bool {
+        let method = if method == Method::Head {
+            Method::Get
+        } else {
+            method
+        };
+        method != Method::Other && self.routes.iter().any(|r| r.method == method)
+    }
+
+    /// Every method some route answers, for `OPTIONS *`: with HEAD where
+    /// GET is, and OPTIONS itself.
+    pub fn all_methods(&self) -> String {
+        let mut all: Vec<&'static str> = Vec::new();
+        for route in &self.routes {
+            let m = route.method.as_str();
+            if !all.contains(&m) {
+                all.push(m);
+            }
+        }
+        if all.contains(&"GET") && !all.contains(&"HEAD") {
+            all.push("HEAD");
+        }
+        if !all.contains(&"OPTIONS") {
+            all.push("OPTIONS");
+        }
+        all.join(", ")
+    }
+
     pub fn allow(&self, path: &[u8]) -> String {
         let mut params = Vec::new();
         let mut allow: Vec<&'static str> = Vec::new();

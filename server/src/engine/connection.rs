@@ -389,9 +389,15 @@ impl Conn {
     /// answered and that have no handler timeout yet; each is marked as
     /// having one as it is returned.
     pub fn unwatched_answers(&mut self) -> impl Iterator<Item = u64> + '_ {
+        // A request whose body is still arriving has no handler yet: its
+        // time is the body timeout's until it is dispatched.
+        let receiving = match &self.reading {
+            Reading::Body(pending) => Some(pending.seq),
+            _ => None,
+        };
         self.queue
             .iter_mut()
-            .filter(|s| s.bytes.is_none() && !s.watched)
+            .filter(move |s| s.bytes.is_none() && !s.watched && Some(s.asked.seq) != receiving)
             .map(|s| {
                 s.watched = true;
                 s.asked.seq

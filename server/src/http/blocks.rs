@@ -54,16 +54,16 @@ pub(crate) fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use sse2::{controls, equal_to, not_visible};
+pub(crate) use sse2::{controls, equal_to, not_target};
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) use plain::{controls, equal_to, not_visible};
+pub(crate) use plain::{controls, equal_to, not_target};
 
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
-        _mm_or_si128, _mm_set1_epi8,
+        __m128i, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8,
+        _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
 
     use super::Block;
@@ -71,14 +71,6 @@ mod sse2 {
     // Each public function is one `unsafe` call of a `target_feature`
     // function: SSE2 is in the x86_64 baseline, so every CPU this code
     // runs on has it, and the call is inlined like any other.
-
-    /// Bytes outside `0x21..=0x7E`: controls, space, DEL, and bytes above
-    /// 0x7F (what ends a request target's plain ASCII).
-    #[inline(always)]
-    pub(crate) fn not_visible(block: &Block) -> u32 {
-        // SAFETY: SSE2 is present on every x86_64 CPU.
-        unsafe { not_visible_sse2(block) }
-    }
 
     /// Bytes below 0x20 and DEL (what a field value stops at: its CR, a
     /// tab to look at, or a byte to refuse).
@@ -95,21 +87,42 @@ mod sse2 {
         unsafe { equal_to_sse2(block, byte) }
     }
 
+    /// Bytes that end a request target's plain ASCII: bytes outside
+    /// `0x21..=0x7E` (controls, space, DEL, and bytes above 0x7F), and the visible ones RFC 3986 has no place
+    /// for (`"` `#` `<` `>` `\` `^` `` ` `` `{` `|` `}`).
+    #[inline(always)]
+    pub(crate) fn not_target(block: &Block) -> u32 {
+        // SAFETY: SSE2 is present on every x86_64 CPU.
+        unsafe { not_target_sse2(block) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn not_target_sse2(block: &Block) -> u32 {
+        let x = load(block);
+        let set = |b: u8| _mm_set1_epi8(b as i8);
+        // Signed compares: 0x80..=0xFF are negative, so "below 0x21" takes
+        // them with the controls and the space; "above 0x7A" is `{|}~` and
+        // DEL, `~` (allowed) taken out below.
+        let outside = _mm_or_si128(_mm_cmplt_epi8(x, set(0x21)), _mm_cmpgt_epi8(x, set(0x7A)));
+        // `"` and `#`: 0x22 and 0x23 are the bytes whose top seven bits are 0x22.
+        let quote_hash = _mm_cmpeq_epi8(_mm_and_si128(x, set(0xFE)), set(0x22));
+        // `<` `>` `\` `^` (and `|` `~`, and controls already taken): the
+        // bytes whose low five bits are 0x1C or 0x1E.
+        let angle_back_caret = _mm_cmpeq_epi8(_mm_and_si128(x, set(0x1D)), set(0x1C));
+        let backtick = _mm_cmpeq_epi8(x, set(b'`'));
+        let tilde = _mm_cmpeq_epi8(x, set(b'~'));
+        let bad = _mm_or_si128(
+            _mm_or_si128(outside, quote_hash),
+            _mm_or_si128(angle_back_caret, backtick),
+        );
+        _mm_movemask_epi8(_mm_andnot_si128(tilde, bad)) as u32
+    }
+
     #[target_feature(enable = "sse2")]
     fn load(block: &Block) -> __m128i {
         // SAFETY: reads the sixteen bytes of `block`, which this load may
         // do from any address (it needs no alignment).
         unsafe { _mm_loadu_si128(block.as_ptr().cast()) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    fn not_visible_sse2(block: &Block) -> u32 {
-        let x = load(block);
-        // Compared as signed bytes, 0x80..=0xFF are negative: "below 0x21"
-        // takes them too.
-        let low_or_high = _mm_cmplt_epi8(x, _mm_set1_epi8(0x21));
-        let del = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7F));
-        _mm_movemask_epi8(_mm_or_si128(low_or_high, del)) as u32
     }
 
     #[target_feature(enable = "sse2")]
@@ -141,11 +154,6 @@ mod plain {
             .fold(0, |bits, (i, &b)| bits | u32::from(class(b)) << i)
     }
 
-    /// Bytes outside `0x21..=0x7E`.
-    pub(crate) fn not_visible(block: &Block) -> u32 {
-        bits(block, |b| !(0x21..=0x7E).contains(&b))
-    }
-
     /// Bytes below 0x20 and DEL.
     pub(crate) fn controls(block: &Block) -> u32 {
         bits(block, |b| b < 0x20 || b == 0x7F)
@@ -154,6 +162,13 @@ mod plain {
     /// Bytes equal to `byte`.
     pub(crate) fn equal_to(block: &Block, byte: u8) -> u32 {
         bits(block, |b| b == byte)
+    }
+
+    /// Bytes outside `0x21..=0x7E`, and `"#<>\\^`{|}`.
+    pub(crate) fn not_target(block: &Block) -> u32 {
+        bits(block, |b| {
+            !(0x21..=0x7E).contains(&b) || b"\"#<>\\^`{|}".contains(&b)
+        })
     }
 }
 
@@ -167,8 +182,8 @@ mod tests {
             for place in 0..BLOCK {
                 let mut block = [b'a'; BLOCK];
                 block[place] = b;
-                assert_eq!(not_visible(&block), plain::not_visible(&block), "{b:#x}");
                 assert_eq!(controls(&block), plain::controls(&block), "{b:#x}");
+                assert_eq!(not_target(&block), plain::not_target(&block), "{b:#x}");
                 for byte in [b, b'?', b':', 0, 0xFF] {
                     assert_eq!(
                         equal_to(&block, byte),

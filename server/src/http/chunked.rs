@@ -1,12 +1,75 @@
 //! The chunked transfer coding (RFC 9112 §7.1), decoded incrementally: bytes
 //! may arrive one at a time and the decoder never needs them again.
 
-use super::HttpError;
+use super::{HttpError, TCHAR};
 
 /// Longest chunk-size line (size, extensions, CRLF) we accept.
 const MAX_SIZE_LINE: usize = 1024;
 /// Most trailer bytes we read (and ignore) after the last chunk.
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// Where in `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS
+/// chunk-ext-val ] )` the decoder is (RFC 9112 §7.1.1; BWS is spaces and
+/// tabs; a name is a token, a value a token or a quoted-string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    /// Whitespace after the size or an extension: a `;` must follow.
+    BeforeSemicolon,
+    /// After `;`: whitespace, then a name.
+    NameStart,
+    /// In a name: the line may end, or `=` or `;` come.
+    Name,
+    /// Whitespace after a name: `=` or `;` (or the line's end) come.
+    AfterName,
+    /// After `=`: whitespace, then a value.
+    ValueStart,
+    /// In a token value.
+    Token,
+    /// In a quoted-string value.
+    Quoted,
+    /// After a backslash in a quoted-string.
+    QuotedPair,
+    /// After a closing quote: the line may end, or whitespace or `;` come.
+    AfterQuoted,
+}
+
+impl Ext {
+    /// The line may end here (an extension, or none, is complete).
+    fn may_end(self) -> bool {
+        matches!(
+            self,
+            Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterQuoted
+        )
+    }
+
+    /// Where byte `b` leads; `None` if the grammar has no place for it.
+    fn next(self, b: u8) -> Option<Ext> {
+        let space = b == b' ' || b == b'\t';
+        let token = TCHAR[usize::from(b)];
+        Some(match self {
+            Ext::BeforeSemicolon if space => Ext::BeforeSemicolon,
+            Ext::BeforeSemicolon if b == b';' => Ext::NameStart,
+            Ext::NameStart if space => Ext::NameStart,
+            Ext::NameStart | Ext::Name if token => Ext::Name,
+            Ext::Name | Ext::AfterName if space => Ext::AfterName,
+            Ext::Name | Ext::AfterName if b == b'=' => Ext::ValueStart,
+            Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterQuoted if b == b';' => {
+                Ext::NameStart
+            }
+            Ext::ValueStart if space => Ext::ValueStart,
+            Ext::ValueStart if b == b'"' => Ext::Quoted,
+            Ext::ValueStart | Ext::Token if token => Ext::Token,
+            Ext::Token | Ext::AfterQuoted if space => Ext::BeforeSemicolon,
+            // qdtext: HTAB, SP, visible but `"` and `\`, obs-text.
+            Ext::Quoted if b == b'"' => Ext::AfterQuoted,
+            Ext::Quoted if b == b'\\' => Ext::QuotedPair,
+            Ext::Quoted if space || (0x21..=0x7E).contains(&b) || b >= 0x80 => Ext::Quoted,
+            // quoted-pair: HTAB, SP, visible, obs-text.
+            Ext::QuotedPair if space || (0x21..=0x7E).contains(&b) || b >= 0x80 => Ext::Quoted,
+            _ => return None,
+        })
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -16,10 +79,11 @@ enum State {
         digits: u8,
         line: usize,
     },
-    /// Skipping a chunk extension up to CR.
+    /// Inside the chunk extensions (RFC 9112 §7.1.1), at `at`.
     Extension {
         value: u64,
         line: usize,
+        at: Ext,
     },
     /// Saw CR after the size line; LF must follow.
     SizeLf {
@@ -36,8 +100,12 @@ enum State {
     TrailerLineStart {
         total: usize,
     },
-    /// Inside a trailer line.
-    TrailerLine {
+    /// In a trailer line's field name.
+    TrailerName {
+        total: usize,
+    },
+    /// In a trailer line's field value (after its colon).
+    TrailerValue {
         total: usize,
     },
     TrailerLf {
@@ -114,25 +182,37 @@ impl ChunkedDecoder {
                                 line: line + 1,
                             }
                         }
-                        b';' | b' ' | b'\t' if digits > 0 => State::Extension {
+                        b';' if digits > 0 => State::Extension {
                             value,
                             line: line + 1,
+                            at: Ext::NameStart,
+                        },
+                        b' ' | b'\t' if digits > 0 => State::Extension {
+                            value,
+                            line: line + 1,
+                            at: Ext::BeforeSemicolon,
                         },
                         b'\r' if digits > 0 => State::SizeLf { value },
                         _ => return bad("invalid chunk size"),
                     }
                 }
-                State::Extension { value, line } => {
+                State::Extension { value, line, at } => {
                     if line >= MAX_SIZE_LINE {
                         return bad("chunk size line too long");
                     }
-                    match b {
-                        b'\r' => State::SizeLf { value },
-                        b'\n' => return bad("bare LF in chunk size line"),
-                        _ => State::Extension {
-                            value,
-                            line: line + 1,
-                        },
+                    if b == b'\r' && at.may_end() {
+                        State::SizeLf { value }
+                    } else if b == b'\n' {
+                        return bad("bare LF in chunk size line");
+                    } else {
+                        match at.next(b) {
+                            Some(at) => State::Extension {
+                                value,
+                                line: line + 1,
+                                at,
+                            },
+                            None => return bad("invalid chunk extension"),
+                        }
                     }
                 }
                 State::SizeLf { value } => {
@@ -177,12 +257,26 @@ impl ChunkedDecoder {
                         line: 0,
                     }
                 }
+                // RFC 9112 §7.1.2: trailer fields are field lines (§5):
+                // a token, a colon, a value of visible bytes, spaces, tabs
+                // or obs-text.
                 State::TrailerLineStart { total } => match b {
                     b'\r' => State::TrailerLf { total, empty: true },
                     b'\n' => return bad("bare LF in trailer section"),
-                    _ => State::TrailerLine { total: total + 1 },
+                    _ if TCHAR[usize::from(b)] => State::TrailerName { total: total + 1 },
+                    _ => return bad("invalid trailer field"),
                 },
-                State::TrailerLine { total } => {
+                State::TrailerName { total } => {
+                    if total >= MAX_TRAILER_BYTES {
+                        return Err(HttpError::new(431, "trailer section too large"));
+                    }
+                    match b {
+                        b':' => State::TrailerValue { total: total + 1 },
+                        _ if TCHAR[usize::from(b)] => State::TrailerName { total: total + 1 },
+                        _ => return bad("invalid trailer field"),
+                    }
+                }
+                State::TrailerValue { total } => {
                     if total >= MAX_TRAILER_BYTES {
                         return Err(HttpError::new(431, "trailer section too large"));
                     }
@@ -192,7 +286,10 @@ impl ChunkedDecoder {
                             empty: false,
                         },
                         b'\n' => return bad("bare LF in trailer section"),
-                        _ => State::TrailerLine { total: total + 1 },
+                        b'\t' | b' '..=b'~' | 0x80..=0xFF => {
+                            State::TrailerValue { total: total + 1 }
+                        }
+                        _ => return bad("invalid trailer field"),
                     }
                 }
                 State::TrailerLf { total, empty } => {
@@ -251,6 +348,28 @@ mod tests {
             (b"abc0123456789".to_vec(), 43)
         );
         assert_eq!(decode_all(b"0\r\n\r\n", 100).unwrap(), (vec![], 5));
+        // Every form the extension grammar allows, whitespace included.
+        for ext in [
+            ";a",
+            ";a=b",
+            " ;a",
+            "\t; a = b ;c",
+            ";a=\"quoted; \\\" value\"",
+            ";a=\"\" ;b",
+            ";a;b=1;c=\"x\"",
+        ] {
+            let body = format!("3{ext}\r\nabc\r\n0\r\n\r\n");
+            assert_eq!(
+                decode_all(body.as_bytes(), 100).unwrap().0,
+                b"abc",
+                "{body:?}"
+            );
+        }
+        let body = b"0\r\nX-T:\r\nY:  v \t\xe9\r\n\r\n";
+        assert!(
+            decode_all(body, 100).is_ok(),
+            "empty and padded trailer values"
+        );
     }
 
     #[test]
@@ -277,6 +396,20 @@ mod tests {
         err("5;ext\n", 400, "bare LF in chunk size line");
         err("0\r\nX: y\n", 400, "bare LF in trailer section");
         err("65\r\n", 413, "request body too large");
+        // RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ).
+        err("5;\r\n", 400, "invalid chunk extension");
+        err("5 \r\n", 400, "invalid chunk extension");
+        err("5;bad[=x\r\n", 400, "invalid chunk extension");
+        err("5;a\0b\r\n", 400, "invalid chunk extension");
+        err("5;a=\r\n", 400, "invalid chunk extension");
+        err("5;a=\"x\r\n", 400, "invalid chunk extension");
+        err("5;a=\"\0\"\r\n", 400, "invalid chunk extension");
+        err("5;a=b c\r\n", 400, "invalid chunk extension");
+        // RFC 9112 §7.1.2: a trailer line is a field line.
+        err("0\r\nno colon\r\n\r\n", 400, "invalid trailer field");
+        err("0\r\n: no name\r\n\r\n", 400, "invalid trailer field");
+        err("0\r\nX-T: a\0b\r\n\r\n", 400, "invalid trailer field");
+        err("0\r\nX T: v\r\n\r\n", 400, "invalid trailer field");
         err(
             "32\r\n01234567890123456789012345678901234567890123456789\r\n33\r\n",
             413,

@@ -7,6 +7,7 @@
 //! rejection RFC 9112 asks for.
 
 use super::fields::scan_plain_fields;
+use super::host::{authority_of, valid_host};
 use super::request_line::parse_request_line;
 use super::HttpError;
 
@@ -121,6 +122,8 @@ struct FieldFacts {
     transfer_encoding: bool,
     chunked: bool,
     host_count: usize,
+    /// A Host field's value was not `uri-host [ ":" port ]`.
+    bad_host: bool,
     conn_close: bool,
     conn_keep_alive: bool,
     expect_continue: bool,
@@ -146,7 +149,10 @@ impl FieldFacts {
     #[inline]
     fn take(&mut self, name: &[u8], value: &[u8]) {
         match name.len() {
-            4 => self.host_count += usize::from(name_is(name, b"host")),
+            4 if name_is(name, b"host") => {
+                self.host_count += 1;
+                self.bad_host |= !valid_host(value);
+            }
             6 | 10 | 14 | 17 => self.take_judged(name, value),
             _ => {}
         }
@@ -358,6 +364,7 @@ fn parse_head_with(
     if !facts.field_lines_ok || buf[len - 2] != b'\r' {
         return Err(HttpError::bad_request("bare LF in request head"));
     }
+    let bad_host = facts.bad_host;
     let FieldFacts {
         content_length,
         transfer_encoding,
@@ -379,6 +386,10 @@ fn parse_head_with(
     }
     if host_count > 1 {
         return Err(HttpError::bad_request("multiple Host headers"));
+    }
+    // RFC 9112 §3.2: a Host field with an invalid value is refused too.
+    if bad_host {
+        return Err(HttpError::bad_request("invalid Host header"));
     }
 
     let framing = if transfer_encoding {
@@ -428,20 +439,21 @@ fn parse_head_with(
 
 /// RFC 9112 §3.2: origin-form (`/path?q`), absolute-form (`http://h/p`), or
 /// asterisk-form for OPTIONS. Authority-form (CONNECT) we do not serve.
+/// An absolute-form target needs a host (RFC 9110 §4.2.1: a recipient MUST
+/// reject an `http` URI with an empty host) that is a valid `uri-host [ ":"
+/// port ]`, without `userinfo@` (RFC 9110 §4.2.4).
 #[inline(always)]
 fn valid_target(method: &[u8], target: &[u8]) -> bool {
     match target {
         [b'/', ..] => true,
         b"*" => method == b"OPTIONS",
-        _ => {
-            let scheme = |s: &[u8]| {
-                target
-                    .get(..s.len())
-                    .is_some_and(|t| t.eq_ignore_ascii_case(s))
-            };
-            scheme(b"http://") || scheme(b"https://")
-        }
+        _ => valid_absolute_form(target),
     }
+}
+
+#[cold]
+fn valid_absolute_form(target: &[u8]) -> bool {
+    authority_of(target).is_some_and(|a| !a.is_empty() && valid_host(a))
 }
 
 /// RFC 9110 §8.6: `Content-Length = 1*DIGIT`; a list of identical values

@@ -10,6 +10,7 @@ mod encode;
 mod error;
 mod fields;
 mod head;
+pub(crate) mod host;
 pub(crate) mod request;
 mod request_line;
 pub(crate) mod response;

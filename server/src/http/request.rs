@@ -314,6 +314,25 @@ impl Request {
         std::str::from_utf8(path_of(&p.head, p.path)).unwrap_or("/")
     }
 
+    /// The request target as sent (`/p?q`, `http://h/p`, `*`).
+    pub fn target(&self) -> &str {
+        // The head's first line is `method SP target SP version`: the
+        // parser checked it.
+        let line = self.p().head.split(|b| *b == b'\r').next().unwrap_or(b"");
+        let target = line.split(|b| *b == b' ').nth(1).unwrap_or(b"");
+        std::str::from_utf8(target).unwrap_or("")
+    }
+
+    /// The host the request is for (RFC 9112 §3.2.2): an absolute-form
+    /// target's authority, else the Host field (absent from some HTTP/1.0
+    /// requests).
+    pub fn host(&self) -> Option<&str> {
+        match crate::http::host::authority_of(self.target().as_bytes()) {
+            Some(authority) => std::str::from_utf8(authority).ok(),
+            None => self.header("host"),
+        }
+    }
+
     /// The query string after `?`, undecoded.
     pub fn query(&self) -> Option<&str> {
         self.p().query.map(|q| self.str(q))
