@@ -37,6 +37,7 @@ pub use api::middleware;
 pub use api::responder::{BodyWriter, Responder};
 pub use engine::config::*;
 pub use engine::connection::StreamError;
+pub use engine::limits::open_files_limit;
 pub use engine::{RouteStats, ServerStats};
 pub use http::request::{percent_decode, Method, Request};
 pub use http::response::{Body, HeaderValue, Response};

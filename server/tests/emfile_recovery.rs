@@ -65,3 +65,32 @@ fn emfile_pauses_accepting_and_recovers() {
     assert!(pauses >= 1, "accepting paused at least once:\n{m}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The soft open-files limit is raised to the hard one at start (as Go's
+/// runtime does): a server started under the usual soft 1,024 (here 256)
+/// may hold as many connections as the hard limit allows, and /metrics says
+/// which limit is in force.
+#[test]
+fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+    let dir = temp_dir("nofile");
+    let demo = Demo::start_with(&dir, &[], "ulimit -Sn 256");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", demo.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (soft, hard) = (numbers[0], numbers[1]);
+    assert_eq!(soft, hard, "soft limit raised to the hard one: {line}");
+    let m = demo.get("/metrics");
+    assert!(
+        body_of(&m)
+            .lines()
+            .any(|l| l == format!("phaseloop_open_files_limit {hard}")),
+        "{m}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

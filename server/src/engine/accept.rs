@@ -9,6 +9,7 @@ use mio::Interest;
 use phaseloop_core::{IoOutcome, Loop};
 
 use crate::engine::connection::Conn;
+use crate::engine::limits::open_files_limit;
 use crate::engine::service::Service;
 use crate::engine::Engine;
 
@@ -37,6 +38,11 @@ impl<S: Service> Engine<S> {
                         // now would spin; pause, then try again.
                         self.stats.borrow_mut().accept_pauses += 1;
                         self.accept_paused.set(true);
+                        eprintln!(
+                            "phaseloop: out of file descriptors ({e}; open files limit {}): accepting paused for {} ms",
+                            open_files_limit(),
+                            self.cfg.accept_pause.as_millis()
+                        );
                         let inner = self.clone();
                         lp.set_timeout(self.cfg.accept_pause, move |lp| {
                             inner.accept_paused.set(false);

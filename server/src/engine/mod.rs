@@ -17,6 +17,7 @@ pub(crate) mod config;
 pub(crate) mod connection;
 mod deadlines;
 mod drive;
+pub(crate) mod limits;
 mod read_buffer;
 pub(crate) mod service;
 mod stats;
@@ -79,6 +80,7 @@ impl<S: Service> Engine<S> {
         service: S,
         cfg: ServerConfig,
     ) -> io::Result<Rc<Self>> {
+        limits::raise_open_files_limit();
         let local_addr = listener.local_addr()?;
         let inner = Rc::new(Engine {
             service,

@@ -171,6 +171,7 @@ pub fn render(
         ),
         ("phaseloop_accept_errors_total", server_stats.accept_errors),
         ("phaseloop_accept_pauses_total", server_stats.accept_pauses),
+        ("phaseloop_open_files_limit", phaseloop::open_files_limit()),
         ("phaseloop_requests_refused_total", server_stats.refused),
         ("phaseloop_timeouts_total", server_stats.timeouts),
         (
