@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::time::Duration;
 
 use phaseloop_core::Loop;
 
@@ -10,8 +11,9 @@ use crate::api::handler::{async_handler, Handler, Middleware, Next};
 use crate::api::responder::Responder;
 use crate::api::router::{Route, Router};
 use crate::engine::answer::Answer;
-use crate::engine::service::Service;
+use crate::engine::config::DataRate;
 use crate::engine::service::Target;
+use crate::engine::service::{BodyRules, Service};
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 
@@ -127,7 +129,28 @@ impl App {
     /// overriding the server's.
     pub fn body_limit(mut self, limit: u64) -> App {
         if let Some(route) = self.router.routes.last_mut() {
-            route.body_limit = Some(limit);
+            route.body.limit = Some(limit);
+        }
+        self
+    }
+
+    /// Sets the slowest the most recently added route's request bodies may
+    /// arrive (408 below it), overriding the server's
+    /// ([`crate::ServerConfig::min_body_rate`]); `None`: no minimum, for
+    /// an upload route whose clients may be slow.
+    pub fn min_body_rate(mut self, rate: Option<DataRate>) -> App {
+        if let Some(route) = self.router.routes.last_mut() {
+            route.body.min_rate = Some(rate);
+        }
+        self
+    }
+
+    /// Sets how long a whole request to the most recently added route may
+    /// take to arrive once its head has (408 after), overriding the
+    /// server's ([`crate::ServerConfig::request_timeout`]).
+    pub fn request_timeout(mut self, timeout: Duration) -> App {
+        if let Some(route) = self.router.routes.last_mut() {
+            route.body.request_timeout = Some(timeout);
         }
         self
     }
@@ -150,12 +173,12 @@ impl App {
         self.router.resolve(method, token, path, params)
     }
 
-    /// The body limit of the route a request went to, if it sets one
-    /// (looked up only for a request with a body).
-    pub(crate) fn route_body_limit(&self, target: Target) -> Option<u64> {
+    /// The body rules of the route a request went to (looked up only for
+    /// a request with a body).
+    pub(crate) fn route_body_rules(&self, target: Target) -> BodyRules {
         match target {
-            Target::Route { index } => self.router.routes[index as usize].body_limit,
-            Target::NotFound | Target::MethodNotAllowed => None,
+            Target::Route { index } => self.router.routes[index as usize].body,
+            Target::NotFound | Target::MethodNotAllowed => BodyRules::default(),
         }
     }
 
@@ -279,8 +302,8 @@ impl Service for App {
         App::destination(self, req)
     }
 
-    fn body_limit(&self, target: Target) -> Option<u64> {
-        self.route_body_limit(target)
+    fn body_rules(&self, target: Target) -> BodyRules {
+        self.route_body_rules(target)
     }
 
     fn label(&self, target: Target) -> Option<Rc<str>> {

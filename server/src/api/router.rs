@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use crate::api::handler::Handler;
 use crate::api::path_table::PathTable;
-use crate::engine::service::Target;
+use crate::engine::service::{BodyRules, Target};
 use crate::http::request::{Method, Param};
 
 #[derive(Debug, Clone)]
@@ -22,7 +22,8 @@ pub(crate) struct Route {
     segments: Vec<Segment>,
     pub pattern: Rc<str>,
     pub handler: Rc<dyn Handler>,
-    pub body_limit: Option<u64>,
+    /// The route's own rules for receiving a body (limit, rate, time).
+    pub body: BodyRules,
 }
 
 /// Number of `Method` variants (the exact-route table's width).
@@ -77,7 +78,7 @@ impl Router {
             segments,
             pattern: format!("{} {}", method.as_str(), pattern).into(),
             handler,
-            body_limit: None,
+            body: BodyRules::default(),
         });
     }
 

@@ -21,6 +21,48 @@ pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a connection may go without taking any of our response bytes.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a whole request (head and body) may take to arrive: Node's
+/// `server.requestTimeout` default. Generous for any upload a route does
+/// not relax it for, and still an end for a client that trickles inside
+/// every other bound.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// The slowest a request body may arrive on average, after a grace:
+/// Kestrel's `MinRequestBodyDataRate` (240 bytes/s after 5 s). A client
+/// sending a byte every few seconds holds a connection (and up to a body
+/// limit of buffer) only that long.
+pub const DEFAULT_MIN_BODY_RATE: DataRate = DataRate {
+    bytes_per_second: 240,
+    grace: Duration::from_secs(5),
+};
+/// The slowest a client may take a response on average, after a grace:
+/// Kestrel's `MinResponseDataRate` (240 bytes/s after 5 s).
+pub const DEFAULT_MIN_RESPONSE_RATE: DataRate = DataRate {
+    bytes_per_second: 240,
+    grace: Duration::from_secs(5),
+};
+
+/// A minimum data rate: on average `bytes_per_second` since the transfer
+/// began, checked once `grace` has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRate {
+    /// The least average rate, in bytes per second.
+    pub bytes_per_second: u64,
+    /// How long a transfer may go before its rate is checked.
+    pub grace: Duration,
+}
+
+impl DataRate {
+    /// When a transfer that began at `start_ns` and has moved `bytes` falls
+    /// below the rate if nothing more moves (loop nanoseconds).
+    pub(crate) fn due(&self, start_ns: u64, bytes: u64) -> u64 {
+        let earned = bytes
+            .saturating_mul(1_000_000_000)
+            .checked_div(self.bytes_per_second)
+            .unwrap_or(u64::MAX);
+        start_ns.saturating_add(earned.max(self.grace.as_nanos().min(u128::from(u64::MAX)) as u64))
+    }
+}
+
 /// Pending connections the kernel queues for us: at least the 1024 a burst
 /// of new clients needs (the kernel caps it at `somaxconn`).
 pub const DEFAULT_BACKLOG: i32 = 1024;
@@ -79,6 +121,16 @@ pub struct ServerConfig {
     /// late answer is dropped. `None` (the default, as in Node and Go):
     /// a handler may take as long as it likes.
     pub handler_timeout: Option<Duration>,
+    /// Longest a whole request, head and body, may take to arrive (408
+    /// and close after); a route may set its own for its body
+    /// ([`crate::App::request_timeout`]).
+    pub request_timeout: Duration,
+    /// The slowest a body may arrive (408 and close below it); `None`: no
+    /// rate. A route may set its own ([`crate::App::min_body_rate`]).
+    pub min_body_rate: Option<DataRate>,
+    /// The slowest a client may take our response bytes (the connection is
+    /// closed below it); `None`: only the send timeout applies.
+    pub min_response_rate: Option<DataRate>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +151,9 @@ impl Default for ServerConfig {
             write_high_water: DEFAULT_WRITE_HIGH_WATER,
             accept_pause: DEFAULT_ACCEPT_PAUSE,
             handler_timeout: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            min_body_rate: Some(DEFAULT_MIN_BODY_RATE),
+            min_response_rate: Some(DEFAULT_MIN_RESPONSE_RATE),
         }
     }
 }

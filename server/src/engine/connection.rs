@@ -19,7 +19,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use phaseloop_core::{IoToken, TimerId};
 
-use crate::engine::config::ServerConfig;
+use crate::engine::config::{DataRate, ServerConfig};
 use crate::engine::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
 use crate::engine::service::{Service, Target};
 use crate::http::request::{Method, Request};
@@ -104,6 +104,12 @@ pub(crate) struct PendingBody {
     pub seq: u64,
     pub framing: BodyDecoder,
     pub limit: u64,
+    /// The slowest the body may arrive (the route's, else the server's).
+    pub min_rate: Option<DataRate>,
+    /// When the body began (loop nanoseconds).
+    pub started: u64,
+    /// When the whole request must have arrived.
+    pub request_due: u64,
 }
 
 pub(crate) enum BodyDecoder {
@@ -150,8 +156,14 @@ pub(crate) enum Lifecycle {
 pub(crate) enum DeadlineKind {
     Header,
     Body,
+    /// The body arrives below its minimum rate.
+    BodyRate,
+    /// The whole request takes longer than the request timeout.
+    Request,
     Idle,
     Send,
+    /// The client takes our bytes below the minimum response rate.
+    SendRate,
     Linger,
 }
 
@@ -198,6 +210,11 @@ pub(crate) struct Conn {
     pub head_started: Option<u64>,
     pub last_read: u64,
     pub last_write: u64,
+    /// A run of output is being written (some of it not yet taken): since
+    /// `write_started`, `written` bytes went out (the minimum response rate).
+    pub writing: bool,
+    pub write_started: u64,
+    pub written: u64,
     pub idle_since: u64,
     pub linger_since: u64,
     pub requests: u64,
@@ -301,6 +318,9 @@ impl Conn {
             head_started: Some(now),
             last_read: now,
             last_write: now,
+            writing: false,
+            write_started: now,
+            written: 0,
             idle_since: now,
             linger_since: now,
             requests: 0,
@@ -582,7 +602,7 @@ impl Conn {
         let expect_continue = parsed.expect_continue;
         let mut req = Request::from_head(&self.inbuf.data()[..head_len], parsed, self.peer);
         self.inbuf.consume(head_len);
-        self.head_started = None;
+        let request_started = self.head_started.take().unwrap_or(now);
         self.requests += 1;
 
         let seq = self.next_seq;
@@ -619,8 +639,9 @@ impl Conn {
             BodyFraming::Length(n) => BodyDecoder::Length(n),
             BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
         };
-        // The route's limit is looked up only for a request with a body.
-        let limit = ctx.service.body_limit(target).unwrap_or(ctx.cfg.max_body);
+        // The route's rules are looked up only for a request with a body.
+        let rules = ctx.service.body_rules(target);
+        let limit = rules.limit.unwrap_or(ctx.cfg.max_body);
         if matches!(decoder, BodyDecoder::Length(n) if n > limit) {
             self.queue.pop_back();
             let head_only = req.method() == Method::Head;
@@ -637,6 +658,11 @@ impl Conn {
             seq,
             framing: decoder,
             limit,
+            min_rate: rules.min_rate.unwrap_or(ctx.cfg.min_body_rate),
+            started: now,
+            request_due: request_started.saturating_add(nanos(
+                rules.request_timeout.unwrap_or(ctx.cfg.request_timeout),
+            )),
         };
         self.begin_body(ctx, body, expect_continue)
     }
@@ -1034,11 +1060,19 @@ impl Conn {
     /// Writes what it can. Returns Err on a broken connection.
     #[inline(always)] // into the engine's flush, its one caller
     pub fn flush(&mut self, now: u64) -> io::Result<()> {
+        // The response rate counts from the first flush of a run of output
+        // until the client has taken all of it.
+        if !self.writing {
+            self.writing = true;
+            self.write_started = now;
+            self.written = 0;
+        }
         while self.out_pos < self.outbuf.len() {
             match self.stream.write(&self.outbuf[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out_pos += n;
+                    self.written += n as u64;
                     self.last_write = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -1046,6 +1080,7 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
+        self.writing = false;
         self.outbuf.clear();
         self.out_pos = 0;
         Ok(())
@@ -1099,19 +1134,42 @@ impl Conn {
             return Some((self.linger_since + nanos(LINGER), DeadlineKind::Linger));
         }
         if self.unsent() > 0 {
-            return Some((
+            let stalled = (
                 self.last_write.saturating_add(nanos(cfg.send_timeout)),
                 DeadlineKind::Send,
-            ));
+            );
+            return Some(match cfg.min_response_rate {
+                Some(rate) => earlier(
+                    stalled,
+                    (
+                        rate.due(self.write_started, self.written),
+                        DeadlineKind::SendRate,
+                    ),
+                ),
+                None => stalled,
+            });
         }
         match &self.reading {
-            Reading::Body(_) => Some((
-                self.last_read.saturating_add(nanos(cfg.body_timeout)),
-                DeadlineKind::Body,
-            )),
+            Reading::Body(body) => {
+                let stalled = (
+                    self.last_read.saturating_add(nanos(cfg.body_timeout)),
+                    DeadlineKind::Body,
+                );
+                let whole = earlier(stalled, (body.request_due, DeadlineKind::Request));
+                Some(match body.min_rate {
+                    Some(rate) => earlier(
+                        whole,
+                        (
+                            rate.due(body.started, body.req.body().len() as u64),
+                            DeadlineKind::BodyRate,
+                        ),
+                    ),
+                    None => whole,
+                })
+            }
             Reading::Head if !self.in_flight() => match self.head_started {
                 Some(started) if !self.inbuf.is_empty() || self.requests == 0 => Some((
-                    started.saturating_add(nanos(cfg.header_timeout)),
+                    started.saturating_add(nanos(cfg.header_timeout.min(cfg.request_timeout))),
                     DeadlineKind::Header,
                 )),
                 _ => Some((
@@ -1128,6 +1186,15 @@ impl Conn {
             }),
             _ => None,
         }
+    }
+}
+
+/// The earlier of two deadlines.
+fn earlier(a: (u64, DeadlineKind), b: (u64, DeadlineKind)) -> (u64, DeadlineKind) {
+    if b.0 < a.0 {
+        b
+    } else {
+        a
     }
 }
 

@@ -58,7 +58,21 @@ impl<S: Service> Engine<S> {
         };
         self.stats.borrow_mut().timeouts += 1;
         match kind {
-            DeadlineKind::Header | DeadlineKind::Body => {
+            DeadlineKind::Header
+            | DeadlineKind::Body
+            | DeadlineKind::BodyRate
+            | DeadlineKind::Request => {
+                let message = match kind {
+                    DeadlineKind::BodyRate => {
+                        self.stats.borrow_mut().body_rate_timeouts += 1;
+                        "request body arrived too slowly"
+                    }
+                    DeadlineKind::Request => {
+                        self.stats.borrow_mut().request_timeouts += 1;
+                        "request not received in time"
+                    }
+                    _ => "request not received in time",
+                };
                 // RFC 9110 §15.5.9: 408, then close.
                 {
                     let mut conns = self.conns.borrow_mut();
@@ -67,16 +81,23 @@ impl<S: Service> Engine<S> {
                     if matches!(conn.reading, crate::engine::connection::Reading::Body(_)) {
                         conn.queue.pop_back();
                     }
-                    conn.refuse(
-                        crate::http::HttpError::new(408, "request not received in time"),
-                        &mut ctx,
-                    );
+                    conn.refuse(crate::http::HttpError::new(408, message), &mut ctx);
                 }
                 self.flush(lp, key);
             }
-            DeadlineKind::Idle | DeadlineKind::Send | DeadlineKind::Linger => {
+            DeadlineKind::SendRate | DeadlineKind::Send => {
+                if kind == DeadlineKind::SendRate {
+                    self.stats.borrow_mut().response_rate_closes += 1;
+                }
+                // Aborted (RST), not closed: the kernel would otherwise go
+                // on holding, and trickling out, what it already took for
+                // a client that will not read it.
+                if let Some(conn) = self.conns.borrow().get(key) {
+                    let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+                }
                 self.close_conn(lp, key)
             }
+            DeadlineKind::Idle | DeadlineKind::Linger => self.close_conn(lp, key),
         }
     }
 }

@@ -32,14 +32,26 @@ impl Target {
     }
 }
 
+/// A route's own rules for receiving a request body; `None` leaves the
+/// server's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyRules {
+    /// The largest body (413 beyond).
+    pub limit: Option<u64>,
+    /// The slowest it may arrive (`Some(None)`: no minimum for this route).
+    pub min_rate: Option<Option<crate::engine::config::DataRate>>,
+    /// Longest the whole request may take.
+    pub request_timeout: Option<std::time::Duration>,
+}
+
 /// The engine's view of an app. The engine is generic over it, so each call
 /// is a direct (inlinable) one: the layering costs nothing per request.
 pub(crate) trait Service: Sized + 'static {
     /// Resolves a parsed request's route, leaving its parameters in it.
     fn destination(&self, req: &mut Request) -> Target;
-    /// The body limit of the route a request with a body went to, if the
-    /// route sets one.
-    fn body_limit(&self, target: Target) -> Option<u64>;
+    /// What the route a request with a body went to sets for receiving
+    /// it (each `None`: the server's).
+    fn body_rules(&self, target: Target) -> BodyRules;
     /// The route's name for logs, guard reports and counters.
     fn label(&self, target: Target) -> Option<Rc<str>>;
     /// How many routes there are (counters are kept per route).

@@ -25,8 +25,14 @@ pub struct ServerStats {
     pub responses_by_class: [u64; 6],
     /// Requests refused by the codec (400, 413, 414, 431, 501, 505...).
     pub refused: u64,
-    /// Connections closed by a timeout.
+    /// Connections closed by a timeout (of any kind, those below included).
     pub timeouts: u64,
+    /// Requests refused (408) for a body arriving below its minimum rate.
+    pub body_rate_timeouts: u64,
+    /// Requests refused (408) for taking longer than the request timeout.
+    pub request_timeouts: u64,
+    /// Connections closed for taking our response below the minimum rate.
+    pub response_rate_closes: u64,
     /// accept() failures, EMFILE/ENFILE included.
     pub accept_errors: u64,
     /// Times accepting paused because descriptors ran out.

@@ -50,6 +50,9 @@ impl ClusterStats {
             }
             t.refused += s.refused;
             t.timeouts += s.timeouts;
+            t.body_rate_timeouts += s.body_rate_timeouts;
+            t.request_timeouts += s.request_timeouts;
+            t.response_rate_closes += s.response_rate_closes;
             t.accept_errors += s.accept_errors;
             t.accept_pauses += s.accept_pauses;
             t.handler_panics += s.handler_panics;

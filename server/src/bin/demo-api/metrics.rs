@@ -175,6 +175,18 @@ pub fn render(
         ("phaseloop_requests_refused_total", server_stats.refused),
         ("phaseloop_timeouts_total", server_stats.timeouts),
         (
+            "phaseloop_body_rate_timeouts_total",
+            server_stats.body_rate_timeouts,
+        ),
+        (
+            "phaseloop_request_timeouts_total",
+            server_stats.request_timeouts,
+        ),
+        (
+            "phaseloop_response_rate_closes_total",
+            server_stats.response_rate_closes,
+        ),
+        (
             "phaseloop_handler_panics_total",
             server_stats.handler_panics,
         ),
