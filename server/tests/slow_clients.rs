@@ -22,6 +22,9 @@ fn app() -> App {
         })
         .min_body_rate(None)
         .request_timeout(Duration::from_secs(30))
+        .get("/mid", |_, _, res| {
+            res.send(phaseloop::Response::new(200).body(vec![b'x'; 256 << 10]))
+        })
         .get("/big", |_, _, res| {
             res.send(phaseloop::Response::new(200).body(vec![b'x'; 16 << 20]))
         })
@@ -148,4 +151,25 @@ fn a_client_taking_the_response_below_the_minimum_rate_is_closed() {
     );
     assert_eq!(server.stats().response_rate_closes, 1);
     server.assert_all_released_within(Duration::from_secs(3));
+}
+
+/// A client that never reads answers small enough for the kernel to hold
+/// whole: our buffer empties at once, but the run of output lasts until
+/// the client takes it, so the rate still judges it (the kernel's queue is
+/// looked at when the rate's deadline comes) and the connection is reset,
+/// not kept until some other timeout.
+#[test]
+fn a_client_not_taking_what_the_kernel_holds_is_reset_too() {
+    let server = TestServer::with_config(app, strict());
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut stream: std::net::TcpStream = socket.into();
+    stream
+        .write_all(b"GET /mid HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3).as_slice())
+        .unwrap();
+    // Well within the 5 s keep-alive timeout: the rate (after 0.3 s) acts.
+    server.assert_all_released_within(Duration::from_secs(3));
+    assert_eq!(server.stats().response_rate_closes, 1);
+    drop(stream);
 }

@@ -210,11 +210,17 @@ pub(crate) struct Conn {
     pub head_started: Option<u64>,
     pub last_read: u64,
     pub last_write: u64,
-    /// A run of output is being written (some of it not yet taken): since
-    /// `write_started`, `written` bytes went out (the minimum response rate).
+    /// A run of output is under way: it began at `write_started` with the
+    /// first flush of output, `written` bytes of it went to the kernel, and
+    /// the client had taken `taken` when last looked (`TIOCOUTQ`). It ends
+    /// when a look finds nothing left, in our buffer or the kernel's; the
+    /// minimum response rate judges it meanwhile (`earned`: the nanoseconds
+    /// `taken` bought at that rate).
     pub writing: bool,
     pub write_started: u64,
     pub written: u64,
+    pub taken: u64,
+    pub earned: u64,
     pub idle_since: u64,
     pub linger_since: u64,
     pub requests: u64,
@@ -321,6 +327,8 @@ impl Conn {
             writing: false,
             write_started: now,
             written: 0,
+            taken: 0,
+            earned: 0,
             idle_since: now,
             linger_since: now,
             requests: 0,
@@ -1066,6 +1074,8 @@ impl Conn {
             self.writing = true;
             self.write_started = now;
             self.written = 0;
+            self.taken = 0;
+            self.earned = 0;
         }
         while self.out_pos < self.outbuf.len() {
             match self.stream.write(&self.outbuf[self.out_pos..]) {
@@ -1080,10 +1090,33 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        self.writing = false;
         self.outbuf.clear();
         self.out_pos = 0;
         Ok(())
+    }
+
+    /// Looks at how much of the run of output the client has taken: what
+    /// went to the kernel less what the kernel still holds unsent
+    /// (`TIOCOUTQ`); ends the run if nothing is left anywhere. Called when
+    /// the response-rate deadline comes, not per write.
+    pub fn look_at_taken(&mut self, rate: DataRate) {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int, through a valid pointer to one,
+        // for the socket's descriptor, which `self.stream` keeps open.
+        let rc = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+                libc::TIOCOUTQ,
+                &mut queued,
+            )
+        };
+        let queued = if rc == 0 { queued.max(0) as u64 } else { 0 };
+        if queued == 0 && self.unsent() == 0 {
+            self.writing = false;
+            return;
+        }
+        self.taken = self.written.saturating_sub(queued);
+        self.earned = rate.due(0, self.taken);
     }
 
     /// True when everything owed has been written and the connection should
@@ -1133,22 +1166,34 @@ impl Conn {
         if self.lifecycle == Lifecycle::Lingering {
             return Some((self.linger_since + nanos(LINGER), DeadlineKind::Linger));
         }
+        let rate_due = match cfg.min_response_rate {
+            Some(rate) if self.writing => Some((
+                self.write_started
+                    .saturating_add(nanos(rate.grace).max(self.earned)),
+                DeadlineKind::SendRate,
+            )),
+            _ => None,
+        };
         if self.unsent() > 0 {
             let stalled = (
                 self.last_write.saturating_add(nanos(cfg.send_timeout)),
                 DeadlineKind::Send,
             );
-            return Some(match cfg.min_response_rate {
-                Some(rate) => earlier(
-                    stalled,
-                    (
-                        rate.due(self.write_started, self.written),
-                        DeadlineKind::SendRate,
-                    ),
-                ),
+            return Some(match rate_due {
+                Some(rate_due) => earlier(stalled, rate_due),
                 None => stalled,
             });
         }
+        let reading = self.reading_deadline(cfg);
+        match (reading, rate_due) {
+            (Some(r), Some(w)) => Some(earlier(r, w)),
+            (r, w) => r.or(w),
+        }
+    }
+
+    /// The deadline of what the connection reads or waits for (the client's
+    /// side), if any.
+    fn reading_deadline(&self, cfg: &ServerConfig) -> Option<(u64, DeadlineKind)> {
         match &self.reading {
             Reading::Body(body) => {
                 let stalled = (

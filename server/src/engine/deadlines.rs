@@ -46,6 +46,9 @@ impl<S: Service> Engine<S> {
                 return;
             };
             conn.timer = None;
+            if let Some(rate) = self.cfg.min_response_rate.filter(|_| conn.writing) {
+                conn.look_at_taken(rate);
+            }
             match conn.deadline(&self.cfg) {
                 None => return,
                 Some((due, _)) if due > now => None,
