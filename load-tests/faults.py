@@ -18,6 +18,7 @@ Needs: cargo build --release -p phaseloop -p phaseloop-bench
 """
 import argparse
 import json
+import shutil
 import os
 import socket
 import struct
@@ -115,14 +116,74 @@ def hash_flood(stop, duration):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin_to_cpu1)
 
 
+SLOWHTTP_MODES = {
+    # slowhttptest's three attacks, 2,000 connections opened at 500/s.
+    "slowhttptest-H": ["-H", "-i", "3", "-u", "/health"],
+    "slowhttptest-B": ["-B", "-i", "3", "-s", "8192", "-u", "/echo"],
+    "slowhttptest-X": ["-X", "-w", "10", "-y", "20", "-n", "5", "-z", "32", "-k", "3", "-u", "/files/loop.txt"],
+}
+
+
+def open_connections():
+    """The server's open connections, from its /metrics."""
+    try:
+        c = socket.create_connection(("127.0.0.1", PORT), timeout=2)
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        c.close()
+        for line in data.decode(errors="replace").splitlines():
+            if line.startswith("phaseloop_connections_open "):
+                return int(float(line.split()[1]))
+    except OSError:
+        pass
+    return -1
+
+
+def slowhttp(mode, seconds):
+    """Runs one slowhttptest attack for `seconds`; returns the server's open
+    connections each second (less the /health probe's 4 and our own)."""
+    opts = list(SLOWHTTP_MODES[mode])
+    i = opts.index("-u")
+    opts[i + 1] = f"http://127.0.0.1:{PORT}{opts[i + 1]}"
+    proc = subprocess.Popen(["slowhttptest", "-c", "2000", "-r", "500", "-l", str(seconds), "-p", "3"] + opts,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin_to_cpu1)
+    series = []
+    start = time.time()
+    while proc.poll() is None and time.time() - start < seconds + 10:
+        series.append(max(0, open_connections() - 5))
+        time.sleep(1)
+    proc.kill()
+    proc.wait()
+    return series
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=8)
     ap.add_argument("--only", default="slowloris,never-read,never-read-files,resets,hash-flood")
+    ap.add_argument("--slowhttptest", action="store_true",
+                    help="also run slowhttptest -H, -B and -X (40 s each; needs slowhttptest)")
     args = ap.parse_args()
+    if args.slowhttptest:
+        if shutil.which("slowhttptest") is None:
+            sys.exit("slowhttptest is missing (apt-get install slowhttptest)")
+        args.only += "," + ",".join(SLOWHTTP_MODES)
     raise_nofile()
     pin_to_cpu1()
+    held = {}
+
+    def slowhttp_fault(mode):
+        def run(stop):
+            held[mode] = slowhttp(mode, 40)
+        return run
+
     faults = {
+        **{mode: slowhttp_fault(mode) for mode in SLOWHTTP_MODES},
         "slowloris": lambda stop: slowloris(stop),
         "never-read": lambda stop: never_read(stop),
         "never-read-files": lambda stop: never_read(stop, path=b"/files/loop.txt"),
@@ -154,7 +215,8 @@ def main():
         sampler = threading.Thread(target=sample)
         sampler.start()
         out = os.path.join(data, "health.json")
-        subprocess.run([os.path.join(REL, "phaseloop-load"), "-c", "4", "-r", "200", "-d", str(args.duration - 1),
+        probe_seconds = 38 if name in SLOWHTTP_MODES else args.duration - 1
+        subprocess.run([os.path.join(REL, "phaseloop-load"), "-c", "4", "-r", "200", "-d", str(probe_seconds),
                         "--json", out, f"http://127.0.0.1:{PORT}/health"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin_to_cpu1)
         stop.set()
@@ -166,8 +228,17 @@ def main():
         with open(out) as f:
             r = json.load(f)
         lat = r["latency_ms"]
-        expected = 200 * (args.duration - 1)
+        expected = 200 * probe_seconds
         ok = alive and lat["p99"] < 50 and r["errors"]["total"] == 0 and r["requests"] >= 0.9 * expected
+        if name in SLOWHTTP_MODES:
+            # Every attacking connection gone within 30 s of the last one
+            # opening (at ~4 s), /health's p99 under 20 ms meanwhile.
+            series = held.get(name, [])
+            peak = max(series, default=0)
+            after = series[34:] if len(series) > 34 else series[-1:]
+            gone_at = next((i for i, n in enumerate(series) if i > 3 and n == 0), None)
+            ok = ok and lat["p99"] < 20 and all(n == 0 for n in after)
+            name = f"{name} (server held at most {peak}, none from {gone_at} s)"
         rows.append(f"| {name} | {r['requests']} | {lat['p50']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | "
                     f"{r['errors']['total']} | {rss_before / 1024:.1f} → {peak[0] / 1024:.1f} | {'pass' if ok else 'FAIL'} |")
         print(rows[-1], file=sys.stderr)

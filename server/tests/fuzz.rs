@@ -1,0 +1,391 @@
+//! A structure-aware randomized fuzzer (no coverage-guided fuzzer runs on
+//! this machine's stable toolchain: cargo-fuzz and cargo-afl need nightly
+//! or a toolchain of their own): heads, chunked bodies and whole
+//! connections built from the grammar, then mutated (bytes flipped,
+//! inserted, deleted, cut) and split at random points. Properties: no
+//! panic, no hang; every head our parser accepts, httparse accepts with the
+//! same method, target, version and field count; a chunked body decodes the
+//! same whole and byte by byte; every answer on a real socket starts with a
+//! valid status line, and the server serves on after each case.
+//!
+//! A fixed-seed run is part of the suite; `load-tests/fuzz.sh MINUTES`
+//! runs it for longer with fresh seeds (FUZZ_SEED, FUZZ_CASES).
+
+mod util;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use phaseloop::http::{parse_head, ChunkedDecoder, HeadLimits, Version};
+use phaseloop::App;
+use util::{text_response, TestServer};
+
+/// A xorshift generator: repeatable from its seed, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+    fn chance(&mut self, one_in: usize) -> bool {
+        self.below(one_in) == 0
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2026_1206)
+}
+
+fn cases(default: usize) -> usize {
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map_or(default, |f| (default as f64 * f) as usize)
+}
+
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "M-SEARCH", "get", "G@T", "",
+];
+const TARGETS: &[&str] = &[
+    "/",
+    "/plaintext",
+    "/a/b?c=d&e",
+    "/%41%zz",
+    "*",
+    "http://h:80/p?q",
+    "http://",
+    "/caf\u{e9}",
+    "/a b",
+    "/a#f",
+    "/{x}",
+    "//",
+    "/?",
+    "/\\",
+    "/a\t",
+];
+const VERSIONS: &[&str] = &[
+    "HTTP/1.1",
+    "HTTP/1.0",
+    "HTTP/2.0",
+    "HTTP/1.",
+    "http/1.1",
+    "HTTP/1.1 ",
+    "",
+];
+const NAMES: &[&str] = &[
+    "Host",
+    "Content-Length",
+    "Transfer-Encoding",
+    "Connection",
+    "Expect",
+    "X-A",
+    "host",
+    "Cookie",
+    "Bad Name",
+    "",
+    "X-\u{e9}",
+    "Content-Length ",
+];
+const VALUES: &[&str] = &[
+    "x",
+    "127.0.0.1:3000",
+    "5",
+    "0",
+    "-1",
+    "5, 5",
+    "5, 6",
+    "chunked",
+    "gzip, chunked",
+    "chunked, gzip",
+    "close",
+    "keep-alive",
+    "100-continue",
+    "a\tb",
+    " padded ",
+    "",
+    "h:p/path",
+    "a, b",
+    "\u{e9}",
+    "99999999999999999999",
+];
+const LINE_ENDS: &[&str] = &["\r\n", "\r\n", "\r\n", "\r\n", "\n", "\r", " \r\n"];
+
+/// A request head from the grammar, mostly valid.
+fn head(rng: &mut Rng) -> Vec<u8> {
+    let valid = rng.chance(2);
+    let mut s = String::new();
+    let (m, t, v) = if valid {
+        (
+            *rng.pick(&METHODS[..7]),
+            *rng.pick(&TARGETS[..3]),
+            *rng.pick(&VERSIONS[..2]),
+        )
+    } else {
+        (*rng.pick(METHODS), *rng.pick(TARGETS), *rng.pick(VERSIONS))
+    };
+    s.push_str(&format!("{m} {t} {v}"));
+    s.push_str(if valid { "\r\n" } else { *rng.pick(LINE_ENDS) });
+    if valid || rng.chance(2) {
+        s.push_str("Host: x\r\n");
+    }
+    for _ in 0..rng.below(6) {
+        let (n, val) = if valid {
+            (*rng.pick(&NAMES[3..8]), *rng.pick(&VALUES[..1]))
+        } else {
+            (*rng.pick(NAMES), *rng.pick(VALUES))
+        };
+        s.push_str(&format!(
+            "{n}:{}{val}",
+            if rng.chance(4) { "" } else { " " }
+        ));
+        s.push_str(if valid { "\r\n" } else { *rng.pick(LINE_ENDS) });
+    }
+    s.push_str("\r\n");
+    s.into_bytes()
+}
+
+/// Flips, inserts, deletes or cuts a few bytes.
+fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
+    for _ in 0..rng.below(4) {
+        if bytes.is_empty() {
+            break;
+        }
+        let at = rng.below(bytes.len());
+        match rng.below(5) {
+            0 => bytes[at] = rng.next() as u8,
+            1 => bytes.insert(at, *rng.pick(b"\r\n :\t\0\x7f\xff;=\"/?#%")),
+            2 => {
+                bytes.remove(at);
+            }
+            3 => bytes.truncate(at),
+            _ => {
+                let dup: Vec<u8> = bytes[at..].iter().take(8).copied().collect();
+                bytes.splice(at..at, dup);
+            }
+        }
+    }
+}
+
+const LIMITS: HeadLimits = HeadLimits {
+    max_request_line: 8192,
+    max_head_bytes: 16384,
+    max_headers: 64,
+};
+
+/// Every head ours accepts, httparse accepts with the same parts. Where we
+/// are stricter on purpose (we refuse, httparse takes), nothing is
+/// compared: a bare LF, obs-fold, a Host not `uri-host [":" port]`, target
+/// bytes RFC 3986 has no place for, conflicting or invalid Content-Length,
+/// Transfer-Encoding rules, missing or repeated Host.
+#[test]
+fn heads_we_accept_httparse_accepts_alike() {
+    let mut rng = Rng::new(seed());
+    let (mut accepted, mut refused, mut incomplete) = (0, 0, 0);
+    for _ in 0..cases(30_000) {
+        let mut bytes = head(&mut rng);
+        if rng.chance(2) {
+            mutate(&mut rng, &mut bytes);
+        }
+        match parse_head(&bytes, &LIMITS) {
+            Ok(Some(ours)) => {
+                accepted += 1;
+                let mut fields = [httparse::EMPTY_HEADER; 64];
+                let mut theirs = httparse::Request::new(&mut fields);
+                let status = theirs.parse(&bytes[..ours.len]);
+                assert!(
+                    matches!(status, Ok(httparse::Status::Complete(n)) if n == ours.len),
+                    "httparse refuses what we took: {:?} ({status:?})",
+                    String::from_utf8_lossy(&bytes)
+                );
+                let span = |s: (u32, u32)| &bytes[s.0 as usize..s.1 as usize];
+                assert_eq!(theirs.method.unwrap().as_bytes(), span(ours.method));
+                assert_eq!(theirs.path.unwrap().as_bytes(), span(ours.target));
+                let version = match ours.version {
+                    Version::Http10 => 0,
+                    Version::Http11 => 1,
+                };
+                assert_eq!(theirs.version, Some(version));
+                assert_eq!(
+                    theirs.headers.len(),
+                    ours.header_count,
+                    "{:?}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+            Ok(None) => incomplete += 1,
+            Err(e) => {
+                refused += 1;
+                assert!((400..=505).contains(&e.status), "{e:?}");
+            }
+        }
+    }
+    eprintln!("heads: {accepted} accepted (each matched by httparse), {refused} refused, {incomplete} incomplete");
+    assert!(
+        accepted > 1000 && refused > 1000,
+        "the cases reach both ways"
+    );
+}
+
+/// A chunked body, mostly valid.
+fn chunked(rng: &mut Rng) -> Vec<u8> {
+    let mut s = Vec::new();
+    for _ in 0..rng.below(4) {
+        let len = rng.below(20);
+        s.extend_from_slice(format!("{len:x}").as_bytes());
+        if rng.chance(3) {
+            let exts: [&[u8]; 6] = [b";a", b";a=b", b" ;a=\"q\"", b";", b" ", b";a=\"\0\""];
+            s.extend_from_slice(*rng.pick(&exts[..]));
+        }
+        s.extend_from_slice(b"\r\n");
+        s.extend((0..len).map(|i| b'a' + (i % 26) as u8));
+        s.extend_from_slice(b"\r\n");
+    }
+    s.extend_from_slice(b"0\r\n");
+    if rng.chance(3) {
+        let trailers: [&[u8]; 3] = [b"X-T: v\r\n", b"bad\r\n", b": v\r\n"];
+        s.extend_from_slice(*rng.pick(&trailers[..]));
+    }
+    s.extend_from_slice(b"\r\n");
+    s
+}
+
+/// Whole or a byte at a time, the decoder reaches the same end.
+#[test]
+fn chunked_bodies_decode_the_same_whole_and_byte_by_byte() {
+    let mut rng = Rng::new(seed() ^ 0xC4);
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..cases(20_000) {
+        let mut body = chunked(&mut rng);
+        if rng.chance(2) {
+            mutate(&mut rng, &mut body);
+        }
+        let whole = {
+            let mut d = ChunkedDecoder::new();
+            let mut out = Vec::new();
+            let r = d.decode(&body, &mut out, 1 << 20);
+            (r.map(|n| (n, d.is_done())).map_err(|e| e.status), out)
+        };
+        let split = {
+            let mut d = ChunkedDecoder::new();
+            let mut out = Vec::new();
+            let mut used = 0;
+            let mut result = Ok((0, false));
+            for i in 0..body.len() {
+                if d.is_done() {
+                    break;
+                }
+                match d.decode(&body[i..i + 1], &mut out, 1 << 20) {
+                    Ok(n) => used += n,
+                    Err(e) => {
+                        result = Err(e.status);
+                        break;
+                    }
+                }
+            }
+            if result.is_ok() {
+                result = Ok((used, d.is_done()));
+            }
+            (result, out)
+        };
+        assert_eq!(whole, split, "{:?}", String::from_utf8_lossy(&body));
+        match whole.0 {
+            Ok(_) => ok += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    eprintln!("chunked: {ok} decoded alike, {refused} refused alike");
+    assert!(ok > 1000 && refused > 1000);
+}
+
+fn app() -> App {
+    App::new()
+        .get("/", |_, _, res| res.text(200, "ok"))
+        .get("/plaintext", |_, _, res| res.text(200, "Hello, World!"))
+        .post("/echo", |_, mut req, res| {
+            let body = req.take_body();
+            res.send(phaseloop::Response::new(200).body(body))
+        })
+}
+
+/// Whole connections: pipelined heads and bodies, mutated, written in
+/// random pieces; every answer starts with a valid status line and the
+/// server answers a clean request after each case.
+#[test]
+fn connections_fed_random_pieces_answer_valid_status_lines() {
+    let server = TestServer::start(app);
+    let mut rng = Rng::new(seed() ^ 0xC0);
+    let mut answers = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for case in 0..cases(400) {
+        assert!(Instant::now() < deadline, "too slow: case {case}");
+        let mut bytes = Vec::new();
+        for _ in 0..1 + rng.below(4) {
+            if rng.chance(3) {
+                let body = chunked(&mut rng);
+                bytes.extend_from_slice(
+                    b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                );
+                bytes.extend_from_slice(&body);
+            } else {
+                bytes.extend_from_slice(&head(&mut rng));
+            }
+        }
+        if rng.chance(2) {
+            mutate(&mut rng, &mut bytes);
+        }
+        let mut c = std::net::TcpStream::connect(server.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = (1 + rng.below(40)).min(bytes.len() - at);
+            if c.write_all(&bytes[at..at + n]).is_err() {
+                break;
+            }
+            at += n;
+        }
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        // Each answer's status line: at the start, and after each answer
+        // (found by the protocol's own marker, the version at a line start).
+        for (i, line) in text.split("\r\n").enumerate() {
+            if i == 0 || line.starts_with("HTTP/1.") {
+                if line.is_empty() && i == 0 {
+                    break; // no answer at all (a head cut short and dropped)
+                }
+                let ok = line.len() >= 12
+                    && (line.starts_with("HTTP/1.1 ") || line.starts_with("HTTP/1.0 "))
+                    && line[9..12].bytes().all(|b| b.is_ascii_digit());
+                if i == 0 || line.starts_with("HTTP/1.1 ") {
+                    assert!(ok, "case {case}: bad status line {line:?} in {text:?}");
+                    answers += 1;
+                }
+            }
+        }
+        let mut probe = server.connect();
+        probe.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            probe.response(),
+            text_response("200 OK", "ok", ""),
+            "case {case}"
+        );
+    }
+    eprintln!("connections: {answers} answers, each with a valid status line");
+    server.assert_all_released_within(Duration::from_secs(15));
+}
