@@ -139,7 +139,8 @@ fn head(rng: &mut Rng) -> Vec<u8> {
         (*rng.pick(METHODS), *rng.pick(TARGETS), *rng.pick(VERSIONS))
     };
     s.push_str(&format!("{m} {t} {v}"));
-    s.push_str(if valid { "\r\n" } else { *rng.pick(LINE_ENDS) });
+    let end = *rng.pick(LINE_ENDS);
+    s.push_str(if valid { "\r\n" } else { end });
     if valid || rng.chance(2) {
         s.push_str("Host: x\r\n");
     }
@@ -153,7 +154,8 @@ fn head(rng: &mut Rng) -> Vec<u8> {
             "{n}:{}{val}",
             if rng.chance(4) { "" } else { " " }
         ));
-        s.push_str(if valid { "\r\n" } else { *rng.pick(LINE_ENDS) });
+        let end = *rng.pick(LINE_ENDS);
+        s.push_str(if valid { "\r\n" } else { end });
     }
     s.push_str("\r\n");
     s.into_bytes()
@@ -249,7 +251,7 @@ fn chunked(rng: &mut Rng) -> Vec<u8> {
         s.extend_from_slice(format!("{len:x}").as_bytes());
         if rng.chance(3) {
             let exts: [&[u8]; 6] = [b";a", b";a=b", b" ;a=\"q\"", b";", b" ", b";a=\"\0\""];
-            s.extend_from_slice(*rng.pick(&exts[..]));
+            s.extend_from_slice(rng.pick(&exts[..]));
         }
         s.extend_from_slice(b"\r\n");
         s.extend((0..len).map(|i| b'a' + (i % 26) as u8));
@@ -258,7 +260,7 @@ fn chunked(rng: &mut Rng) -> Vec<u8> {
     s.extend_from_slice(b"0\r\n");
     if rng.chance(3) {
         let trailers: [&[u8]; 3] = [b"X-T: v\r\n", b"bad\r\n", b": v\r\n"];
-        s.extend_from_slice(*rng.pick(&trailers[..]));
+        s.extend_from_slice(rng.pick(&trailers[..]));
     }
     s.extend_from_slice(b"\r\n");
     s
