@@ -251,7 +251,8 @@ fn chunked(rng: &mut Rng) -> Vec<u8> {
         s.extend_from_slice(format!("{len:x}").as_bytes());
         if rng.chance(3) {
             let exts: [&[u8]; 6] = [b";a", b";a=b", b" ;a=\"q\"", b";", b" ", b";a=\"\0\""];
-            s.extend_from_slice(rng.pick(&exts[..]));
+            let ext = *rng.pick(&exts);
+            s.extend_from_slice(ext);
         }
         s.extend_from_slice(b"\r\n");
         s.extend((0..len).map(|i| b'a' + (i % 26) as u8));
@@ -260,7 +261,8 @@ fn chunked(rng: &mut Rng) -> Vec<u8> {
     s.extend_from_slice(b"0\r\n");
     if rng.chance(3) {
         let trailers: [&[u8]; 3] = [b"X-T: v\r\n", b"bad\r\n", b": v\r\n"];
-        s.extend_from_slice(rng.pick(&trailers[..]));
+        let trailer = *rng.pick(&trailers);
+        s.extend_from_slice(trailer);
     }
     s.extend_from_slice(b"\r\n");
     s
