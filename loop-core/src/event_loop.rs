@@ -484,7 +484,7 @@ impl Loop {
     fn note_panic(&self) {
         let count = self.metrics.callback_panics.get() + 1;
         self.metrics.callback_panics.set(count);
-        eprintln!(
+        crate::log_line!(
             "phaseloop: a callback panicked in the {:?} phase (panic {count} on this loop); the loop goes on",
             self.phase.get()
         );

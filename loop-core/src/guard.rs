@@ -246,7 +246,7 @@ impl Guard {
         };
         self.reports.set(self.reports.get() + 1);
         if self.warn {
-            eprintln!("phaseloop warning: {report}");
+            crate::log_line!("phaseloop warning: {report}");
         }
         if let Some(hook) = &*self.hook.borrow() {
             hook(&report);

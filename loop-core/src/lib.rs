@@ -31,6 +31,7 @@ mod handle_slots;
 mod hooks;
 mod immediates;
 pub mod io;
+pub mod log;
 mod metrics;
 mod microtasks;
 pub mod oneshot;

@@ -17,7 +17,7 @@ pub fn logger() -> impl Middleware {
         let start = Instant::now();
         let line = format!("{} {}", req.method_str(), req.path());
         res.on_send(move |response| {
-            eprintln!(
+            phaseloop_core::log_line!(
                 "{line} {} {:.3} ms",
                 response.status(),
                 start.elapsed().as_secs_f64() * 1e3

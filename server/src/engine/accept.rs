@@ -38,7 +38,7 @@ impl<S: Service> Engine<S> {
                         // now would spin; pause, then try again.
                         self.stats.borrow_mut().accept_pauses += 1;
                         self.accept_paused.set(true);
-                        eprintln!(
+                        phaseloop_core::log_line!(
                             "phaseloop: out of file descriptors ({e}; open files limit {}): accepting paused for {} ms",
                             open_files_limit(),
                             self.cfg.accept_pause.as_millis()

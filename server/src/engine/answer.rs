@@ -201,7 +201,7 @@ fn run_hooks<S: Service>(hooks: &mut Vec<SendHook>, response: &mut Response, eng
     for hook in hooks.drain(..) {
         if catch_unwind(AssertUnwindSafe(|| hook(response))).is_err() {
             engine.note_handler_panic();
-            eprintln!("phaseloop: a response hook panicked; answered 500");
+            phaseloop_core::log_line!("phaseloop: a response hook panicked; answered 500");
             *response = Response::text(500, PANICKED);
         }
     }

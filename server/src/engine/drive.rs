@@ -109,7 +109,7 @@ impl<S: Service> Engine<S> {
                     let answer = Answer::new(self.clone(), key, id, seq, route, now);
                     let ok = self.service.dispatch(lp, target, req, answer);
                     if !ok {
-                        eprintln!("phaseloop: a handler panicked; answered 500");
+                        phaseloop_core::log_line!("phaseloop: a handler panicked; answered 500");
                     }
                     if tally.dispatched >= REQUESTS_PER_EVENT {
                         break IoOutcome::Again;

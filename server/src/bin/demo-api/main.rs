@@ -110,12 +110,12 @@ fn main() {
             return;
         }
         Err(e) => {
-            eprintln!("demo-api: {e}\n\n{}", args::HELP);
+            phaseloop_core::log_line!("demo-api: {e}\n\n{}", args::HELP);
             std::process::exit(2);
         }
     };
     if let Err(e) = run(args) {
-        eprintln!("demo-api: {e}");
+        phaseloop_core::log_line!("demo-api: {e}");
         std::process::exit(1);
     }
 }
@@ -451,7 +451,7 @@ fn run_supervisor(args: args::Args) -> std::io::Result<()> {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        eprintln!("demo-api: no worker is listening on {announce_addr}");
+        phaseloop_core::log_line!("demo-api: no worker is listening on {announce_addr}");
     });
     let report = phaseloop::supervisor::supervise(workers, command, move |event| {
         if !quiet {

@@ -563,7 +563,9 @@ impl Orders {
                     orders.notified.set(orders.notified.get() + 1);
                 }
                 Err(e) => {
-                    eprintln!("demo-api: notification of order {id} failed ({e}); retrying");
+                    phaseloop_core::log_line!(
+                        "demo-api: notification of order {id} failed ({e}); retrying"
+                    );
                     let o = orders.clone();
                     lp.set_timeout(std::time::Duration::from_millis(100), move |lp| {
                         o.notify(lp, id)

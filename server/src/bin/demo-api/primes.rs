@@ -59,7 +59,9 @@ impl Primes {
                         res.json(200, &serde_json::json!({ "limit": limit, "primes": count, "computed_on": "worker thread" }));
                     }
                 }
-                WorkerEvent::Error(e) => eprintln!("demo-api: primes worker failed: {e}"),
+                WorkerEvent::Error(e) => {
+                    phaseloop_core::log_line!("demo-api: primes worker failed: {e}")
+                }
                 WorkerEvent::Exit => {
                     for (_, res) in w.borrow_mut().drain() {
                         res.json_error(503, "primes worker stopped");
