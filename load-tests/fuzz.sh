@@ -19,10 +19,10 @@ while [ "$SECONDS" -lt "$end" ]; do
     exit 1
   fi
   rounds=$((rounds + 1))
-  h=$(echo "$out" | sed -n 's/^heads: \([0-9]*\) accepted.*refused \?.*/\1/p' | head -1)
-  hr=$(echo "$out" | sed -n 's/^heads: [0-9]* accepted (each matched by httparse), \([0-9]*\) refused, \([0-9]*\) incomplete/\1 \2/p')
-  c=$(echo "$out" | sed -n 's/^chunked: \([0-9]*\) decoded alike, \([0-9]*\) refused alike/\1 \2/p')
-  a=$(echo "$out" | sed -n 's/^connections: \([0-9]*\) answers.*/\1/p')
+  h=$(echo "$out" | sed -n 's/^\.*heads: \([0-9]*\) accepted.*/\1/p' | head -1)
+  hr=$(echo "$out" | sed -n 's/^\.*heads: [0-9]* accepted (each matched by httparse), \([0-9]*\) refused, \([0-9]*\) incomplete/\1 \2/p')
+  c=$(echo "$out" | sed -n 's/^\.*chunked: \([0-9]*\) decoded alike, \([0-9]*\) refused alike/\1 \2/p')
+  a=$(echo "$out" | sed -n 's/^\.*connections: \([0-9]*\) answers.*/\1/p')
   heads=$((heads + 300000)); chunks=$((chunks + 200000)); answers=$((answers + ${a:-0}))
   echo "round $rounds (seed $seed): heads accepted $h, refused/incomplete $hr; chunked ok/refused $c; connection answers $a"
 done
