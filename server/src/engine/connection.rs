@@ -214,13 +214,15 @@ pub(crate) struct Conn {
     /// first flush of output, `written` bytes of it went to the kernel, and
     /// the client had taken `taken` when last looked (`TIOCOUTQ`). It ends
     /// when a look finds nothing left, in our buffer or the kernel's; the
-    /// minimum response rate judges it meanwhile (`earned`: the nanoseconds
-    /// `taken` bought at that rate).
+    /// minimum response rate judges it meanwhile: `rate_due` is when the
+    /// run falls below it unless the client takes more (its grace at first,
+    /// then what `taken` bought; kept here so a deadline costs no division
+    /// per request).
     pub writing: bool,
     pub write_started: u64,
     pub written: u64,
     pub taken: u64,
-    pub earned: u64,
+    pub rate_due: u64,
     pub idle_since: u64,
     pub linger_since: u64,
     pub requests: u64,
@@ -328,7 +330,7 @@ impl Conn {
             write_started: now,
             written: 0,
             taken: 0,
-            earned: 0,
+            rate_due: 0,
             idle_since: now,
             linger_since: now,
             requests: 0,
@@ -1067,7 +1069,7 @@ impl Conn {
 
     /// Writes what it can. Returns Err on a broken connection.
     #[inline(always)] // into the engine's flush, its one caller
-    pub fn flush(&mut self, now: u64) -> io::Result<()> {
+    pub fn flush(&mut self, now: u64, grace_ns: u64) -> io::Result<()> {
         // The response rate counts from the first flush of a run of output
         // until the client has taken all of it.
         if !self.writing {
@@ -1075,7 +1077,7 @@ impl Conn {
             self.write_started = now;
             self.written = 0;
             self.taken = 0;
-            self.earned = 0;
+            self.rate_due = now.saturating_add(grace_ns);
         }
         while self.out_pos < self.outbuf.len() {
             match self.stream.write(&self.outbuf[self.out_pos..]) {
@@ -1116,7 +1118,7 @@ impl Conn {
             return;
         }
         self.taken = self.written.saturating_sub(queued);
-        self.earned = rate.due(0, self.taken);
+        self.rate_due = rate.due(self.write_started, self.taken);
     }
 
     /// True when everything owed has been written and the connection should
@@ -1167,11 +1169,7 @@ impl Conn {
             return Some((self.linger_since + nanos(LINGER), DeadlineKind::Linger));
         }
         let rate_due = match cfg.min_response_rate {
-            Some(rate) if self.writing => Some((
-                self.write_started
-                    .saturating_add(nanos(rate.grace).max(self.earned)),
-                DeadlineKind::SendRate,
-            )),
+            Some(_) if self.writing => Some((self.rate_due, DeadlineKind::SendRate)),
             _ => None,
         };
         if self.unsent() > 0 {

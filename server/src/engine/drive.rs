@@ -170,7 +170,7 @@ impl<S: Service> Engine<S> {
             let Some(conn) = conns.get_mut(key) else {
                 return false;
             };
-            conn.flush(now).map(|()| {
+            conn.flush(now, self.rate_grace_ns).map(|()| {
                 let done = conn.done_after_flush() && conn.lifecycle == Lifecycle::Open;
                 if done {
                     conn.start_linger(now);

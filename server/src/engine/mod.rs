@@ -46,6 +46,9 @@ pub(crate) struct Engine<S: Service> {
     /// What routes and answers requests (the app).
     pub(crate) service: S,
     pub(crate) cfg: ServerConfig,
+    /// The minimum response rate's grace in nanoseconds (`u64::MAX` when
+    /// there is no minimum: the run's deadline is then never near).
+    pub(crate) rate_grace_ns: u64,
     listener: RefCell<Option<TcpListener>>,
     listener_token: Cell<Option<IoToken>>,
     local_addr: SocketAddr,
@@ -84,6 +87,9 @@ impl<S: Service> Engine<S> {
         let local_addr = listener.local_addr()?;
         let inner = Rc::new(Engine {
             service,
+            rate_grace_ns: cfg
+                .min_response_rate
+                .map_or(u64::MAX, |r| connection::nanos(r.grace)),
             cfg,
             listener: RefCell::new(None),
             listener_token: Cell::new(None),
