@@ -127,30 +127,29 @@ impl App {
 
     /// Sets the body limit of the most recently added route (413 beyond),
     /// overriding the server's.
-    pub fn body_limit(mut self, limit: u64) -> App {
-        if let Some(route) = self.router.routes.last_mut() {
-            route.body.limit = Some(limit);
-        }
-        self
+    pub fn body_limit(self, limit: u64) -> App {
+        self.on_last_route(|body| body.limit = Some(limit))
     }
 
     /// Sets the slowest the most recently added route's request bodies may
     /// arrive (408 below it), overriding the server's
     /// ([`crate::ServerConfig::min_body_rate`]); `None`: no minimum, for
     /// an upload route whose clients may be slow.
-    pub fn min_body_rate(mut self, rate: Option<DataRate>) -> App {
-        if let Some(route) = self.router.routes.last_mut() {
-            route.body.min_rate = Some(rate);
-        }
-        self
+    pub fn min_body_rate(self, rate: Option<DataRate>) -> App {
+        self.on_last_route(|body| body.min_rate = Some(rate))
     }
 
     /// Sets how long a whole request to the most recently added route may
     /// take to arrive once its head has (408 after), overriding the
     /// server's ([`crate::ServerConfig::request_timeout`]).
-    pub fn request_timeout(mut self, timeout: Duration) -> App {
+    pub fn request_timeout(self, timeout: Duration) -> App {
+        self.on_last_route(|body| body.request_timeout = Some(timeout))
+    }
+
+    /// Sets a body rule of the most recently added route.
+    fn on_last_route(mut self, set: impl FnOnce(&mut BodyRules)) -> App {
         if let Some(route) = self.router.routes.last_mut() {
-            route.body.request_timeout = Some(timeout);
+            set(&mut route.body);
         }
         self
     }
