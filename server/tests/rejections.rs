@@ -5,7 +5,7 @@
 mod util;
 
 use phaseloop::{App, ServerConfig};
-use util::{refusal, text_response, TestServer};
+use util::{refusal, refused, text_response, TestServer};
 
 fn app() -> App {
     App::new()
@@ -24,13 +24,6 @@ fn small_limits() -> ServerConfig {
         max_body: 64,
         ..ServerConfig::default()
     }
-}
-
-fn refused(server: &TestServer, raw: &str, status: &str, message: &str) {
-    let mut c = server.connect();
-    c.send(raw.as_bytes());
-    assert_eq!(c.response(), refusal(status, message), "for {raw:?}");
-    assert!(c.closed(), "closed after refusing {raw:?}");
 }
 
 #[test]

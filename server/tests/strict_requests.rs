@@ -7,7 +7,7 @@
 mod util;
 
 use phaseloop::App;
-use util::{refusal, text_response, TestServer};
+use util::{refused, text_response, TestServer};
 
 fn app() -> App {
     App::new()
@@ -20,13 +20,6 @@ fn app() -> App {
             res.send(phaseloop::Response::new(200).body(body))
         })
         .put("/things/:id", |_, _, res| res.text(200, "put"))
-}
-
-fn refused(server: &TestServer, raw: &str, status: &str, message: &str) {
-    let mut c = server.connect();
-    c.send(raw.as_bytes());
-    assert_eq!(c.response(), refusal(status, message), "for {raw:?}");
-    assert!(c.closed(), "closed after refusing {raw:?}");
 }
 
 #[test]

@@ -228,6 +228,15 @@ pub fn refusal(status: &str, message: &str) -> String {
     )
 }
 
+/// Sends `raw` on a fresh connection and asserts it is refused with
+/// `status` and `message`, then closed.
+pub fn refused(server: &TestServer, raw: &str, status: &str, message: &str) {
+    let mut c = server.connect();
+    c.send(raw.as_bytes());
+    assert_eq!(c.response(), refusal(status, message), "for {raw:?}");
+    assert!(c.closed(), "closed after refusing {raw:?}");
+}
+
 /// The demo-api binary running as a child process on a free port with its
 /// own data directory; killed on drop.
 pub struct Demo {
