@@ -45,6 +45,19 @@ fn strict() -> ServerConfig {
     }
 }
 
+/// A connection with a 4 KiB receive buffer (a client that takes little at
+/// a time) and a 10 s read timeout.
+fn small_window(server: &TestServer) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
 /// Sends `head`, then `body` a byte every `gap` while the server takes it;
 /// returns what the server answered.
 fn trickle(server: &TestServer, head: &str, body: &[u8], gap: Duration) -> String {
@@ -124,13 +137,7 @@ fn a_client_taking_the_response_below_the_minimum_rate_is_closed() {
     let server = TestServer::with_config(app, strict());
     // A small receive window, read a little at a time: about 80 KB/s
     // against a minimum of 1 MiB/s.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let mut stream: std::net::TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = small_window(&server);
     stream
         .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -161,10 +168,7 @@ fn a_client_taking_the_response_below_the_minimum_rate_is_closed() {
 #[test]
 fn a_client_not_taking_what_the_kernel_holds_is_reset_too() {
     let server = TestServer::with_config(app, strict());
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let mut stream: std::net::TcpStream = socket.into();
+    let mut stream = small_window(&server);
     stream
         .write_all(b"GET /mid HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3).as_slice())
         .unwrap();
