@@ -25,6 +25,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from demo_process import start_demo  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PORT = 3320
@@ -32,18 +35,7 @@ MODES = {"single": [], "loops2": ["--loops", "2"], "workers2": ["--workers", "2"
 
 
 def start(demo, data, mode):
-    p = subprocess.Popen([demo, "--port", str(PORT), "--data-dir", data, "--log-level", "error"] + MODES[mode],
-                         stdout=subprocess.DEVNULL, start_new_session=True)
-    end = time.time() + 30
-    while time.time() < end:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return p
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"demo-api ({mode}) did not start")
+    return start_demo(demo, PORT, data, MODES[mode])[0]
 
 
 def kill(p):

@@ -21,24 +21,16 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from demo_process import start_demo  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PORT = 3330
 
 
 def start(demo, data):
-    p = subprocess.Popen([demo, "--port", str(PORT), "--data-dir", data, "--log-level", "error"],
-                         stdout=subprocess.DEVNULL)
-    end = time.time() + 20
-    while time.time() < end:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return p
-        except OSError:
-            time.sleep(0.05)
-    sys.exit("demo-api did not start")
+    return start_demo(demo, PORT, data)[0]
 
 
 def post(n):

@@ -14,12 +14,12 @@ Usage: python3 load-tests/order_lookups.py [--orders 1000000] [--duration 10]
 Needs: cargo build --release -p phaseloop -p phaseloop-bench
 """
 import argparse
-import http.client
 import json
 import os
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -27,23 +27,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REL = os.path.join(ROOT, "target", "release")
 PORT = 3350
+sys.path.insert(0, HERE)
+from demo_process import start_demo  # noqa: E402
 ORDER = '{"restaurant_id":3,"customer":"load","items":[{"name":"pho","qty":1}]}'
 
 
 def start(demo, data):
-    t0 = time.time()
-    p = subprocess.Popen(["taskset", "-c", "0", demo, "--port", str(PORT), "--data-dir", data, "--workers", "2",
-                          "--log-level", "error"], stdout=subprocess.DEVNULL, start_new_session=True)
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
-            c.request("GET", "/health")
-            c.getresponse().read()
-            return p, time.time() - t0
-        except OSError:
-            if time.time() - t0 > 600:
-                raise SystemExit("demo-api did not start")
-            time.sleep(0.05)
+    return start_demo(demo, PORT, data, ["--workers", "2"], prefix=["taskset", "-c", "0"], timeout=600)
 
 
 def stop(p):
