@@ -53,6 +53,7 @@ pub use io::{IoEvent, IoOutcome, IoToken};
 pub use metrics::{LoopMetrics, Phase};
 pub use pool::{crypto, dns, fs, zlib, Job, Lane, Pool, PoolBuilder, PoolError, PoolStats};
 pub use remote::{LoopHandle, PostError, DEFAULT_POST_CAPACITY};
+pub use signal::Signal;
 pub use sleep::{sleep, Sleep};
 pub use task::{yield_now, Task, YieldNow};
 pub use timers::{TimerId, MIN_TIMER_DELAY};

@@ -36,7 +36,81 @@ extern "C" fn on_signal(signum: libc::c_int) {
     }
 }
 
-type SignalCallback = Rc<RefCell<dyn FnMut(&Loop, i32)>>;
+/// A signal a loop can watch, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// SIGINT: Ctrl-C.
+    Int,
+    /// SIGTERM: asked to stop (by a service manager, `kill`).
+    Term,
+    /// SIGHUP: the terminal went away; by convention, reload.
+    Hup,
+    /// SIGQUIT.
+    Quit,
+    /// SIGUSR1.
+    Usr1,
+    /// SIGUSR2.
+    Usr2,
+    /// SIGCHLD: a child process changed state.
+    Child,
+    /// SIGWINCH: the terminal was resized.
+    WindowChange,
+}
+
+impl Signal {
+    /// Every signal named here.
+    const ALL: [Signal; 8] = [
+        Signal::Int,
+        Signal::Term,
+        Signal::Hup,
+        Signal::Quit,
+        Signal::Usr1,
+        Signal::Usr2,
+        Signal::Child,
+        Signal::WindowChange,
+    ];
+
+    /// The signal's number on this system.
+    pub fn raw(self) -> i32 {
+        match self {
+            Signal::Int => libc::SIGINT,
+            Signal::Term => libc::SIGTERM,
+            Signal::Hup => libc::SIGHUP,
+            Signal::Quit => libc::SIGQUIT,
+            Signal::Usr1 => libc::SIGUSR1,
+            Signal::Usr2 => libc::SIGUSR2,
+            Signal::Child => libc::SIGCHLD,
+            Signal::WindowChange => libc::SIGWINCH,
+        }
+    }
+
+    /// The named signal with number `raw`, if it is one.
+    pub fn from_raw(raw: i32) -> Option<Signal> {
+        Signal::ALL.into_iter().find(|s| s.raw() == raw)
+    }
+
+    /// Its conventional name (`"SIGTERM"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Int => "SIGINT",
+            Signal::Term => "SIGTERM",
+            Signal::Hup => "SIGHUP",
+            Signal::Quit => "SIGQUIT",
+            Signal::Usr1 => "SIGUSR1",
+            Signal::Usr2 => "SIGUSR2",
+            Signal::Child => "SIGCHLD",
+            Signal::WindowChange => "SIGWINCH",
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+type SignalCallback = Rc<RefCell<dyn FnMut(&Loop, Signal)>>;
 
 /// The loop thread's watchers: one pipe read end per process, owned by the
 /// first loop that asked for signals.
@@ -79,13 +153,14 @@ fn install(signum: i32) -> io::Result<()> {
 
 impl Loop {
     /// Runs `callback` on this loop (poll phase) whenever the process gets
-    /// `signum` (e.g. `libc::SIGTERM`). One loop per process receives
-    /// signals: the first that calls this.
+    /// `signal` (`Signal::Term`). One loop per process receives signals:
+    /// the first that calls this.
     pub fn on_signal(
         &self,
-        signum: i32,
-        callback: impl FnMut(&Loop, i32) + 'static,
+        signal: Signal,
+        callback: impl FnMut(&Loop, Signal) + 'static,
     ) -> io::Result<()> {
+        let signum = signal.raw();
         let needs_pipe = WATCHERS.with(|w| w.borrow().is_none());
         if needs_pipe {
             if PIPE_WRITE.load(Ordering::Acquire) >= 0 {
@@ -135,8 +210,11 @@ fn dispatch_signals(lp: &Loop, read_fd: RawFd) -> IoOutcome {
                     .and_then(|w| w.callbacks.get(&i32::from(sig)).cloned())
                     .unwrap_or_default()
             });
+            let Some(signal) = Signal::from_raw(i32::from(sig)) else {
+                continue;
+            };
             for cb in callbacks {
-                (cb.borrow_mut())(lp, i32::from(sig));
+                (cb.borrow_mut())(lp, signal);
             }
         }
     }

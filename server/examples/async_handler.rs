@@ -6,25 +6,19 @@
 
 use std::time::Duration;
 
-use phaseloop::{App, Response};
-use phaseloop_core::{fs, sleep};
+use phaseloop::{App, Error};
+use phaseloop::core::{fs, sleep};
 
 /// The app: an async route that awaits a timer and a file read.
 pub fn app() -> App {
-    App::new().get_async("/report", |_req| async {
+    App::new().get_async("/report", |_req, _| async {
         sleep(Duration::from_millis(10)).await;
         let manifest = fs::read_file(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).await;
-        match manifest {
-            Ok(Ok(bytes)) => Response::text(
-                200,
-                format!(
-                    "waited 10 ms, then read {} bytes through the pool",
-                    bytes.len()
-                ),
-            ),
-            Ok(Err(e)) => Response::json_error(500, &e.to_string()),
-            Err(e) => Response::json_error(503, &e.to_string()),
-        }
+        let bytes = manifest.map_err(|e| Error::unavailable(e.to_string()))??;
+        Ok::<_, Error>(format!(
+            "waited 10 ms, then read {} bytes through the pool",
+            bytes.len()
+        ))
     })
 }
 

@@ -7,17 +7,17 @@
 use std::time::Duration;
 
 use phaseloop::{App, Response};
-use phaseloop_core::crypto;
+use phaseloop::core::crypto;
 
 /// The app: one route per way of answering later.
 pub fn app() -> App {
     App::new()
-        .get("/timer", |lp, _req, res| {
+        .get_with("/timer", |lp, _req, res| {
             lp.set_timeout(Duration::from_millis(50), move |_| {
                 res.text(200, "answered from a timer")
             });
         })
-        .get("/hash", |lp, req, res| {
+        .get_with("/hash", |lp, req, res| {
             let password = req.query_param("password").unwrap_or_default().into_owned();
             // The callback runs in the loop's poll phase when the pool is done.
             crypto::pbkdf2_sha512(password, "example-salt", 1000, 16).run(lp, move |_, key| {
@@ -32,7 +32,7 @@ pub fn app() -> App {
                 }
             });
         })
-        .get("/immediate", |lp, _req, res| {
+        .get_with("/immediate", |lp, _req, res| {
             lp.set_immediate(move |_| res.text(200, "answered from the check phase"));
         })
 }

@@ -7,7 +7,7 @@ use phaseloop::App;
 
 /// The app: one route.
 pub fn app() -> App {
-    App::new().get("/", |_lp, _req, res| res.text(200, "Hello, World!"))
+    App::new().get("/", |_req, _| "Hello, World!")
 }
 
 #[allow(dead_code)]

@@ -6,16 +6,26 @@
 //! `async` functions on the loop's promise-job queue.
 //!
 //! ```no_run
-//! use phaseloop::{App, Response};
+//! use phaseloop::{App, Error, Json};
 //!
 //! let app = App::new()
-//!     .get("/", |_lp, _req, res| res.text(200, "Hello, World!"))
-//!     .get("/slow", |lp, _req, res| {
+//!     .get("/", |_req, _| "Hello, World!")
+//!     .get("/users/:id", |req, _| {
+//!         let id: u64 = req.param_as("id")?; // 400 naming `id` if it is not a number
+//!         if id == 0 {
+//!             return Err(Error::not_found("no user 0"));
+//!         }
+//!         Ok(Json(serde_json::json!({ "id": id })))
+//!     })
+//!     .get_with("/slow", |lp, _req, res| {
 //!         lp.set_timeout(std::time::Duration::from_secs(3), move |_| res.text(200, "Slow response"));
 //!     })
-//!     .get_async("/async", |_req| async { Response::text(200, "from a future") });
+//!     .get_async("/async", |_req, _| async { "from a future" });
+//! // Serves until SIGINT or SIGTERM, then drains and returns.
 //! phaseloop::serve("127.0.0.1:3000".parse().unwrap(), app).unwrap();
 //! ```
+//!
+//! Users read `docs/GUIDE.md`.
 //!
 //! Map (layers, each a folder; imports go downwards only):
 //! `serve/` (listener, cluster, supervisor) → `api/` (the app, router,
@@ -32,46 +42,104 @@ pub mod http;
 mod serve;
 
 pub use api::app::App;
+pub use api::error::{render_default, ErrorInfo};
 pub use api::handler::{Handler, Middleware, Next};
 pub use api::middleware;
 pub use api::responder::{BodyWriter, Responder};
-pub use engine::config::*;
+pub use engine::config::{DataRate, ServerConfig};
 pub use engine::connection::StreamError;
 pub use engine::limits::open_files_limit;
 pub use engine::{RouteStats, ServerStats};
 pub use http::request::{percent_decode, Method, Request};
 pub use http::response::{Body, HeaderValue, Response};
+pub use http::{Cookie, Error, Form, FromRequest, IntoResponse, Json, Path, Query, StatusCode};
 pub use serve::cluster::{Cluster, ClusterStats, LoopInfo, STATS_PUBLISH_INTERVAL};
 pub use serve::listener::bind_listener;
 pub use serve::server::Server;
 pub use serve::supervisor;
+pub use serve::testing;
 
 pub use phaseloop_core as core;
+pub use phaseloop_core::Signal;
+
+/// The server's defaults, one constant per [`ServerConfig`] field.
+pub mod defaults {
+    pub use crate::engine::config::{
+        DEFAULT_ACCEPT_PAUSE, DEFAULT_BACKLOG, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
+        DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_BYTES,
+        DEFAULT_MAX_PIPELINE, DEFAULT_MAX_REQUEST_LINE, DEFAULT_MAX_UNANSWERED,
+        DEFAULT_MIN_BODY_RATE, DEFAULT_MIN_RESPONSE_RATE, DEFAULT_REQUEST_TIMEOUT,
+        DEFAULT_SEND_TIMEOUT, DEFAULT_SHUTDOWN_DEADLINE, DEFAULT_WRITE_HIGH_WATER,
+    };
+}
+
+/// Re-exported: [`Server::latency_histogram`] returns one.
+pub use hdrhistogram;
 
 use std::io;
 use std::net::SocketAddr;
 
-/// Serves apps from `make_app` on `addr` with one loop per available core
-/// (see [`Cluster`]), until the process ends.
-pub fn serve_cluster<F>(addr: SocketAddr, make_app: F) -> io::Result<()>
-where
-    F: Fn(&phaseloop_core::Loop, &LoopInfo) -> App + Send + Sync + 'static,
-{
-    Cluster::start(
-        addr,
-        Cluster::default_loops(),
-        ServerConfig::default(),
-        make_app,
-    )?
-    .join();
+/// Serves `app` on `addr` on a new loop on this thread. On SIGINT or
+/// SIGTERM it stops accepting, lets in-flight requests finish (up to
+/// [`ServerConfig::shutdown_deadline`]) and returns; a second signal
+/// stops at once.
+pub fn serve<S: 'static>(addr: SocketAddr, app: App<S>) -> io::Result<()> {
+    serve_with(addr, app, ServerConfig::default())
+}
+
+/// [`serve`] with a configuration of your own.
+pub fn serve_with<S: 'static>(addr: SocketAddr, app: App<S>, cfg: ServerConfig) -> io::Result<()> {
+    let lp = phaseloop_core::Loop::new()?;
+    let deadline = cfg.shutdown_deadline;
+    let server = Server::bind(&lp, addr, app, cfg)?;
+    for signal in [Signal::Int, Signal::Term] {
+        let server = server.clone();
+        let mut draining = false;
+        let installed = lp.on_signal(signal, move |lp, signal| {
+            if std::mem::replace(&mut draining, true) {
+                phaseloop_core::log_line!("phaseloop: {signal} again: stopping now");
+                lp.stop();
+                return;
+            }
+            phaseloop_core::log_line!("phaseloop: {signal}: finishing in-flight requests");
+            server.shutdown(lp, deadline, |lp| lp.stop());
+        });
+        if let Err(e) = installed {
+            phaseloop_core::log_line!("phaseloop: serving without a drain on {signal}: {e}");
+        }
+    }
+    lp.run(phaseloop_core::RunMode::Default);
     Ok(())
 }
 
-/// Serves `app` on `addr` on a new loop on this thread, until the process
-/// ends: the one-line way to run a server.
-pub fn serve(addr: SocketAddr, app: App) -> io::Result<()> {
-    let lp = phaseloop_core::Loop::new()?;
-    let _server = Server::bind(&lp, addr, app, ServerConfig::default())?;
-    lp.run(phaseloop_core::RunMode::Default);
+/// Serves apps from `make_app` on `addr` with one loop per available core
+/// (see [`Cluster`]). On SIGINT or SIGTERM every loop drains (up to the
+/// default [`ServerConfig::shutdown_deadline`]) and it returns.
+pub fn serve_cluster<F, S: 'static>(addr: SocketAddr, make_app: F) -> io::Result<()>
+where
+    F: Fn(&phaseloop_core::Loop, &LoopInfo) -> App<S> + Send + Sync + 'static,
+{
+    let cfg = ServerConfig::default();
+    let deadline = cfg.shutdown_deadline;
+    let cluster = Cluster::start(addr, Cluster::default_loops(), cfg, make_app)?;
+    // This loop only waits for signals (it blocks on purpose while the
+    // loops drain: nothing else runs on it).
+    let main_loop = phaseloop_core::Loop::builder()
+        .block_threshold(None)
+        .delay_resolution(None)
+        .build()?;
+    main_loop.hold();
+    let cluster = std::rc::Rc::new(std::cell::RefCell::new(Some(cluster)));
+    for signal in [Signal::Int, Signal::Term] {
+        let cluster = cluster.clone();
+        main_loop.on_signal(signal, move |lp, signal| {
+            if let Some(c) = cluster.borrow_mut().take() {
+                phaseloop_core::log_line!("phaseloop: {signal}: draining {} loops", c.loops());
+                c.shutdown(deadline);
+                lp.release();
+            }
+        })?;
+    }
+    main_loop.run(phaseloop_core::RunMode::Default);
     Ok(())
 }

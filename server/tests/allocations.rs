@@ -50,8 +50,8 @@ struct Message {
 
 fn app() -> App {
     App::new()
-        .get("/plaintext", |_, _, res| res.text(200, "Hello, World!"))
-        .get("/json", |_, _, res| {
+        .get_with("/plaintext", |_, _, res| res.text(200, "Hello, World!"))
+        .get_with("/json", |_, _, res| {
             // Serialised into a recycled buffer.
             res.json(
                 200,
@@ -60,7 +60,7 @@ fn app() -> App {
                 },
             )
         })
-        .get("/users/:id", |_, req, res| {
+        .get_with("/users/:id", |_, req, res| {
             // Reading a parameter and a header allocates nothing either.
             let ok = req.param("id").is_some() && req.header("host").is_some();
             res.text(if ok { 200 } else { 400 }, "user")

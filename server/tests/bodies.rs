@@ -3,7 +3,7 @@
 
 mod util;
 
-use phaseloop::{App, Response};
+use phaseloop::{App, Error, Json, Response};
 use serde::{Deserialize, Serialize};
 use util::{refusal, text_response, TestServer};
 
@@ -15,13 +15,13 @@ struct Order {
 
 fn app() -> App {
     App::new()
-        .post("/echo", |_, mut req, res| {
+        .post_with("/echo", |_, mut req, res| {
             let body = req.take_body();
             res.send(Response::text(200, body))
         })
-        .post("/orders", |_, req, res| match req.json::<Order>() {
-            Ok(order) => res.json(201, &order),
-            Err(bad) => res.send(bad),
+        .post("/orders", |req, _| {
+            let Json(order): Json<Order> = req.extract()?;
+            Ok::<_, Error>((201, Json(order)))
         })
         .body_limit(32)
 }
@@ -69,7 +69,7 @@ fn json_in_and_out_with_route_limit() {
     let body = r#"{"item":"pho","qty":2}"#;
     c.send(
         format!(
-            "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),
@@ -84,7 +84,7 @@ fn json_in_and_out_with_route_limit() {
     let bad = r#"{"item":"pho","qty":"two"}"#;
     c.send(
         format!(
-            "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{bad}",
+            "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json; charset=utf-8\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{bad}",
             bad.len()
         )
         .as_bytes(),
@@ -94,6 +94,23 @@ fn json_in_and_out_with_route_limit() {
     assert!(
         r.contains(r#"{"error":"invalid JSON: invalid type: string \"two\", expected u32"#),
         "{r}"
+    );
+    // Without a JSON content type: 415, rendered as text for a client
+    // that does not ask for JSON.
+    c.send(
+        format!(
+            "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        c.response(),
+        refusal(
+            "415 Unsupported Media Type",
+            "expected a body with Content-Type: application/json"
+        )
+        .replace("Connection: close\r\n", "")
     );
     // The connection survives a handler-level 400.
     c.send(b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: 33\r\n\r\n");

@@ -17,8 +17,8 @@ fn start(loops: usize) -> Cluster {
         |_lp, info| {
             let index = info.index;
             App::new()
-                .get("/", move |_, _, res| res.text(200, format!("loop {index}")))
-                .get("/slow", move |lp, _, res| {
+                .get_with("/", move |_, _, res| res.text(200, format!("loop {index}")))
+                .get_with("/slow", move |lp, _, res| {
                     lp.set_timeout(Duration::from_millis(300), move |_| {
                         res.text(200, format!("slow from loop {index}"))
                     });

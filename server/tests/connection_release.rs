@@ -13,10 +13,10 @@ use util::{refusal, text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .get("/", |_, _, res| res.text(200, "ok"))
-        .post("/echo", |_, _, res| res.text(200, "got it"))
+        .get_with("/", |_, _, res| res.text(200, "ok"))
+        .post_with("/echo", |_, _, res| res.text(200, "got it"))
         // Never answers: only a handler timeout ends its wait.
-        .get("/never", |_, _, res| std::mem::forget(res))
+        .get_with("/never", |_, _, res| std::mem::forget(res))
 }
 
 /// Far below every default timeout (the shortest is 5 s): a connection

@@ -28,7 +28,7 @@ fn json_api_example() {
     let body = r#"{"name":"pho","price_cents":1250}"#;
     c.send(
         format!(
-            "POST /dishes HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /dishes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),
@@ -36,14 +36,14 @@ fn json_api_example() {
     assert_eq!(body_of(&c.response()), r#"{"id":1}"#);
     c.send(b"GET /dishes/1 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(body_of(&c.response()), body);
-    c.send(b"POST /dishes HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n{x}");
+    c.send(b"POST /dishes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: 3\r\n\r\n{x}");
     let r = c.response();
     assert_eq!(status_of(&r), "HTTP/1.1 400 Bad Request");
     assert!(
         body_of(&r).starts_with(r#"{"error":"invalid JSON: key must be a string"#),
         "{r}"
     );
-    c.send(b"GET /dishes/9 HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send(b"GET /dishes/9 HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n");
     assert_eq!(body_of(&c.response()), r#"{"error":"no such dish"}"#);
 }
 

@@ -318,9 +318,9 @@ fn chunked_bodies_decode_the_same_whole_and_byte_by_byte() {
 
 fn app() -> App {
     App::new()
-        .get("/", |_, _, res| res.text(200, "ok"))
-        .get("/plaintext", |_, _, res| res.text(200, "Hello, World!"))
-        .post("/echo", |_, mut req, res| {
+        .get_with("/", |_, _, res| res.text(200, "ok"))
+        .get_with("/plaintext", |_, _, res| res.text(200, "Hello, World!"))
+        .post_with("/echo", |_, mut req, res| {
             let body = req.take_body();
             res.send(phaseloop::Response::new(200).body(body))
         })

@@ -11,8 +11,8 @@ use util::{text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .get("/", |_, _, res| res.text(200, "ok"))
-        .get("/slow", |lp, _, res| {
+        .get_with("/", |_, _, res| res.text(200, "ok"))
+        .get_with("/slow", |lp, _, res| {
             lp.set_timeout(Duration::from_millis(300), move |_| {
                 res.text(200, "finished")
             });
@@ -76,8 +76,8 @@ fn a_handler_that_starts_the_shutdown_still_answers() {
     // answer goes out with Connection: close.
     let server = TestServer::start(|| {
         App::new()
-            .get("/", |_, _, res| res.text(200, "ok"))
-            .get("/shutdown", |lp, _, res| {
+            .get_with("/", |_, _, res| res.text(200, "ok"))
+            .get_with("/shutdown", |lp, _, res| {
                 util::with_server(|s| s.shutdown(lp, Duration::from_secs(5), |_| {}));
                 res.text(200, "bye")
             })

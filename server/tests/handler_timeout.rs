@@ -20,17 +20,17 @@ thread_local! {
 
 fn app() -> App {
     App::new()
-        .get("/ok", |_, _, res| res.text(200, "ok"))
-        .get("/never", |_, _, res| {
+        .get_with("/ok", |_, _, res| res.text(200, "ok"))
+        .get_with("/never", |_, _, res| {
             HELD.with(|h| h.borrow_mut().push(res))
         })
-        .get("/late", |lp, _, res| {
+        .get_with("/late", |lp, _, res| {
             lp.set_timeout(Duration::from_millis(300), move |_| res.text(200, "late"));
         })
-        .get("/in-time", |lp, _, res| {
+        .get_with("/in-time", |lp, _, res| {
             lp.set_timeout(Duration::from_millis(20), move |_| res.text(200, "in time"));
         })
-        .get("/stream", |lp, _, res| {
+        .get_with("/stream", |lp, _, res| {
             let writer = res.stream(Response::text(200, "start\n"));
             lp.set_timeout(Duration::from_millis(300), move |_| writer.finish());
         })
@@ -132,7 +132,7 @@ fn a_connection_paused_by_unanswered_requests_reads_on_after_their_503s() {
 #[test]
 fn a_body_still_arriving_is_not_timed_as_a_handler() {
     fn upload() -> App {
-        App::new().post("/upload", |_, req, res| {
+        App::new().post_with("/upload", |_, req, res| {
             res.text(200, format!("{} bytes", req.body().len()))
         })
     }

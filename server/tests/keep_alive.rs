@@ -9,9 +9,9 @@ use util::{text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .get("/", |_, _, res| res.text(200, "Hello, World!"))
-        .get("/n/:n", |_, req, res| {
-            let n = req.param("n").unwrap().to_string();
+        .get_with("/", |_, _, res| res.text(200, "Hello, World!"))
+        .get_with("/n/:n", |_, req, res| {
+            let n = req.param("n").unwrap().into_owned();
             res.text(200, n)
         })
 }
@@ -27,7 +27,7 @@ fn keep_alive_reuses_one_connection() {
     c.send(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(
         c.response(),
-        text_response("404 Not Found", "Not Found: /missing\n", "")
+        text_response("404 Not Found", "404 Not Found: no route for /missing\n", "")
     );
     let stats = server.stats();
     assert_eq!(stats.accepted, 1);

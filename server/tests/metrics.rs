@@ -11,8 +11,8 @@ use util::{text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .get("/now", |_, _, res| res.text(200, "now"))
-        .get("/later", |lp, _, res| {
+        .get_with("/now", |_, _, res| res.text(200, "now"))
+        .get_with("/later", |lp, _, res| {
             lp.set_timeout(Duration::from_millis(30), move |_| res.text(202, "later"));
         })
 }

@@ -23,7 +23,7 @@ fn app() -> App {
                 next.run(lp, req, res)
             },
         )
-        .get("/secret", |_, _, res| res.text(200, "the secret"))
+        .get_with("/secret", |_, _, res| res.text(200, "the secret"))
 }
 
 #[test]
@@ -64,8 +64,8 @@ fn middleware_sees_each_requests_own_route() {
                     next.run(lp, req, res)
                 },
             )
-            .get("/secret", |_, _, res| res.text(200, "the secret"))
-            .get("/users/:id", |_, _, res| res.text(200, "a user"))
+            .get_with("/secret", |_, _, res| res.text(200, "the secret"))
+            .get_with("/users/:id", |_, _, res| res.text(200, "a user"))
     });
     let mut c = server.connect();
     for (path, route) in [

@@ -12,15 +12,15 @@ use util::{text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .get("/big", |_, _, res| {
+        .get_with("/big", |_, _, res| {
             res.send(Response::new(200).body(vec![b'x'; 64 * 1024]))
         })
-        .get("/slow-big", |lp, _, res| {
+        .get_with("/slow-big", |lp, _, res| {
             lp.set_timeout(Duration::from_millis(1), move |_| {
                 res.send(Response::new(200).body(vec![b'y'; 64 * 1024]))
             });
         })
-        .get("/", |_, _, res| res.text(200, "ok"))
+        .get_with("/", |_, _, res| res.text(200, "ok"))
 }
 
 #[test]

@@ -8,10 +8,10 @@ use util::{text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .get("/ok", |_, _, res| res.text(200, "ok"))
-        .get("/panic", |_, _, _res| panic!("handler bug"))
-        .get("/forget", |_, _, res| drop(res))
-        .get_async("/async-panic", |_req| async {
+        .get_with("/ok", |_, _, res| res.text(200, "ok"))
+        .get_with("/panic", |_, _, _res| panic!("handler bug"))
+        .get_with("/forget", |_, _, res| drop(res))
+        .get_async("/async-panic", |_req, _| async {
             phaseloop_core::sleep(std::time::Duration::from_millis(1)).await;
             if true {
                 panic!("async handler bug");
@@ -29,7 +29,7 @@ fn panicking_handlers_answer_500_and_the_connection_goes_on() {
         c.response(),
         text_response(
             "500 Internal Server Error",
-            "Internal Server Error: the handler panicked\n",
+            "500 Internal Server Error: the handler panicked\n",
             ""
         )
     );
@@ -40,7 +40,7 @@ fn panicking_handlers_answer_500_and_the_connection_goes_on() {
         c.response(),
         text_response(
             "500 Internal Server Error",
-            "Internal Server Error: the handler panicked\n",
+            "500 Internal Server Error: the handler panicked\n",
             ""
         )
     );
@@ -49,7 +49,7 @@ fn panicking_handlers_answer_500_and_the_connection_goes_on() {
         c.response(),
         text_response(
             "500 Internal Server Error",
-            "Internal Server Error: the handler finished without responding\n",
+            "500 Internal Server Error: the handler finished without responding\n",
             ""
         )
     );
@@ -74,24 +74,24 @@ fn deferred_app() -> App {
                 next.run(lp, req, res)
             },
         )
-        .get("/ok", |_, _, res| res.text(200, "ok"))
-        .get("/hook-panic", |_, _, res| res.text(200, "unreachable"))
+        .get_with("/ok", |_, _, res| res.text(200, "ok"))
+        .get_with("/hook-panic", |_, _, res| res.text(200, "unreachable"))
         // The hook then runs while the handler's panic unwinds: caught
         // inside the responder's drop, a second panic does not abort.
-        .get("/hook-panic-too", |_, _, _res| panic!("handler bug"))
-        .get("/timer-panic", |lp, _, res| {
+        .get_with("/hook-panic-too", |_, _, _res| panic!("handler bug"))
+        .get_with("/timer-panic", |lp, _, res| {
             lp.set_timeout(std::time::Duration::from_millis(1), move |_| {
                 let _res = res;
                 panic!("timer callback bug");
             });
         })
-        .get("/immediate-panic", |lp, _, res| {
+        .get_with("/immediate-panic", |lp, _, res| {
             lp.set_immediate(move |_| {
                 let _res = res;
                 panic!("immediate callback bug");
             });
         })
-        .get("/job-panic", |lp, _, res| {
+        .get_with("/job-panic", |lp, _, res| {
             // (A refused job would drop the responder unrun: a 500 that
             // says so, which the test would see.)
             let _ = Job::new(Lane::Cpu, || 1).submit(lp, move |_, _| {
@@ -106,7 +106,7 @@ fn panics_in_deferred_callbacks_and_hooks_answer_500_in_order() {
     let server = TestServer::start(deferred_app);
     let panicked = text_response(
         "500 Internal Server Error",
-        "Internal Server Error: the handler panicked\n",
+        "500 Internal Server Error: the handler panicked\n",
         "",
     );
     let ok = text_response("200 OK", "ok", "");

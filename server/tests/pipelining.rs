@@ -10,18 +10,18 @@ use util::{text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .get("/fast/:n", |_, req, res| {
-            let n = req.param("n").unwrap().to_string();
+        .get_with("/fast/:n", |_, req, res| {
+            let n = req.param("n").unwrap().into_owned();
             res.text(200, format!("fast {n}"))
         })
-        .get("/slow/:ms/:n", |lp, req, res| {
+        .get_with("/slow/:ms/:n", |lp, req, res| {
             let ms: u64 = req.param("ms").unwrap().parse().unwrap();
-            let n = req.param("n").unwrap().to_string();
+            let n = req.param("n").unwrap().into_owned();
             lp.set_timeout(Duration::from_millis(ms), move |_| {
                 res.text(200, format!("slow {n}"))
             });
         })
-        .get_async("/async/:n", |req| async move {
+        .get_async("/async/:n", |req, _| async move {
             phaseloop_core::sleep(Duration::from_millis(5)).await;
             phaseloop::Response::text(200, format!("async {}", req.param("n").unwrap()))
         })
@@ -94,11 +94,11 @@ fn an_async_handlers_body_runs_during_its_dispatch() {
     static SEEN: Mutex<Vec<&str>> = Mutex::new(Vec::new());
     fn app() -> App {
         App::new()
-            .get_async("/a", |_req| async {
+            .get_async("/a", |_req, _| async {
                 SEEN.lock().unwrap().push("async body");
                 phaseloop::Response::text(200, "a")
             })
-            .get("/b", |_, _, res| {
+            .get_with("/b", |_, _, res| {
                 SEEN.lock().unwrap().push("sync b");
                 res.text(200, "b")
             })

@@ -9,8 +9,8 @@ use util::{refusal, refused, text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .get("/", |_, _, res| res.text(200, "ok"))
-        .post("/echo", |_, mut req, res| {
+        .get_with("/", |_, _, res| res.text(200, "ok"))
+        .post_with("/echo", |_, mut req, res| {
             let body = req.take_body();
             res.send(phaseloop::Response::new(200).body(body))
         })
@@ -86,14 +86,14 @@ fn not_found_and_method_not_allowed() {
     c.send(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(
         c.response(),
-        text_response("404 Not Found", "Not Found: /missing\n", "")
+        text_response("404 Not Found", "404 Not Found: no route for /missing\n", "")
     );
     c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(
         c.response(),
         text_response(
             "405 Method Not Allowed",
-            "Method Not Allowed: GET /echo\n",
+            "405 Method Not Allowed: GET is not allowed on /echo\n",
             "Allow: POST\r\n"
         )
     );
@@ -103,7 +103,7 @@ fn not_found_and_method_not_allowed() {
         c.response(),
         text_response(
             "501 Not Implemented",
-            "Not Implemented: no route answers DELETE\n",
+            "501 Not Implemented: no route answers DELETE\n",
             ""
         )
     );
@@ -119,13 +119,13 @@ fn every_target_form_routes_by_its_path() {
             format!(
                 "{} {} {}",
                 req.path(),
-                req.param("id").unwrap_or("-"),
+                req.param("id").unwrap_or("-".into()),
                 req.query().unwrap_or("-")
             )
         };
         App::new()
-            .get("/", move |_, req, res| res.text(200, show(&req)))
-            .get("/a/:id", move |_, req, res| res.text(200, show(&req)))
+            .get_with("/", move |_, req, res| res.text(200, show(&req)))
+            .get_with("/a/:id", move |_, req, res| res.text(200, show(&req)))
     }
     let server = TestServer::start(echo_target);
     let mut c = server.connect();

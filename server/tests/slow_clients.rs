@@ -14,18 +14,18 @@ use util::{refusal, text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .post("/echo", |_, req, res| {
+        .post_with("/echo", |_, req, res| {
             res.text(200, format!("{} bytes", req.body().len()))
         })
-        .post("/upload", |_, req, res| {
+        .post_with("/upload", |_, req, res| {
             res.text(200, format!("{} bytes", req.body().len()))
         })
         .min_body_rate(None)
         .request_timeout(Duration::from_secs(30))
-        .get("/mid", |_, _, res| {
+        .get_with("/mid", |_, _, res| {
             res.send(phaseloop::Response::new(200).body(vec![b'x'; 256 << 10]))
         })
-        .get("/big", |_, _, res| {
+        .get_with("/big", |_, _, res| {
             res.send(phaseloop::Response::new(200).body(vec![b'x'; 16 << 20]))
         })
 }

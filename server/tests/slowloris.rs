@@ -10,8 +10,8 @@ use util::{refusal, text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .get("/", |_, _, res| res.text(200, "ok"))
-        .post("/echo", |_, _, res| res.text(200, "got it"))
+        .get_with("/", |_, _, res| res.text(200, "ok"))
+        .post_with("/echo", |_, _, res| res.text(200, "got it"))
 }
 
 fn fast_timeouts() -> ServerConfig {

@@ -22,12 +22,12 @@ fn tick(lp: &Loop, mut writer: BodyWriter, n: u32) {
 
 fn app() -> App {
     App::new()
-        .get("/stream", |lp, _, res| {
+        .get_with("/stream", |lp, _, res| {
             let writer = res.stream(Response::text(200, "start\n"));
             tick(lp, writer, 0);
         })
-        .get("/fast", |_, _, res| res.text(200, "fast"))
-        .get("/drain-panic", |_, _, res| {
+        .get_with("/fast", |_, _, res| res.text(200, "fast"))
+        .get_with("/drain-panic", |_, _, res| {
             let mut writer = res.stream(Response::new(200));
             while !writer.congested() {
                 writer.write(&[b'y'; 16 * 1024]).unwrap();
@@ -40,16 +40,16 @@ fn app() -> App {
             });
             *held.borrow_mut() = Some(writer);
         })
-        .get("/polite", |lp, _, res| {
+        .get_with("/polite", |lp, _, res| {
             let writer = res.stream(Response::new(200));
             produce(lp, writer, 0, 2 * 1024 * 1024);
         })
-        .get("/cut", |lp, _, res| {
+        .get_with("/cut", |lp, _, res| {
             let mut writer = res.stream(Response::text(200, ""));
             writer.write(b"partial").unwrap();
             lp.set_timeout(Duration::from_millis(5), move |_| drop(writer));
         })
-        .get("/flood", |lp, _, res| {
+        .get_with("/flood", |lp, _, res| {
             let writer = Rc::new(RefCell::new(Some(res.stream(Response::new(200)))));
             let id = Rc::new(std::cell::Cell::new(None));
             let id2 = id.clone();

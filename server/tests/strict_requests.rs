@@ -11,15 +11,15 @@ use util::{refused, text_response, TestServer};
 
 fn app() -> App {
     App::new()
-        .get("/", |_, _, res| res.text(200, "ok"))
-        .get("/host", |_, req, res| {
+        .get_with("/", |_, _, res| res.text(200, "ok"))
+        .get_with("/host", |_, req, res| {
             res.text(200, req.host().unwrap_or("none").to_string())
         })
-        .post("/echo", |_, mut req, res| {
+        .post_with("/echo", |_, mut req, res| {
             let body = req.take_body();
             res.send(phaseloop::Response::new(200).body(body))
         })
-        .put("/things/:id", |_, _, res| res.text(200, "put"))
+        .put_with("/things/:id", |_, _, res| res.text(200, "put"))
 }
 
 #[test]
@@ -110,7 +110,7 @@ fn options_asterisk_and_unknown_methods_are_answered_as_rfc_9110_says() {
         c.response(),
         text_response(
             "501 Not Implemented",
-            "Not Implemented: no route answers FOOBAR\n",
+            "501 Not Implemented: no route answers FOOBAR\n",
             ""
         )
     );
@@ -119,7 +119,7 @@ fn options_asterisk_and_unknown_methods_are_answered_as_rfc_9110_says() {
         c.response(),
         text_response(
             "501 Not Implemented",
-            "Not Implemented: no route answers PATCH\n",
+            "501 Not Implemented: no route answers PATCH\n",
             ""
         )
     );

@@ -1,68 +1,193 @@
-//! `App`: routes plus middleware, the thing a server serves.
+//! `App`: routes, middleware, state and error rendering; the thing a
+//! server serves.
 
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use phaseloop_core::Loop;
 
-use crate::api::handler::{async_handler, Handler, Middleware, Next};
+use crate::api::dispatch::Dispatcher;
+use crate::api::error::ErrorInfo;
+use crate::api::handler::{self, Handler, Middleware};
 use crate::api::responder::Responder;
-use crate::api::router::{Route, Router};
-use crate::engine::answer::Answer;
 use crate::engine::config::DataRate;
-use crate::engine::service::Target;
-use crate::engine::service::{BodyRules, Service};
+use crate::engine::service::BodyRules;
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
+use crate::http::IntoResponse;
 
-/// Routes and middleware.
+/// Routes, middleware and the app's state `S`.
+///
+/// A handler comes in three kinds (see the guide, `docs/GUIDE.md`):
+/// returning (`get`), async (`get_async`) and loop-native (`get_with`).
 ///
 /// ```
-/// use phaseloop::{App, Response};
+/// use phaseloop::{App, Error, Json, StatusCode};
+/// use std::cell::RefCell;
 ///
-/// let app = App::new()
-///     .get("/hello/:name", |_lp, req, res| {
-///         let name = req.param("name").unwrap_or("world").to_string();
-///         res.text(200, format!("Hello, {name}!"));
+/// #[derive(Default)]
+/// struct Names(RefCell<Vec<String>>);
+///
+/// let app = App::with_state(Names::default())
+///     .get("/names", |_req, names| Json(names.0.borrow().clone()))
+///     .post("/names", |req, names| {
+///         let Json(name): Json<String> = req.extract()?;
+///         if name.is_empty() {
+///             return Err(Error::unprocessable("a name cannot be empty"));
+///         }
+///         names.0.borrow_mut().push(name);
+///         Ok(StatusCode::CREATED)
 ///     })
-///     .get_async("/later", |_req| async { Response::text(200, "done") });
+///     .get("/hello/:name", |req, _| format!("Hello, {}!", req.param("name").unwrap_or_default()))
+///     .get_async("/later", |_req, _names| async { "done" });
 /// # let _ = app;
 /// ```
-pub struct App {
-    pub(crate) router: Router,
-    middleware: Vec<Rc<dyn Middleware>>,
-    chain: Option<Rc<[Rc<dyn Middleware>]>>,
+pub struct App<S = ()> {
+    pub(crate) core: Dispatcher,
+    state: Rc<S>,
+    pub(crate) sharing: StateSharing,
+    /// Rules every route added from now on starts with.
+    defaults: BodyRules,
 }
 
-impl std::fmt::Debug for App {
+/// How an app's state is meant to be held when several loops serve it
+/// (see [`App::with_state`]); a cluster refuses to start on a choice that
+/// would split state by accident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StateSharing {
+    /// No state.
+    Stateless,
+    /// One state, for one loop ([`App::with_state`]).
+    One,
+    /// One per loop, on purpose ([`App::with_state_per_loop`]).
+    PerLoop,
+    /// One for all loops, at this address ([`App::with_shared_state`]).
+    Shared(usize),
+}
+
+impl<S> std::fmt::Debug for App<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("routes", &self.router.routes.len())
-            .field("middleware", &self.middleware.len())
+            .field("routes", &self.core.router.routes.len())
+            .field("middleware", &self.core.middleware.len())
+            .field("state", &self.sharing)
             .finish()
     }
 }
 
-impl Default for App {
+impl Default for App<()> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl App {
-    /// An app with no routes (every request gets 404).
-    pub fn new() -> App {
+impl App<()> {
+    /// An app without state and without routes (every request gets 404).
+    pub fn new() -> App<()> {
+        App::from_state(Rc::new(()), StateSharing::Stateless)
+    }
+}
+
+/// Generates a method's three route adders: returning, async, loop-native.
+macro_rules! method_routes {
+    ($method:expr, $name:literal, $sync:ident, $async_:ident, $with:ident) => {
+        #[doc = concat!("Adds a ", $name, " route answered with what `handler` returns.")]
+        pub fn $sync<F, R>(self, pattern: &str, handler: F) -> App<S>
+        where
+            F: Fn(&mut Request, &S) -> R + 'static,
+            R: IntoResponse,
+        {
+            self.route($method, pattern, handler)
+        }
+
+        #[doc = concat!("Adds a ", $name, " route served by an async function.")]
+        pub fn $async_<F, Fut, R>(self, pattern: &str, handler: F) -> App<S>
+        where
+            F: Fn(Request, Rc<S>) -> Fut + 'static,
+            Fut: Future<Output = R> + 'static,
+            R: IntoResponse,
+        {
+            self.route_async($method, pattern, handler)
+        }
+
+        #[doc = concat!("Adds a ", $name, " route whose handler answers through a [`Responder`], now or later.")]
+        pub fn $with<F>(self, pattern: &str, handler: F) -> App<S>
+        where
+            F: Fn(&Loop, Request, Responder) + 'static,
+        {
+            self.route_with($method, pattern, handler)
+        }
+    };
+}
+
+impl<S: 'static> App<S> {
+    fn from_state(state: Rc<S>, sharing: StateSharing) -> App<S> {
         App {
-            router: Router::default(),
-            middleware: Vec::new(),
-            chain: None,
+            core: Dispatcher::default(),
+            state,
+            sharing,
+            defaults: BodyRules::default(),
         }
     }
 
-    /// Adds a route for `method` and `pattern` (`/users/:id`, `/files/*`).
-    pub fn route<F>(self, method: Method, pattern: &str, handler: F) -> App
+    /// An app whose handlers get `&state` (async ones an `Rc` of it).
+    ///
+    /// This state lives on the loop that serves the app. Several loops
+    /// (a [`crate::Cluster`]) would each build their own, so a cluster
+    /// refuses to start an app made so: choose
+    /// [`App::with_state_per_loop`] or [`App::with_shared_state`].
+    pub fn with_state(state: S) -> App<S> {
+        App::from_state(Rc::new(state), StateSharing::One)
+    }
+
+    /// An app with one state per loop, made by `factory` (caches, say):
+    /// on several loops each has its own, on purpose.
+    pub fn with_state_per_loop(factory: impl FnOnce() -> S) -> App<S> {
+        App::from_state(Rc::new(factory()), StateSharing::PerLoop)
+    }
+
+    /// The state handlers get, shared with whatever else holds it.
+    pub fn state(&self) -> Rc<S> {
+        self.state.clone()
+    }
+
+    /// An empty app with the same state, to [`App::nest`] as a group.
+    pub fn group(&self) -> App<S> {
+        App::from_state(self.state.clone(), self.sharing)
+    }
+
+    method_routes!(Method::Get, "GET (and HEAD)", get, get_async, get_with);
+    method_routes!(Method::Post, "POST", post, post_async, post_with);
+    method_routes!(Method::Put, "PUT", put, put_async, put_with);
+    method_routes!(Method::Patch, "PATCH", patch, patch_async, patch_with);
+    method_routes!(Method::Delete, "DELETE", delete, delete_async, delete_with);
+
+    /// Adds a route for `method` and `pattern` (`/users/:id`, `/files/*`)
+    /// answered with what `handler` returns.
+    pub fn route<F, R>(self, method: Method, pattern: &str, handler: F) -> App<S>
+    where
+        F: Fn(&mut Request, &S) -> R + 'static,
+        R: IntoResponse,
+    {
+        let handler = handler::returning(self.state.clone(), handler);
+        self.route_handler(method, pattern, handler)
+    }
+
+    /// Adds a route served by an async function.
+    pub fn route_async<F, Fut, R>(self, method: Method, pattern: &str, handler: F) -> App<S>
+    where
+        F: Fn(Request, Rc<S>) -> Fut + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: IntoResponse,
+    {
+        let handler = handler::async_handler(self.state.clone(), handler);
+        self.route_handler(method, pattern, handler)
+    }
+
+    /// Adds a route whose handler answers through a [`Responder`].
+    pub fn route_with<F>(self, method: Method, pattern: &str, handler: F) -> App<S>
     where
         F: Fn(&Loop, Request, Responder) + 'static,
     {
@@ -70,251 +195,124 @@ impl App {
     }
 
     /// Adds a route served by any [`Handler`] (a type of your own).
-    pub fn route_handler(mut self, method: Method, pattern: &str, handler: impl Handler) -> App {
-        self.router.add(method, pattern, Rc::new(handler));
+    pub fn route_handler(mut self, method: Method, pattern: &str, handler: impl Handler) -> App<S> {
+        self.core.router.add(method, pattern, Rc::new(handler));
+        self.set_last_route(self.defaults);
         self
     }
 
-    /// Adds a GET route (HEAD requests use it too, without the body).
-    pub fn get<F>(self, pattern: &str, handler: F) -> App
-    where
-        F: Fn(&Loop, Request, Responder) + 'static,
-    {
-        self.route(Method::Get, pattern, handler)
-    }
-
-    /// Adds a POST route.
-    pub fn post<F>(self, pattern: &str, handler: F) -> App
-    where
-        F: Fn(&Loop, Request, Responder) + 'static,
-    {
-        self.route(Method::Post, pattern, handler)
-    }
-
-    /// Adds a PUT route.
-    pub fn put<F>(self, pattern: &str, handler: F) -> App
-    where
-        F: Fn(&Loop, Request, Responder) + 'static,
-    {
-        self.route(Method::Put, pattern, handler)
-    }
-
-    /// Adds a DELETE route.
-    pub fn delete<F>(self, pattern: &str, handler: F) -> App
-    where
-        F: Fn(&Loop, Request, Responder) + 'static,
-    {
-        self.route(Method::Delete, pattern, handler)
-    }
-
-    /// Adds a GET route served by an async function.
-    pub fn get_async<F, Fut>(self, pattern: &str, f: F) -> App
-    where
-        F: Fn(Request) -> Fut + 'static,
-        Fut: Future<Output = Response> + 'static,
-    {
-        self.route_handler(Method::Get, pattern, async_handler(f))
-    }
-
-    /// Adds a POST route served by an async function.
-    pub fn post_async<F, Fut>(self, pattern: &str, f: F) -> App
-    where
-        F: Fn(Request) -> Fut + 'static,
-        Fut: Future<Output = Response> + 'static,
-    {
-        self.route_handler(Method::Post, pattern, async_handler(f))
-    }
-
-    /// Sets the body limit of the most recently added route (413 beyond),
-    /// overriding the server's.
-    pub fn body_limit(self, limit: u64) -> App {
+    /// Sets the body limit of the route added just before (413 beyond),
+    /// overriding the server's: `.post("/upload", upload).body_limit(1 << 30)`.
+    pub fn body_limit(self, limit: u64) -> App<S> {
         self.on_last_route(|body| body.limit = Some(limit))
     }
 
-    /// Sets the slowest the most recently added route's request bodies may
-    /// arrive (408 below it), overriding the server's
+    /// Sets the body limit of every route added to this app (or group)
+    /// from now on.
+    pub fn default_body_limit(mut self, limit: u64) -> App<S> {
+        self.defaults.limit = Some(limit);
+        self
+    }
+
+    /// Sets the slowest the route added just before may receive its body
+    /// (408 below it), overriding the server's
     /// ([`crate::ServerConfig::min_body_rate`]); `None`: no minimum, for
     /// an upload route whose clients may be slow.
-    pub fn min_body_rate(self, rate: Option<DataRate>) -> App {
+    pub fn min_body_rate(self, rate: Option<DataRate>) -> App<S> {
         self.on_last_route(|body| body.min_rate = Some(rate))
     }
 
-    /// Sets how long a whole request to the most recently added route may
+    /// Sets how long a whole request to the route added just before may
     /// take to arrive once its head has (408 after), overriding the
     /// server's ([`crate::ServerConfig::request_timeout`]).
-    pub fn request_timeout(self, timeout: Duration) -> App {
+    pub fn request_timeout(self, timeout: Duration) -> App<S> {
         self.on_last_route(|body| body.request_timeout = Some(timeout))
     }
 
     /// Sets a body rule of the most recently added route.
-    fn on_last_route(mut self, set: impl FnOnce(&mut BodyRules)) -> App {
-        if let Some(route) = self.router.routes.last_mut() {
+    fn on_last_route(mut self, set: impl FnOnce(&mut BodyRules)) -> App<S> {
+        if let Some(route) = self.core.router.routes.last_mut() {
             set(&mut route.body);
         }
         self
     }
 
-    /// Adds a middleware; the first added runs first.
-    pub fn wrap(mut self, middleware: impl Middleware) -> App {
-        self.middleware.push(Rc::new(middleware));
-        self.chain = None;
+    fn set_last_route(&mut self, rules: BodyRules) {
+        if let Some(route) = self.core.router.routes.last_mut() {
+            route.body = rules;
+        }
+    }
+
+    /// Adds a middleware; the first added runs first. It sees every
+    /// request, the server's own refusals (400, 408, 413, 431, …) included.
+    pub fn wrap(mut self, middleware: impl Middleware) -> App<S> {
+        self.core.middleware.push(Rc::new(middleware));
         self
     }
 
-    pub(crate) fn finish(&mut self) {
-        self.chain = Some(self.middleware.clone().into());
+    /// Answers requests no route matches (instead of 404).
+    pub fn fallback<F, R>(mut self, handler: F) -> App<S>
+    where
+        F: Fn(&mut Request, &S) -> R + 'static,
+        R: IntoResponse,
+    {
+        self.core.fallback = Some(Rc::new(handler::returning(self.state.clone(), handler)));
+        self
     }
 
-    /// Resolves a request's route, leaving its parameters in the request.
-    #[inline(always)] // into the connection's parse, through Service
-    pub(crate) fn destination(&self, req: &mut Request) -> Target {
-        let (method, token, path, params) = req.routing_parts();
-        self.router.resolve(method, token, path, params)
+    /// Replaces the error renderer: what makes the body of every error
+    /// response, the server's (400, 404, 405, 408, 413, 414, 431, 500,
+    /// 503) and the handlers' [`crate::Error`]s.
+    pub fn on_error(mut self, render: impl Fn(&ErrorInfo<'_>) -> Response + 'static) -> App<S> {
+        self.core.renderer = Rc::new(render);
+        self
     }
 
-    /// The body rules of the route a request went to (looked up only for
-    /// a request with a body).
-    pub(crate) fn route_body_rules(&self, target: Target) -> BodyRules {
-        match target {
-            Target::Route { index } => self.router.routes[index as usize].body,
-            Target::NotFound | Target::MethodNotAllowed => BodyRules::default(),
+    /// Adds `group`'s routes under `prefix` (`/api` + `/todos`), each
+    /// behind the group's own middleware (after this app's) and with the
+    /// body rules it had in the group. Build the group with
+    /// [`App::group`] to share this app's state. A group's fallback and
+    /// error renderer are not used: the app's are.
+    pub fn nest<S2: 'static>(mut self, prefix: &str, group: App<S2>) -> App<S> {
+        let prefix = prefix.trim_end_matches('/');
+        assert!(
+            prefix.is_empty() || prefix.starts_with('/'),
+            "nest prefix {prefix:?} must start with '/'"
+        );
+        let chain: Rc<[Rc<dyn Middleware>]> = group.core.middleware.clone().into();
+        for route in group.core.router.routes {
+            let path = route.pattern.split_once(' ').map_or("/", |(_, path)| path);
+            let full = match path {
+                "/" if !prefix.is_empty() => prefix.to_string(),
+                _ => format!("{prefix}{path}"),
+            };
+            let handler: Rc<dyn Handler> = if chain.is_empty() {
+                route.handler
+            } else {
+                Rc::new(handler::behind(chain.clone(), route.handler))
+            };
+            self.core.router.add(route.method, &full, handler);
+            self.set_last_route(route.body);
         }
-    }
-
-    /// The route pattern a request went to, for logs and guard reports.
-    pub(crate) fn label(&self, target: Target) -> Option<Rc<str>> {
-        match target {
-            Target::Route { index } => Some(self.router.routes[index as usize].pattern.clone()),
-            _ => None,
-        }
-    }
-
-    /// Runs the middleware chain and the handler. Returns false if the
-    /// handler panicked (it has then been answered with 500). Inline up to
-    /// the common case, a route and no middleware.
-    #[inline]
-    pub(crate) fn dispatch(
-        &self,
-        lp: &Loop,
-        target: Target,
-        mut req: Request,
-        res: Responder,
-    ) -> bool {
-        let no_middleware = self.chain.as_deref().is_some_and(<[_]>::is_empty);
-        match target {
-            Target::Route { index } if no_middleware => {
-                // No `Next` to build and carry.
-                let handler = &*self.enter_route(index, &mut req).handler;
-                // The closure holds one pointer: `catch_unwind` moves it
-                // through memory twice, and one holding the handler, the
-                // loop, the request and the responder was copied with
-                // 16-byte loads of fields just stored one by one (a
-                // store-forwarding stall on every request).
-                let call = &mut (handler, lp, Some((req, res)));
-                catch_unwind(AssertUnwindSafe(move || {
-                    let (handler, lp, args) = call;
-                    if let Some((req, res)) = args.take() {
-                        handler.call(lp, req, res);
-                    }
-                }))
-                .is_ok()
-            }
-            _ => self.dispatch_through_chain(lp, target, req, res),
-        }
-    }
-
-    /// The route at `index`, recorded in `req` as the one it matched.
-    fn enter_route(&self, index: u32, req: &mut Request) -> &Route {
-        let route = &self.router.routes[index as usize];
-        req.set_route(Some(&route.pattern));
-        route
-    }
-
-    /// [`App::dispatch`] with middleware, or for a 404 or 405.
-    #[inline(never)]
-    fn dispatch_through_chain(
-        &self,
-        lp: &Loop,
-        target: Target,
-        mut req: Request,
-        res: Responder,
-    ) -> bool {
-        let endpoint: Rc<dyn Handler> = match target {
-            Target::Route { index } => self.enter_route(index, &mut req).handler.clone(),
-            // RFC 9110 §9.3.7: `OPTIONS *` asks about the server itself.
-            Target::NotFound if req.method() == Method::Options && req.target() == "*" => {
-                req.set_route(None);
-                let allow = self.router.all_methods();
-                Rc::new(move |_: &Loop, _req: Request, res: Responder| {
-                    res.send(Response::new(200).header("Allow", allow.clone()));
-                })
-            }
-            // RFC 9110 §15.6.2: a method no resource here knows is 501.
-            Target::NotFound | Target::MethodNotAllowed
-                if !self.router.knows_method(req.method()) =>
-            {
-                req.set_route(None);
-                Rc::new(|_: &Loop, req: Request, res: Responder| {
-                    res.send(Response::text(
-                        501,
-                        format!("Not Implemented: no route answers {}\n", req.method_str()),
-                    ));
-                })
-            }
-            Target::NotFound => {
-                req.set_route(None);
-                Rc::new(|_: &Loop, req: Request, res: Responder| {
-                    res.send(Response::text(404, format!("Not Found: {}\n", req.path())));
-                })
-            }
-            Target::MethodNotAllowed => {
-                req.set_route(None);
-                let allow = self.router.allow(req.routing_parts().2);
-                Rc::new(move |_: &Loop, req: Request, res: Responder| {
-                    res.send(
-                        Response::text(
-                            405,
-                            format!("Method Not Allowed: {} {}\n", req.method_str(), req.path()),
-                        )
-                        .header("Allow", allow.clone()),
-                    );
-                })
-            }
-        };
-        let next = Next {
-            chain: self
-                .chain
-                .clone()
-                .unwrap_or_else(|| self.middleware.clone().into()),
-            index: 0,
-            endpoint,
-        };
-        catch_unwind(AssertUnwindSafe(|| next.run(lp, req, res))).is_ok()
+        self
     }
 }
 
-/// The engine sees an app only as a [`Service`]: each method here is a
-/// direct call the compiler inlines, as the engine is generic over it.
-impl Service for App {
-    #[inline(always)]
-    fn destination(&self, req: &mut Request) -> Target {
-        App::destination(self, req)
+impl<T: Send + Sync + 'static> App<Arc<T>> {
+    /// An app whose state is one `Arc<T>` shared by every loop: create it
+    /// once, outside a cluster's app factory, and clone it in. A cluster
+    /// whose loops hold different `Arc`s refuses to start.
+    pub fn with_shared_state(state: Arc<T>) -> App<Arc<T>> {
+        let at = Arc::as_ptr(&state) as usize;
+        App::from_state(Rc::new(state), StateSharing::Shared(at))
     }
+}
 
-    fn body_rules(&self, target: Target) -> BodyRules {
-        self.route_body_rules(target)
-    }
-
-    fn label(&self, target: Target) -> Option<Rc<str>> {
-        App::label(self, target)
-    }
-
-    fn route_count(&self) -> usize {
-        self.router.routes.len()
-    }
-
-    #[inline(always)]
-    fn dispatch(&self, lp: &Loop, target: Target, req: Request, answer: Answer<Self>) -> bool {
-        App::dispatch(self, lp, target, req, Responder::from(answer))
+impl<S> App<S> {
+    /// The app as the engine serves it.
+    pub(crate) fn into_dispatcher(self) -> Dispatcher {
+        let mut core = self.core;
+        core.finish();
+        core
     }
 }

@@ -1,11 +1,15 @@
 //! The handler API: what a library user writes.
 //!
 //! # Contract
-//! A handler receives the loop, the request (with its whole body) and a
-//! [`Responder`]. It answers exactly once, by calling one of the responder's
-//! methods — at once, or later from any callback on the same loop (a timer, a
-//! pool job, an immediate), like Node's `res.end()`. Async handlers return a
-//! future of a [`Response`] that runs on the loop's promise-job queue.
+//! Three kinds, one [`Handler`] underneath:
+//! - returning: `Fn(&mut Request, &S) -> impl IntoResponse`, answered with
+//!   what it returns (so `?` works);
+//! - async: `Fn(Request, Rc<S>) -> impl Future<Output = impl IntoResponse>`,
+//!   run on the loop's promise-job queue;
+//! - loop-native: `Fn(&Loop, Request, Responder)`, which answers exactly
+//!   once through the [`Responder`], at once or later from any callback on
+//!   the same loop (a timer, a pool job, an immediate), like Node's
+//!   `res.end()`.
 //! A handler that panics, or drops its responder without answering, produces
 //! a 500 for that request; the connection and the loop go on.
 
@@ -19,7 +23,7 @@ use phaseloop_core::Loop;
 
 use crate::api::responder::Responder;
 use crate::http::request::Request;
-use crate::http::response::Response;
+use crate::http::IntoResponse;
 
 /// Something that answers requests.
 pub trait Handler: 'static {
@@ -82,21 +86,52 @@ impl Next {
     }
 }
 
-/// Adapts an async function into a [`Handler`]: the future runs on the loop
-/// (`!Send` is fine) and its response is sent when it completes.
-pub(crate) fn async_handler<F, Fut>(f: F) -> impl Handler
+/// A handler that returns its answer: called with the request and the
+/// app's state, what it returns ([`IntoResponse`]) is sent at once, an
+/// error's body rendered for what the request accepts.
+pub(crate) fn returning<S, F, R>(state: Rc<S>, f: F) -> impl Handler
 where
-    F: Fn(Request) -> Fut + 'static,
-    Fut: Future<Output = Response> + 'static,
+    S: 'static,
+    F: Fn(&mut Request, &S) -> R + 'static,
+    R: IntoResponse,
+{
+    move |_: &Loop, mut req: Request, res: Responder| {
+        let value = f(&mut req, &state);
+        res.reply(&req, value);
+    }
+}
+
+/// Adapts an async function into a [`Handler`]: the future runs on the loop
+/// (`!Send` is fine) and what it returns is sent when it completes.
+pub(crate) fn async_handler<S, F, Fut, R>(state: Rc<S>, f: F) -> impl Handler
+where
+    S: 'static,
+    F: Fn(Request, Rc<S>) -> Fut + 'static,
+    Fut: Future<Output = R> + 'static,
+    R: IntoResponse,
 {
     move |lp: &Loop, req: Request, res: Responder| {
-        let fut = f(req);
+        // Learnt now: the future owns the request.
+        let wants_json = req.accepts_json();
+        let fut = f(req, state.clone());
         lp.spawn(async move {
             match CatchUnwind(Box::pin(fut)).await {
-                Ok(response) => res.send(response),
+                Ok(value) => res.send_rendering(value.into_response(), wants_json),
                 Err(()) => res.answer_panic(),
             }
         });
+    }
+}
+
+/// Runs a group's own middleware before `handler` (a nested app's routes).
+pub(crate) fn behind(chain: Rc<[Rc<dyn Middleware>]>, handler: Rc<dyn Handler>) -> impl Handler {
+    move |lp: &Loop, req: Request, res: Responder| {
+        Next {
+            chain: chain.clone(),
+            index: 0,
+            endpoint: handler.clone(),
+        }
+        .run(lp, req, res)
     }
 }
 

@@ -3,6 +3,8 @@
 //! through the engine's handle); the engine never names anything here.
 
 pub(crate) mod app;
+pub(crate) mod dispatch;
+pub(crate) mod error;
 pub(crate) mod handler;
 pub mod middleware;
 mod path_table;

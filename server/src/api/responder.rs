@@ -7,15 +7,17 @@ use std::fmt;
 use phaseloop_core::Loop;
 use serde::Serialize;
 
-use crate::api::app::App;
+use crate::api::dispatch::Dispatcher;
 use crate::engine::answer::{Answer, Stream};
 use crate::engine::connection::StreamError;
+use crate::http::request::Request;
 use crate::http::response::{Body, Response};
+use crate::http::{Error, StatusCode};
 
 /// Answers one request. Use it at once or move it into a callback and use it
 /// later; it must be used exactly once. Dropping it unused answers 500.
 pub struct Responder {
-    answer: Answer<App>,
+    answer: Answer<Dispatcher>,
 }
 
 impl fmt::Debug for Responder {
@@ -28,9 +30,9 @@ impl fmt::Debug for Responder {
     }
 }
 
-impl From<Answer<App>> for Responder {
+impl From<Answer<Dispatcher>> for Responder {
     #[inline(always)]
-    fn from(answer: Answer<App>) -> Self {
+    fn from(answer: Answer<Dispatcher>) -> Self {
         Responder { answer }
     }
 }
@@ -43,22 +45,79 @@ impl Responder {
     }
 
     /// Sends `response`. If the client has gone, it is dropped quietly.
+    /// An [`Error`] turned response gets its body from the app's error
+    /// renderer, as text (use [`Responder::send_error`] to let the
+    /// request's `Accept` choose).
+    #[inline(always)]
     pub fn send(self, response: Response) {
+        self.send_rendering(response, false);
+    }
+
+    /// Sends what `value` becomes ([`crate::IntoResponse`]), an error's body
+    /// rendered for what `req` accepts.
+    pub fn reply(self, req: &Request, value: impl crate::IntoResponse) {
+        let response = value.into_response();
+        let wants_json = response.unrendered && req.accepts_json();
+        self.send_rendering(response, wants_json);
+    }
+
+    /// Sends `error`, its body made by the app's error renderer for what
+    /// `req` accepts (JSON or text).
+    pub fn send_error(self, req: &Request, error: Error) {
+        let response = self.render_error(req, error);
+        self.send(response);
+    }
+
+    /// The response `error` becomes for `req`, by the app's renderer.
+    pub fn render_error(&self, req: &Request, error: Error) -> Response {
+        self.render(error.status(), error.message(), req.accepts_json())
+    }
+
+    /// Sends `response`, rendering an error's body as JSON or text.
+    #[inline(always)]
+    pub(crate) fn send_rendering(self, mut response: Response, wants_json: bool) {
+        if response.unrendered {
+            response = self.render_unrendered(response, wants_json);
+        }
         self.answer.send(response);
     }
 
+    /// An error response's body, by the app's renderer; its other fields
+    /// (a handler's headers) kept.
+    #[cold]
+    #[inline(never)]
+    fn render_unrendered(&self, response: Response, wants_json: bool) -> Response {
+        let message = String::from_utf8_lossy(response.body_bytes()).into_owned();
+        let mut rendered = self.render(response.status_code(), &message, wants_json);
+        for (name, value) in response.headers() {
+            rendered.append_header(name.to_string(), value.to_vec());
+        }
+        rendered
+    }
+
+    fn render(&self, status: StatusCode, message: &str, wants_json: bool) -> Response {
+        match self.answer.service() {
+            Some(app) => app.render(status.as_u16(), message, wants_json),
+            None => crate::api::error::render_default(&crate::api::error::ErrorInfo {
+                status,
+                message,
+                wants_json,
+            }),
+        }
+    }
+
     /// Sends a `text/plain` response.
-    pub fn text(self, status: u16, body: impl Into<Body>) {
+    pub fn text(self, status: impl Into<StatusCode>, body: impl Into<Body>) {
         self.send(Response::text(status, body));
     }
 
     /// Sends an `application/json` response.
-    pub fn json<T: Serialize + ?Sized>(self, status: u16, value: &T) {
+    pub fn json<T: Serialize + ?Sized>(self, status: impl Into<StatusCode>, value: &T) {
         self.send(Response::json(status, value));
     }
 
     /// Sends `{"error": message}`.
-    pub fn json_error(self, status: u16, message: &str) {
+    pub fn json_error(self, status: impl Into<StatusCode>, message: &str) {
         self.send(Response::json_error(status, message));
     }
 
@@ -87,7 +146,7 @@ impl Responder {
 /// on the loop. [`BodyWriter::finish`] ends it; dropping it unfinished cuts
 /// the body short (the client sees it incomplete) and closes the connection.
 pub struct BodyWriter {
-    stream: Stream<App>,
+    stream: Stream<Dispatcher>,
 }
 
 impl fmt::Debug for BodyWriter {

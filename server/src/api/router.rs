@@ -18,7 +18,7 @@ enum Segment {
 }
 
 pub(crate) struct Route {
-    method: Method,
+    pub method: Method,
     segments: Vec<Segment>,
     pub pattern: Rc<str>,
     pub handler: Rc<dyn Handler>,

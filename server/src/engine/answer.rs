@@ -16,7 +16,7 @@ use crate::http::spares::Spares;
 type SendHook = Box<dyn FnOnce(&mut Response)>;
 
 /// The body of the 500 a panicking handler (or response hook) gets.
-pub(crate) const PANICKED: &str = "Internal Server Error: the handler panicked\n";
+pub(crate) const PANICKED: &str = "the handler panicked";
 
 /// The engine's handle for answering one request, once. Two pointers,
 /// passed in registers: it is moved several times on every request's way
@@ -89,6 +89,11 @@ impl<S: Service> Answer<S> {
         }
     }
 
+    /// The service the request went to (`None` once answered).
+    pub(crate) fn service(&self) -> Option<&S> {
+        self.engine.as_deref().map(|engine| &engine.service)
+    }
+
     /// Which connection and request (for `Debug`).
     pub(crate) fn ids(&self) -> Option<(u64, u64)> {
         self.ticket.as_ref().map(|t| (t.conn_id, t.seq))
@@ -149,7 +154,11 @@ impl<S: Service> Answer<S> {
         if let Some(engine) = &self.engine {
             engine.note_handler_panic();
         }
-        self.finish(Response::text(500, PANICKED));
+        let response = match &self.engine {
+            Some(engine) => engine.service.error_response(500, PANICKED),
+            None => Response::text(500, PANICKED),
+        };
+        self.finish(response);
     }
 
     fn finish(&mut self, mut response: Response) {
@@ -202,7 +211,7 @@ fn run_hooks<S: Service>(hooks: &mut Vec<SendHook>, response: &mut Response, eng
         if catch_unwind(AssertUnwindSafe(|| hook(response))).is_err() {
             engine.note_handler_panic();
             phaseloop_core::log_line!("phaseloop: a response hook panicked; answered 500");
-            *response = Response::text(500, PANICKED);
+            *response = engine.service.error_response(500, PANICKED);
         }
     }
 }
@@ -218,9 +227,13 @@ impl<S: Service> Drop for Answer<S> {
             }
             PANICKED
         } else {
-            "Internal Server Error: the handler finished without responding\n"
+            "the handler finished without responding"
         };
-        self.finish(Response::text(500, message));
+        let response = match &self.engine {
+            Some(engine) => engine.service.error_response(500, message),
+            None => Response::text(500, message),
+        };
+        self.finish(response);
     }
 }
 

@@ -84,6 +84,11 @@ pub const DEFAULT_WRITE_HIGH_WATER: usize = 64 * 1024;
 /// How long accepting pauses after EMFILE/ENFILE (out of descriptors).
 pub const DEFAULT_ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// Default longest graceful shutdown of [`crate::serve`] and
+/// [`crate::serve_cluster`] on SIGINT/SIGTERM before what is still open is
+/// closed.
+pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Settings of a [`crate::Server`].
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -131,6 +136,9 @@ pub struct ServerConfig {
     /// The slowest a client may take our response bytes (the connection is
     /// closed below it); `None`: only the send timeout applies.
     pub min_response_rate: Option<DataRate>,
+    /// How long [`crate::serve`] and [`crate::serve_cluster`] let
+    /// in-flight requests finish after SIGINT or SIGTERM.
+    pub shutdown_deadline: Duration,
 }
 
 impl Default for ServerConfig {
@@ -154,6 +162,7 @@ impl Default for ServerConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             min_body_rate: Some(DEFAULT_MIN_BODY_RATE),
             min_response_rate: Some(DEFAULT_MIN_RESPONSE_RATE),
+            shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
         }
     }
 }

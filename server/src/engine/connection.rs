@@ -134,13 +134,23 @@ pub(crate) enum Step {
     Dispatch(Request),
     /// Nothing to do until the next event.
     Wait,
-    /// The codec refused a request: its error response is queued and
-    /// nothing more is read. Then as `Wait`.
-    Refused,
+    /// The codec refused a request: its slot is queued and nothing more
+    /// is read; the driver answers it through the service. Then as `Wait`.
+    Refused(Box<Refusal>),
     /// The read budget ran out with bytes possibly left: come back next tick.
     Yield,
     /// Close the connection now.
     Close,
+}
+
+/// A refused request, waiting in the queue for its answer: the app's
+/// middleware and error renderer make it (see [`Service::refuse`]).
+pub(crate) struct Refusal {
+    /// Its slot in the queue.
+    pub seq: u64,
+    pub error: HttpError,
+    /// The request, or a stand-in with what is known of it.
+    pub req: Request,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,8 +251,6 @@ pub(crate) struct Ctx<'a, S> {
     /// Borrowed when a buffer is needed (rarely: most calls have theirs),
     /// not for every call.
     pub pool: &'a RefCell<BufferPool>,
-    /// Read only to answer a refused request.
-    pub date: &'a RefCell<DateCache>,
     /// The loop's time, nanoseconds.
     pub now: u64,
 }
@@ -515,8 +523,7 @@ impl Conn {
                 // side, else the write fails), then the connection closes.
                 // Waiting would wait for ever: no more bytes can come.
                 if let Some(error) = self.cut_short() {
-                    self.refuse(error, ctx);
-                    return Step::Refused;
+                    return Step::Refused(self.refuse(error));
                 }
                 return if !self.in_flight() && self.unsent() == 0 {
                     Step::Close
@@ -582,7 +589,7 @@ impl Conn {
         match self.reading {
             Reading::Stopped => Some(Step::Wait),
             Reading::Head => self.parse_next_head(ctx),
-            Reading::Body(_) => self.read_body(ctx),
+            Reading::Body(_) => self.read_body(),
         }
     }
 
@@ -600,10 +607,7 @@ impl Conn {
         let parsed = match parse_head(self.inbuf.data(), &ctx.cfg.head_limits()) {
             Ok(Some(p)) => p,
             Ok(None) => return None,
-            Err(e) => {
-                self.refuse(e, ctx);
-                return Some(Step::Refused);
-            }
+            Err(e) => return Some(Step::Refused(self.refuse(e))),
         };
         let head_len = parsed.len;
         let framing = parsed.framing;
@@ -654,13 +658,8 @@ impl Conn {
         let limit = rules.limit.unwrap_or(ctx.cfg.max_body);
         if matches!(decoder, BodyDecoder::Length(n) if n > limit) {
             self.queue.pop_back();
-            let head_only = req.method() == Method::Head;
-            self.refuse_as(
-                HttpError::new(413, "request body too large"),
-                head_only,
-                ctx,
-            );
-            return Some(Step::Refused);
+            let refusal = self.refuse_request(HttpError::new(413, "request body too large"), req);
+            return Some(Step::Refused(refusal));
         }
         let body = PendingBody {
             req,
@@ -698,13 +697,13 @@ impl Conn {
         }
         self.last_read = now;
         self.reading = Reading::Body(Box::new(body));
-        self.read_body(ctx)
+        self.read_body()
     }
 
     /// Takes body bytes from the buffer; the request is dispatched once its
     /// body is complete.
     #[inline(never)]
-    fn read_body<S: Service>(&mut self, ctx: &mut Ctx<'_, S>) -> Option<Step> {
+    fn read_body(&mut self) -> Option<Step> {
         // Called only while a body is being read.
         let Reading::Body(pending) = &mut self.reading else {
             return None;
@@ -728,8 +727,7 @@ impl Conn {
                     }
                     Err(e) => {
                         self.queue.pop_back();
-                        self.refuse(e, ctx);
-                        return Some(Step::Refused);
+                        return Some(Step::Refused(self.refuse(e)));
                     }
                 }
             }
@@ -787,20 +785,28 @@ impl Conn {
         }
     }
 
-    /// Queues an error response after the in-flight ones and stops reading.
+    /// Queues a slot for an error response after the in-flight ones and
+    /// stops reading; the refusal returned is for the driver to answer.
     /// A refused HEAD request's answer has no content, as every answer to
     /// HEAD (RFC 9110 §9.3.2).
-    pub fn refuse<S: Service>(&mut self, error: HttpError, ctx: &mut Ctx<'_, S>) {
-        let head_only = match &self.reading {
-            Reading::Body(pending) => pending.req.method() == Method::Head,
+    #[cold]
+    pub fn refuse(&mut self, error: HttpError) -> Box<Refusal> {
+        let req = match std::mem::replace(&mut self.reading, Reading::Stopped) {
+            Reading::Body(pending) => {
+                let mut req = pending.req;
+                req.body_mut().clear();
+                req
+            }
             // A head refused while being parsed is still in the buffer.
-            _ => self.inbuf.data().starts_with(b"HEAD "),
+            _ => Request::stand_in(self.inbuf.data(), self.peer),
         };
-        self.refuse_as(error, head_only, ctx);
+        self.refuse_request(error, req)
     }
 
-    /// [`Conn::refuse`] for a request whose method is already known.
-    fn refuse_as<S: Service>(&mut self, error: HttpError, head_only: bool, ctx: &mut Ctx<'_, S>) {
+    /// [`Conn::refuse`] for a request already parsed.
+    #[cold]
+    fn refuse_request(&mut self, error: HttpError, req: Request) -> Box<Refusal> {
+        let head_only = req.method() == Method::Head;
         self.settle();
         self.reading = Reading::Stopped;
         self.inbuf.clear();
@@ -817,16 +823,7 @@ impl Conn {
             }
             .into_slot(),
         );
-        let response = Response::text(
-            error.status,
-            format!(
-                "{} {}: {}\n",
-                error.status,
-                crate::http::reason_phrase(error.status),
-                error.message
-            ),
-        );
-        self.complete(seq, &response, &ctx.date.borrow(), ctx.pool);
+        Box::new(Refusal { seq, error, req })
     }
 
     /// Stores an answered response; moves every answered response at the

@@ -77,15 +77,16 @@ impl<S: Service> Engine<S> {
                     _ => "request not received in time",
                 };
                 // RFC 9110 §15.5.9: 408, then close.
-                {
+                let (refusal, id) = {
                     let mut conns = self.conns.borrow_mut();
                     let conn = &mut conns[key];
-                    let mut ctx = self.ctx(now);
                     if matches!(conn.reading, crate::engine::connection::Reading::Body(_)) {
                         conn.queue.pop_back();
                     }
-                    conn.refuse(crate::http::HttpError::new(408, message), &mut ctx);
-                }
+                    let refusal = conn.refuse(crate::http::HttpError::new(408, message));
+                    (refusal, conn.id)
+                };
+                self.answer_refusal(lp, key, id, *refusal, now);
                 self.flush(lp, key);
             }
             DeadlineKind::SendRate | DeadlineKind::Send => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use phaseloop_core::{IoEvent, IoOutcome, Loop};
 
 use crate::engine::answer::Answer;
-use crate::engine::connection::{Conn, Lifecycle, ReadBudget, Step};
+use crate::engine::connection::{Conn, Lifecycle, ReadBudget, Refusal, Step};
 use crate::engine::service::Service;
 use crate::engine::Engine;
 use crate::http::response::Response;
@@ -115,8 +115,15 @@ impl<S: Service> Engine<S> {
                         break IoOutcome::Again;
                     }
                 }
-                (step @ (Step::Wait | Step::Refused), ..) => {
-                    tally.refused += u64::from(matches!(step, Step::Refused));
+                (Step::Refused(refusal), id, ..) => {
+                    tally.refused += 1;
+                    self.answer_refusal(lp, key, id, *refusal, now);
+                    if self.finish_batch(lp, key) {
+                        continue;
+                    }
+                    return IoOutcome::Drained;
+                }
+                (Step::Wait, ..) => {
                     // Flushing may let a paused connection read again.
                     if self.finish_batch(lp, key) {
                         continue;
@@ -132,6 +139,25 @@ impl<S: Service> Engine<S> {
         };
         self.finish_batch(lp, key);
         outcome
+    }
+
+    /// Answers a refused request through the service (its middleware and
+    /// error renderer), as a request with no route.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn answer_refusal(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        refusal: Refusal,
+        now: u64,
+    ) {
+        let Refusal { seq, error, req } = refusal;
+        let answer = Answer::new(self.clone(), key, id, seq, UNLABELLED, now);
+        if !self.service.refuse(lp, req, error, answer) {
+            phaseloop_core::log_line!("phaseloop: middleware panicked on a refusal; answered 500");
+        }
     }
 
     /// Ends a read batch: writes the batch's responses in one go. Returns

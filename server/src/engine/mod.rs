@@ -159,7 +159,6 @@ impl<S: Service> Engine<S> {
             cfg: &self.cfg,
             service: &self.service,
             pool: &self.pool,
-            date: &self.date,
             now,
         }
     }

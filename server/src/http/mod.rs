@@ -5,25 +5,31 @@
 
 mod blocks;
 mod chunked;
+pub(crate) mod cookie;
 mod date;
 mod encode;
 mod error;
+pub(crate) mod extract;
 mod fields;
 mod head;
 pub(crate) mod host;
 pub(crate) mod request;
 mod request_line;
+pub(crate) mod respond;
 pub(crate) mod response;
 pub(crate) mod spares;
-mod status;
+pub(crate) mod status;
 
 pub(crate) use blocks::find_byte;
 pub use chunked::ChunkedDecoder;
 pub use date::DateCache;
 pub use encode::{encode_cached, encode_continue, encode_head, ResponseFraming, ResponseHead};
-pub use error::HttpError;
+pub use cookie::{parse_cookies, Cookie, SameSite};
+pub use error::{Error, HttpError};
+pub use extract::{Form, FromRequest, Json, Path, Query};
 pub use head::{parse_head, BodyFraming, HeadLimits, ParsedHead, Version};
-pub use status::reason_phrase;
+pub use respond::IntoResponse;
+pub use status::{reason_phrase, StatusCode};
 
 /// `tchar` (RFC 9110 §5.6.2): the bytes a token (a method, a field name)
 /// may hold.

@@ -6,9 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use serde::de::DeserializeOwned;
 
-use crate::http::response::Response;
 use crate::http::spares::{Spares, SPARE_BUFFER_MAX};
 use crate::http::{find_byte, ParsedHead, Version};
 
@@ -235,6 +233,87 @@ impl Request {
         Request { parts: Some(parts) }
     }
 
+    /// A request standing in for one whose head was refused before it
+    /// parsed (too large, malformed, cut short, too slow), so the app's
+    /// middleware sees it: the method and origin-form target of its
+    /// request line when they are well-formed (else `-` and `/`), and its
+    /// `Origin` and `Accept` fields when well-formed (for CORS and the
+    /// error's format). No other field, no body.
+    #[cold]
+    pub(crate) fn stand_in(buffered: &[u8], peer: Option<SocketAddr>) -> Request {
+        /// The longest target kept (a 414's is longer: it becomes `/`).
+        const MAX_TARGET: usize = 2048;
+        /// The longest `Origin` or `Accept` value kept.
+        const MAX_FIELD: usize = 512;
+        let text = &buffered[..buffered.len().min(64 * 1024)];
+        let mut lines = text.split(|b| *b == b'\n');
+        let line = lines.next().unwrap_or_default();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut words = line.split(|b| *b == b' ');
+        let method = words
+            .next()
+            .filter(|m| !m.is_empty() && m.len() <= 32 && m.iter().all(|b| crate::http::TCHAR[*b as usize]))
+            .unwrap_or(b"-");
+        let target = words
+            .next()
+            .filter(|t| {
+                t.first() == Some(&b'/')
+                    && t.len() <= MAX_TARGET
+                    && t.iter().all(|b| b.is_ascii_graphic())
+            })
+            .unwrap_or(b"/");
+        let mut head = Vec::with_capacity(64 + method.len() + target.len());
+        head.extend_from_slice(method);
+        head.push(b' ');
+        let target_at = head.len() as u32;
+        head.extend_from_slice(target);
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        // Only lines before the head's end, and only whole ones.
+        for line in lines.take_while(|l| *l != b"\r" && !l.is_empty()) {
+            let Some(line) = line.strip_suffix(b"\r") else {
+                break;
+            };
+            let Some(colon) = line.iter().position(|b| *b == b':') else {
+                continue;
+            };
+            let name = &line[..colon];
+            let value = line[colon + 1..].trim_ascii();
+            let wanted = name.eq_ignore_ascii_case(b"origin") || name.eq_ignore_ascii_case(b"accept");
+            if wanted
+                && value.len() <= MAX_FIELD
+                && value.iter().all(|b| b.is_ascii_graphic() || *b == b' ')
+            {
+                head.extend_from_slice(name);
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(value);
+                head.extend_from_slice(b"\r\n");
+            }
+        }
+        head.extend_from_slice(b"\r\n");
+        let target_end = target_at + target.len() as u32;
+        let (path, query) = match find_byte(target, b'?') {
+            Some(q) => (
+                (target_at, target_at + q as u32),
+                Some((target_at + q as u32 + 1, target_end)),
+            ),
+            None => ((target_at, target_end), None),
+        };
+        Request {
+            parts: Some(Box::new(Parts {
+                method: Method::from_bytes(method),
+                method_span: (0, method.len() as u32),
+                path,
+                query,
+                version: Version::Http11,
+                params: Vec::new(),
+                body: Vec::new(),
+                route: None,
+                peer,
+                head,
+            })),
+        }
+    }
+
     fn p(&self) -> &Parts {
         self.parts
             .as_deref()
@@ -388,20 +467,26 @@ impl Request {
             .map(|(n, v)| (std::str::from_utf8(n).unwrap_or(""), v))
     }
 
-    /// A route parameter (`:id` in `/api/users/:id`), undecoded.
-    pub fn param(&self, name: &str) -> Option<&str> {
+    /// A route parameter (`:id` in `/api/users/:id`), percent-decoded
+    /// (`/todos/%31` gives `"1"`; borrowed when there is nothing to decode).
+    pub fn param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.param_raw(name).map(|p| percent_decode(p, false))
+    }
+
+    /// A route parameter as it appears in the path, undecoded.
+    pub fn param_raw(&self, name: &str) -> Option<&str> {
         let (_, start, end) = self.p().params.iter().find(|(n, ..)| &**n == name)?;
         self.path().get(*start..*end)
     }
 
-    /// A route parameter, percent-decoded.
-    pub fn param_decoded(&self, name: &str) -> Option<Cow<'_, str>> {
-        self.param(name).map(|p| percent_decode(p, false))
+    /// The names of the route's parameters, in pattern order.
+    pub fn param_names(&self) -> impl Iterator<Item = Rc<str>> + '_ {
+        self.p().params.iter().map(|(n, ..)| n.clone())
     }
 
     /// The trailing wildcard of a `/*` route, undecoded, without its slash.
     pub fn wildcard(&self) -> Option<&str> {
-        self.param("*")
+        self.param_raw("*")
     }
 
     /// The whole request body.
@@ -412,19 +497,6 @@ impl Request {
     /// Takes the body out of the request.
     pub fn take_body(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.p_mut().body)
-    }
-
-    /// The body parsed as JSON, or a ready `400` response saying what is wrong.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Response> {
-        let body = self.body();
-        if body.is_empty() {
-            return Err(Response::json_error(
-                400,
-                "request body is empty; JSON expected",
-            ));
-        }
-        serde_json::from_slice(body)
-            .map_err(|e| Response::json_error(400, &format!("invalid JSON: {e}")))
     }
 
     /// The peer's address.
@@ -504,7 +576,7 @@ mod tests {
         let pattern: Rc<str> = "POST /users/:id".into();
         first.set_route(Some(&pattern));
         first.body_mut().extend_from_slice(b"old body");
-        assert_eq!(first.param("id"), Some("42"));
+        assert_eq!(first.param_raw("id"), Some("42"));
         drop(first); // its storage goes to this thread's spares
 
         let mut second = request(b"GET /b HTTP/1.1\r\nHost: b\r\n\r\n");
@@ -513,7 +585,7 @@ mod tests {
         assert_eq!(second.method(), Method::Get);
         assert_eq!(second.path(), "/b");
         assert_eq!(second.query(), None);
-        assert_eq!(second.param("id"), None);
+        assert_eq!(second.param_raw("id"), None);
         assert!(second.route().is_none());
         assert!(second.body().is_empty());
         assert_eq!(second.header("host"), Some("b"));
@@ -534,6 +606,23 @@ mod tests {
         assert!(Rc::ptr_eq(second.route().unwrap(), &a));
         second.set_route(None);
         assert!(second.route().is_none());
+    }
+
+    #[test]
+    fn a_stand_in_keeps_a_well_formed_line_and_origin_and_accept_only() {
+        let req = Request::stand_in(
+            b"HEAD /a?b=1 HTTP/1.1\r\nHost: x\r\nOrigin: http://o\r\nAccept: application/json\r\nX-Huge: aaaa",
+            None,
+        );
+        assert_eq!(req.method(), Method::Head);
+        assert_eq!((req.path(), req.query()), ("/a", Some("b=1")));
+        assert_eq!(req.header("origin"), Some("http://o"));
+        assert_eq!(req.header("accept"), Some("application/json"));
+        assert_eq!(req.header("host"), None);
+        let junk = Request::stand_in(b"\x01\x02 \xff", None);
+        assert_eq!((junk.method_str(), junk.path()), ("-", "/"));
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(9000));
+        assert_eq!(Request::stand_in(long.as_bytes(), None).path(), "/");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::http::spares::{Spares, SPARE_BUFFER_MAX};
+use crate::http::status::StatusCode;
 
 /// A response body.
 ///
@@ -102,9 +103,17 @@ impl From<Vec<u8>> for Body {
 
 /// An HTTP response: status, header fields, body. The connection adds
 /// `Date`, `Content-Length` and `Connection` itself.
+///
+/// Builder methods (`header`, `body`) take and return it; the `set_`
+/// methods change one in place (in an `on_send` hook, say).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a response does nothing until it is returned or sent"]
 pub struct Response {
     pub(crate) status: u16,
+    /// An error whose body is still its bare message: the app's error
+    /// renderer makes the body before it is sent (see `Error`). In the
+    /// status's padding: a response is no larger for it.
+    pub(crate) unrendered: bool,
     /// Kept apart from `headers`: nearly every response has one, and a
     /// field costs no allocation.
     pub(crate) content_type: Option<Cow<'static, [u8]>>,
@@ -148,8 +157,9 @@ impl Response {
     }
 
     /// An empty response with `status` (100..=999; others become 500).
-    pub fn new(status: u16) -> Response {
-        Response::typed(status, None, Body::Empty)
+    #[inline]
+    pub fn new(status: impl Into<StatusCode>) -> Response {
+        Response::typed(status.into().as_u16(), None, Body::Empty)
     }
 
     /// A response built in one go: the builder methods would move it and
@@ -161,39 +171,74 @@ impl Response {
             } else {
                 500
             },
+            unrendered: false,
             content_type: content_type.map(Cow::Borrowed),
             headers: None,
             body,
         }
     }
 
+    /// An error the app's renderer turns into a body (JSON or text, as
+    /// the client accepts); `message` is what it says.
+    pub(crate) fn unrendered_error(status: StatusCode, message: String) -> Response {
+        let mut response = Response::text(status, message);
+        response.unrendered = true;
+        response
+    }
+
+    /// True for an error response whose body the app's error renderer has
+    /// still to make; its body is the error's message.
+    pub fn is_unrendered_error(&self) -> bool {
+        self.unrendered
+    }
+
     /// A `text/plain` response.
-    pub fn text(status: u16, body: impl Into<Body>) -> Response {
-        Response::typed(status, Some(b"text/plain; charset=utf-8"), body.into())
+    #[inline]
+    pub fn text(status: impl Into<StatusCode>, body: impl Into<Body>) -> Response {
+        Response::typed(
+            status.into().as_u16(),
+            Some(b"text/plain; charset=utf-8"),
+            body.into(),
+        )
     }
 
     /// An `application/json` response serialising `value`.
-    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
+    pub fn json<T: Serialize + ?Sized>(status: impl Into<StatusCode>, value: &T) -> Response {
         let mut bytes = spare_buffer();
         match serde_json::to_writer(&mut bytes, value) {
-            Ok(()) => Response::typed(status, Some(b"application/json"), Body::Bytes(bytes)),
+            Ok(()) => Response::typed(
+                status.into().as_u16(),
+                Some(b"application/json"),
+                Body::Bytes(bytes),
+            ),
             Err(e) => Response::text(500, format!("response serialisation failed: {e}\n")),
         }
     }
 
     /// `{"error": message}` with `status`.
-    pub fn json_error(status: u16, message: &str) -> Response {
+    pub fn json_error(status: impl Into<StatusCode>, message: &str) -> Response {
         Response::json(status, &serde_json::json!({ "error": message }))
     }
 
-    /// Adds a header field. Fields with an invalid name, a value containing
-    /// CR, LF or NUL (response splitting), or one the connection manages
-    /// (Content-Length, Transfer-Encoding, Connection, Date) are ignored.
+    /// Adds a header field (see [`Response::append_header`]).
     pub fn header(
         mut self,
         name: impl Into<Cow<'static, str>>,
         value: impl Into<HeaderValue>,
     ) -> Response {
+        self.append_header(name, value);
+        self
+    }
+
+    /// Adds a header field, after any of the same name. Fields with an
+    /// invalid name, a value containing CR, LF or NUL (response
+    /// splitting), or one the connection manages (Content-Length,
+    /// Transfer-Encoding, Connection, Date) are ignored.
+    pub fn append_header(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<HeaderValue>,
+    ) {
         let name = name.into();
         let value = value.into().0;
         if valid_name(&name) && valid_value(&value) && !reserved(&name) {
@@ -205,7 +250,36 @@ impl Response {
                     .push((name, value));
             }
         }
-        self
+    }
+
+    /// Sets a header field, replacing every field of that name (same
+    /// rules as [`Response::append_header`]).
+    pub fn set_header(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<HeaderValue>,
+    ) {
+        let name = name.into();
+        self.remove_header(&name);
+        self.append_header(name, value);
+    }
+
+    /// Removes every header field called `name` (case-insensitive).
+    pub fn remove_header(&mut self, name: &str) {
+        if name.eq_ignore_ascii_case("content-type") {
+            self.content_type = None;
+        } else if let Some(fields) = &mut self.headers {
+            fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        }
+    }
+
+    /// Adds a `Set-Cookie` field (none for a cookie that cannot be sent
+    /// as it is: see [`crate::http::Cookie`]).
+    pub fn set_cookie(&mut self, cookie: &crate::http::cookie::Cookie) {
+        let value = cookie.to_string();
+        if !value.is_empty() {
+            self.append_header("Set-Cookie", value);
+        }
     }
 
     /// Sets the body.
@@ -214,9 +288,30 @@ impl Response {
         self
     }
 
-    /// The status code.
+    /// Replaces the body.
+    pub fn set_body(&mut self, body: impl Into<Body>) {
+        self.body = body.into();
+        self.unrendered = false;
+    }
+
+    /// Replaces the status.
+    pub fn set_status(&mut self, status: impl Into<StatusCode>) {
+        self.status = status.into().as_u16();
+    }
+
+    /// The status code, as a number.
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// The status code.
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from(self.status)
+    }
+
+    /// Every header field but the content type, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.other_fields().iter().map(|(n, v)| (&**n, &**v))
     }
 
     /// The body.

@@ -3,8 +3,10 @@
 //! kernel spreads new connections across the listeners.
 //!
 //! An `App` holds `Rc`s and lives on one loop, so each loop builds its own
-//! from a factory; state that must be shared across loops (order ids, say)
-//! is the application's to share with `Arc`s and atomics.
+//! from a factory. Its state is said to be per loop
+//! (`App::with_state_per_loop`) or shared (`App::with_shared_state`, one
+//! `Arc` made outside the factory); a cluster refuses to start an app
+//! whose state would be split across loops by accident.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use phaseloop_core::{Loop, LoopHandle, RunMode};
 
-use crate::api::app::App;
+use crate::api::app::{App, StateSharing};
 use crate::engine::config::ServerConfig;
 use crate::engine::ServerStats;
 use crate::serve::server::Server;
@@ -91,14 +93,19 @@ impl Cluster {
     /// Starts `loops` loops (at least 1) serving apps from `make_app` on
     /// `addr` (port 0: one free port, shared by all). `prepare` runs on each
     /// loop before it serves (signal handlers, timers).
-    pub fn start<F>(
+    ///
+    /// Fails, before serving, if the loops' apps were made with
+    /// [`App::with_state`] (one state each: requests would see a different
+    /// state by the loop that took their connection), or with
+    /// [`App::with_shared_state`] of different `Arc`s.
+    pub fn start<F, S: 'static>(
         addr: SocketAddr,
         loops: usize,
         cfg: ServerConfig,
         make_app: F,
     ) -> io::Result<Cluster>
     where
-        F: Fn(&Loop, &LoopInfo) -> App + Send + Sync + 'static,
+        F: Fn(&Loop, &LoopInfo) -> App<S> + Send + Sync + 'static,
     {
         let loops = loops.max(1);
         let make_app = Arc::new(make_app);
@@ -112,8 +119,11 @@ impl Cluster {
         let mut addr = addr;
         let mut handles = Vec::new();
         let mut threads = Vec::new();
+        let mut shared_at = None;
         for index in 0..loops {
             let (tx, rx) = mpsc::sync_channel::<io::Result<(SocketAddr, LoopHandle)>>(1);
+            let (sharing_tx, sharing_rx) = mpsc::sync_channel::<StateSharing>(1);
+            let (go_tx, go_rx) = mpsc::sync_channel::<bool>(1);
             let (make_app, cfg, stats) = (make_app.clone(), cfg.clone(), stats.clone());
             let bind_to = addr;
             let thread = std::thread::Builder::new()
@@ -127,6 +137,11 @@ impl Cluster {
                             stats: stats.clone(),
                         };
                         let app = lp.enter(|lp| make_app(lp, &info));
+                        // Checked by the starting thread before serving.
+                        let _ = sharing_tx.send(app.sharing);
+                        if go_rx.recv() != Ok(true) {
+                            return Err(io::Error::other("the cluster did not start"));
+                        }
                         let server = Server::bind(&lp, bind_to, app, cfg)?;
                         Ok((lp, server))
                     })();
@@ -149,6 +164,16 @@ impl Cluster {
                     lp.run(RunMode::Default);
                     LOOP_SERVER.with(|s| s.borrow_mut().take());
                 })?;
+            let verdict = match sharing_rx.recv() {
+                Ok(sharing) => check_sharing(sharing, loops, &mut shared_at),
+                Err(_) => Ok(()), // the thread failed first: `rx` says why
+            };
+            let _ = go_tx.send(verdict.is_ok());
+            if let Err(e) = verdict {
+                let _ = thread.join();
+                Self::stop_all(&handles, threads);
+                return Err(e);
+            }
             match rx.recv() {
                 Ok(Ok((bound, handle))) => {
                     addr = bound; // the next loops share the port the first one got
@@ -239,6 +264,37 @@ impl Cluster {
     /// A handle to each loop, by index.
     pub fn handles(&self) -> &[LoopHandle] {
         &self.handles
+    }
+}
+
+/// Whether one loop's app may serve in a cluster of `loops` (see
+/// [`Cluster::start`]); `shared_at` is the first loop's shared state.
+fn check_sharing(
+    sharing: StateSharing,
+    loops: usize,
+    shared_at: &mut Option<usize>,
+) -> io::Result<()> {
+    match sharing {
+        StateSharing::One if loops > 1 => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "App::with_state on {loops} loops would give each loop its own state; \
+                 use App::with_shared_state(Arc) for one state shared by all loops, \
+                 or App::with_state_per_loop to say one per loop is meant"
+            ),
+        )),
+        StateSharing::Shared(at) => match shared_at {
+            Some(first) if *first != at => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "App::with_shared_state got a different Arc on each loop: create the \
+                 Arc once, outside the cluster's app factory, and clone it in",
+            )),
+            _ => {
+                *shared_at = Some(at);
+                Ok(())
+            }
+        },
+        _ => Ok(()),
     }
 }
 

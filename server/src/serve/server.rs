@@ -9,6 +9,7 @@ use mio::net::TcpListener;
 use phaseloop_core::Loop;
 
 use crate::api::app::App;
+use crate::api::dispatch::Dispatcher;
 use crate::engine::config::ServerConfig;
 use crate::engine::{Engine, RouteStats, ServerStats};
 use crate::serve::listener::bind_listener;
@@ -20,14 +21,14 @@ use crate::serve::listener::bind_listener;
 /// use phaseloop_core::{Loop, RunMode};
 ///
 /// let lp = Loop::new().unwrap();
-/// let app = App::new().get("/", |_lp, _req, res| res.text(200, "Hello, World!"));
+/// let app = App::new().get("/", |_req, _| "Hello, World!");
 /// let server = Server::bind(&lp, "127.0.0.1:3000".parse().unwrap(), app, ServerConfig::default()).unwrap();
 /// println!("listening on {}", server.local_addr());
 /// lp.run(RunMode::Default);
 /// ```
 #[derive(Clone)]
 pub struct Server {
-    inner: Rc<Engine<App>>,
+    inner: Rc<Engine<Dispatcher>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -47,22 +48,26 @@ impl Server {
     /// one that panics at once does, and the loop serves on. A program
     /// that prefers a panic to end the run calls
     /// `lp.set_catch_panics(false)` after binding.
-    pub fn bind(lp: &Loop, addr: SocketAddr, app: App, cfg: ServerConfig) -> io::Result<Server> {
+    pub fn bind<S: 'static>(
+        lp: &Loop,
+        addr: SocketAddr,
+        app: App<S>,
+        cfg: ServerConfig,
+    ) -> io::Result<Server> {
         let listener = bind_listener(addr, cfg.backlog, cfg.reuse_port)?;
         Server::from_listener(lp, listener, app, cfg)
     }
 
     /// Serves `app` on an already bound, nonblocking listener (the loop
     /// catches panics from then on, as with [`Server::bind`]).
-    pub fn from_listener(
+    pub fn from_listener<S: 'static>(
         lp: &Loop,
         listener: TcpListener,
-        mut app: App,
+        app: App<S>,
         cfg: ServerConfig,
     ) -> io::Result<Server> {
-        app.finish();
         lp.set_catch_panics(true);
-        let inner = Engine::start(lp, listener, app, cfg)?;
+        let inner = Engine::start(lp, listener, app.into_dispatcher(), cfg)?;
         Ok(Server { inner })
     }
 

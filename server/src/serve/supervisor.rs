@@ -63,7 +63,7 @@ pub fn supervise(
             on_event.clone(),
             stopping.clone(),
         );
-        lp.on_signal(libc::SIGCHLD, move |lp, _| {
+        lp.on_signal(phaseloop_core::Signal::Child, move |lp, _| {
             let mut exited = Vec::new();
             for (index, w) in state.borrow_mut().iter_mut().enumerate() {
                 if let Some(child) = w.child.as_mut() {
@@ -121,7 +121,7 @@ pub fn supervise(
     }
 
     // SIGTERM / SIGINT: forward to every worker, then wait for them.
-    for signum in [libc::SIGTERM, libc::SIGINT] {
+    for signum in [phaseloop_core::Signal::Term, phaseloop_core::Signal::Int] {
         let (state, on_event, stopping) = (state.clone(), on_event.clone(), stopping.clone());
         lp.on_signal(signum, move |lp, sig| {
             if stopping.replace(true) {

@@ -35,11 +35,11 @@ pub fn with_server<R>(f: impl FnOnce(&Server) -> R) -> R {
 }
 
 impl TestServer {
-    pub fn start(build: fn() -> App) -> TestServer {
+    pub fn start<S: 'static>(build: fn() -> App<S>) -> TestServer {
         Self::with_config(build, ServerConfig::default())
     }
 
-    pub fn with_config(build: fn() -> App, cfg: ServerConfig) -> TestServer {
+    pub fn with_config<S: 'static>(build: fn() -> App<S>, cfg: ServerConfig) -> TestServer {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let lp = Loop::builder().block_warnings(false).build().unwrap();

@@ -63,7 +63,7 @@ fn content_type(name: &str) -> &'static str {
 }
 
 pub fn serve(dir: &Path, lp: &Loop, req: Request, res: Responder) {
-    let Some(name) = req.param_decoded("name").map(|n| n.into_owned()) else {
+    let Some(name) = req.param("name").map(|n| n.into_owned()) else {
         return res.json_error(400, "missing file name");
     };
     if !valid_name(&name) {

@@ -68,8 +68,21 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The body as JSON, whatever its content type (the seed's clients, wrk
+/// scripts and oha among them, do not all send one), or a ready 400.
+pub fn json_body(req: &phaseloop::Request) -> Result<Value, phaseloop::Response> {
+    if req.body().is_empty() {
+        return Err(phaseloop::Response::json_error(
+            400,
+            "request body is empty; JSON expected",
+        ));
+    }
+    serde_json::from_slice(req.body())
+        .map_err(|e| phaseloop::Response::json_error(400, &format!("invalid JSON: {e}")))
+}
+
 fn hash(lp: &Loop, req: phaseloop::Request, res: phaseloop::Responder) {
-    let body: Value = match req.json() {
+    let body: Value = match json_body(&req) {
         Ok(v) => v,
         Err(bad) => return res.send(bad),
     };
@@ -166,8 +179,8 @@ fn build_loop(
         let (p, dir) = (primes.clone(), public_dir.clone());
         let (m_users, m_orders, m_server) = (users.clone(), orders.clone(), server_slot.clone());
         let m_cluster = cluster.clone();
-        app.get("/", |_, _, res| res.text(200, INDEX))
-            .post("/echo", |_, mut req, res| {
+        app.get_with("/", |_, _, res| res.text(200, INDEX))
+            .post_with("/echo", |_, mut req, res| {
                 let body = req.take_body();
                 res.send(
                     Response::new(200)
@@ -175,17 +188,17 @@ fn build_loop(
                         .body(body),
                 )
             })
-            .get("/health", |_, _, res| {
+            .get_with("/health", |_, _, res| {
                 res.json(200, &json!({ "status": "healthy", "timestamp": now_ms() }))
             })
-            .get("/fast", |_, _, res| res.text(200, "Fast response"))
-            .get("/slow", |lp, _, res| {
+            .get_with("/fast", |_, _, res| res.text(200, "Fast response"))
+            .get_with("/slow", |lp, _, res| {
                 lp.set_timeout(Duration::from_secs(3), move |_| {
                     res.text(200, "Slow response")
                 });
             })
-            .get("/plaintext", |_, _, res| res.text(200, "Hello, World!"))
-            .get("/json", |_, _, res| {
+            .get_with("/plaintext", |_, _, res| res.text(200, "Hello, World!"))
+            .get_with("/json", |_, _, res| {
                 // A struct, not `json!`: a `Value` would allocate its map
                 // and strings per request; this serialises into a recycled
                 // buffer.
@@ -196,18 +209,18 @@ fn build_loop(
                     },
                 )
             })
-            .get("/api/users/:id", move |lp, req, res| u.get(lp, req, res))
-            .post("/api/orders", move |lp, req, res| o1.create(lp, req, res))
+            .get_with("/api/users/:id", move |lp, req, res| u.get(lp, req, res))
+            .post_with("/api/orders", move |lp, req, res| o1.create(lp, req, res))
             .body_limit(orders::ORDER_BODY_LIMIT)
-            .get("/api/orders/:id", move |lp, req, res| o2.get(lp, req, res))
-            .post("/api/hash", hash)
+            .get_with("/api/orders/:id", move |lp, req, res| o2.get(lp, req, res))
+            .post_with("/api/hash", hash)
             .body_limit(4 * 1024)
-            .get("/files/:name", move |lp, req, res| {
+            .get_with("/files/:name", move |lp, req, res| {
                 files::serve(&dir, lp, req, res)
             })
-            .get("/primes", move |_, req, res| p.on_worker(req, res))
-            .get("/primes-blocking", |_, req, res| primes::blocking(req, res))
-            .get("/metrics", move |lp, _, res| {
+            .get_with("/primes", move |_, req, res| p.on_worker(req, res))
+            .get_with("/primes-blocking", |_, req, res| primes::blocking(req, res))
+            .get_with("/metrics", move |lp, _, res| {
                 let Some(server) = m_server
                     .borrow()
                     .clone()
@@ -306,7 +319,7 @@ fn run(args: args::Args) -> std::io::Result<()> {
             unnotified.len()
         );
     }
-    for signum in [libc::SIGINT, libc::SIGTERM] {
+    for signum in [phaseloop::core::Signal::Int, phaseloop::core::Signal::Term] {
         let server = server.clone();
         let primes = primes.clone();
         lp.on_signal(signum, move |lp, sig| {
@@ -378,7 +391,7 @@ fn run_cluster(args: args::Args) -> std::io::Result<()> {
         .build()?;
     main_loop.hold();
     let cluster = Rc::new(RefCell::new(Some(cluster)));
-    for signum in [libc::SIGINT, libc::SIGTERM] {
+    for signum in [phaseloop::core::Signal::Int, phaseloop::core::Signal::Term] {
         let cluster = cluster.clone();
         main_loop.on_signal(signum, move |lp, sig| {
             if let Some(c) = cluster.borrow_mut().take() {

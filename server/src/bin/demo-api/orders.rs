@@ -470,7 +470,7 @@ impl Orders {
 
     /// `POST /api/orders`.
     pub fn create(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
-        let body: Value = match req.json() {
+        let body: Value = match crate::json_body(&req) {
             Ok(v) => v,
             Err(bad) => return res.send(bad),
         };
@@ -586,7 +586,7 @@ impl Orders {
 
     /// `GET /api/orders/:id`.
     pub fn get(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
-        let Some(id) = req.param("id").and_then(crate::users::parse_id) else {
+        let Some(id) = req.param("id").as_deref().and_then(crate::users::parse_id) else {
             return res.json_error(400, "Invalid order ID");
         };
         self.lookup(lp, id, res, false);

@@ -119,7 +119,7 @@ impl Users {
     /// `GET /api/users/:id`.
     pub fn get(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
         // 1. Quick validation (sync, cheap).
-        let Some(id) = req.param("id").and_then(parse_id) else {
+        let Some(id) = req.param("id").as_deref().and_then(parse_id) else {
             return res.json_error(400, "Invalid user ID");
         };
         // 2. Cache.
