@@ -173,7 +173,7 @@ fn routes_and_statuses() {
     let m = body_of(&demo.get("/metrics")).to_string();
     for needle in [
         "phaseloop_http_requests_total{route=\"GET /health\",status=\"200\"} 1",
-        "phaseloop_http_requests_total{route=\"GET /api/users/:id\",status=\"400\"} 6",
+        "phaseloop_http_requests_total{route=\"GET /api/users/:id\",status=\"400\"} 7",
         "phaseloop_event_loop_delay_seconds{quantile=\"0.99\"}",
         "phaseloop_loop_phase_seconds_total{phase=\"poll\"}",
         "phaseloop_pool_queue_wait_seconds{lane=\"crypto\",quantile=\"0.99\"}",
