@@ -12,7 +12,7 @@
 # Default load: 100,000 requests, 64 connections pipelining 16 deep.
 # IR_LINES=40 also prints the 40 costliest source lines of ours per request
 # (each inlined instruction counted on the line of ours it came from; see
-# load-tests/hot_lines.py).
+# load-tests/hot_lines.py). IR_PATH=/json loads that path instead of /plaintext.
 # Needs valgrind (apt-get install -y valgrind) and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +48,7 @@ control() {
 control -z
 # shellcheck disable=SC2086
 # eval: the load may quote words (a header with spaces: -H "A: b c").
-eval target/release/phaseloop-load "$load" --json "$out/load.json" "http://127.0.0.1:$port/plaintext" >/dev/null
+eval target/release/phaseloop-load "$load" --json "$out/load.json" "http://127.0.0.1:$port${IR_PATH:-/plaintext}" >/dev/null
 control -d
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true

@@ -107,6 +107,7 @@ impl Responder {
     }
 
     /// Sends a `text/plain` response.
+    #[inline]
     pub fn text(self, status: impl Into<StatusCode>, body: impl Into<Body>) {
         self.send(Response::text(status, body));
     }
