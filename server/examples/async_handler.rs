@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use phaseloop::{App, Error};
 use phaseloop::core::{fs, sleep};
+use phaseloop::{App, Error};
 
 /// The app: an async route that awaits a timer and a file read.
 pub fn app() -> App {

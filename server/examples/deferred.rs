@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use phaseloop::{App, Response};
 use phaseloop::core::crypto;
+use phaseloop::{App, Response};
 
 /// The app: one route per way of answering later.
 pub fn app() -> App {

@@ -11,14 +11,14 @@ use std::cell::RefCell;
 use phaseloop::{App, Error, Json, StatusCode};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 struct Dish {
     name: String,
     price_cents: u32,
 }
 
 /// The dishes, kept in memory on the loop.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Menu(RefCell<Vec<Dish>>);
 
 /// The app: create and read dishes.

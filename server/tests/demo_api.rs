@@ -42,7 +42,15 @@ fn routes_and_statuses() {
         body_of(&demo.get("/api/users/%31")),
         r#"{"email":"ada1@example.com","id":1,"name":"Ada 1"}"#
     );
-    for bad in ["abc", "0", "-1", "99999999999999999999", "1.5", "%2D1", "%zz"] {
+    for bad in [
+        "abc",
+        "0",
+        "-1",
+        "99999999999999999999",
+        "1.5",
+        "%2D1",
+        "%zz",
+    ] {
         let r = demo.get(&format!("/api/users/{bad}"));
         assert_eq!(status_of(&r), "HTTP/1.1 400 Bad Request", "{bad}");
         assert_eq!(body_of(&r), r#"{"error":"Invalid user ID"}"#);

@@ -27,7 +27,11 @@ fn keep_alive_reuses_one_connection() {
     c.send(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(
         c.response(),
-        text_response("404 Not Found", "404 Not Found: no route for /missing\n", "")
+        text_response(
+            "404 Not Found",
+            "404 Not Found: no route for /missing\n",
+            ""
+        )
     );
     let stats = server.stats();
     assert_eq!(stats.accepted, 1);

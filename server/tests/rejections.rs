@@ -86,7 +86,11 @@ fn not_found_and_method_not_allowed() {
     c.send(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(
         c.response(),
-        text_response("404 Not Found", "404 Not Found: no route for /missing\n", "")
+        text_response(
+            "404 Not Found",
+            "404 Not Found: no route for /missing\n",
+            ""
+        )
     );
     c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(

@@ -164,7 +164,13 @@ impl Dispatcher {
     }
 
     /// Runs the middleware chain ending at `endpoint`. False if it panicked.
-    fn run_chain(&self, lp: &Loop, endpoint: Rc<dyn Handler>, req: Request, res: Responder) -> bool {
+    fn run_chain(
+        &self,
+        lp: &Loop,
+        endpoint: Rc<dyn Handler>,
+        req: Request,
+        res: Responder,
+    ) -> bool {
         let next = Next {
             chain: self
                 .chain

@@ -29,9 +29,6 @@ pub fn render_default(info: &ErrorInfo<'_>) -> Response {
     if info.wants_json {
         Response::json_error(info.status, info.message)
     } else {
-        Response::text(
-            info.status,
-            format!("{}: {}\n", info.status, info.message),
-        )
+        Response::text(info.status, format!("{}: {}\n", info.status, info.message))
     }
 }

@@ -10,6 +10,7 @@
 //!   once through the [`Responder`], at once or later from any callback on
 //!   the same loop (a timer, a pool job, an immediate), like Node's
 //!   `res.end()`.
+//!
 //! A handler that panics, or drops its responder without answering, produces
 //! a 500 for that request; the connection and the loop go on.
 

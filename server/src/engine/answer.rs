@@ -45,6 +45,17 @@ pub(crate) struct Ticket {
     started_ns: u64,
     /// Usually empty (it keeps its capacity when the box is recycled).
     hooks: Vec<SendHook>,
+    /// Where a detached answer's response goes (`None` for an engine's).
+    detached: Option<Rc<Detached>>,
+}
+
+/// The destination of an answer with no engine behind it: in-process
+/// dispatch (`phaseloop::testing`), where a request comes from no socket.
+pub(crate) struct Detached {
+    /// The response, once answered (hooks run).
+    pub response: std::cell::RefCell<Option<Response>>,
+    /// The service that dispatched it (its error renderer is used).
+    pub service: Rc<dyn std::any::Any>,
 }
 
 /// An engine's spare ticket boxes (boxes, not tickets: an answer holds its
@@ -81,6 +92,7 @@ impl<S: Service> Answer<S> {
                 seq,
                 started_ns,
                 hooks: Vec::new(),
+                detached: None,
             }),
         };
         Answer {
@@ -89,9 +101,34 @@ impl<S: Service> Answer<S> {
         }
     }
 
+    /// An answer whose response goes to `to` instead of a connection.
+    pub(crate) fn detached(to: Rc<Detached>) -> Self {
+        Answer {
+            engine: None,
+            ticket: Some(Box::new(Ticket {
+                key: 0,
+                route: u32::MAX,
+                conn_id: 0,
+                seq: 0,
+                started_ns: 0,
+                hooks: Vec::new(),
+                detached: Some(to),
+            })),
+        }
+    }
+
     /// The service the request went to (`None` once answered).
     pub(crate) fn service(&self) -> Option<&S> {
-        self.engine.as_deref().map(|engine| &engine.service)
+        match &self.engine {
+            Some(engine) => Some(&engine.service),
+            None => self
+                .ticket
+                .as_ref()?
+                .detached
+                .as_ref()?
+                .service
+                .downcast_ref::<S>(),
+        }
     }
 
     /// Which connection and request (for `Debug`).
@@ -179,8 +216,10 @@ impl<S: Service> Answer<S> {
         response: &mut Response,
         deliver: impl FnOnce(&Loop, &Rc<Engine<S>>, &Ticket, &Response) -> bool,
     ) {
-        let (Some(engine), Some(mut ticket)) = (self.engine.take(), self.ticket.take()) else {
-            return;
+        let (engine, mut ticket) = match (self.engine.take(), self.ticket.take()) {
+            (Some(engine), Some(ticket)) => (engine, ticket),
+            (None, Some(ticket)) => return deliver_detached(ticket, response),
+            _ => return,
         };
         if !ticket.hooks.is_empty() {
             run_hooks(&mut ticket.hooks, response, &*engine);
@@ -216,9 +255,26 @@ fn run_hooks<S: Service>(hooks: &mut Vec<SendHook>, response: &mut Response, eng
     }
 }
 
+/// A detached answer: the hooks, then the response kept for whoever
+/// dispatched the request.
+#[cold]
+#[inline(never)]
+#[allow(clippy::boxed_local)] // the box is the answer's: moved, not made
+fn deliver_detached(mut ticket: Box<Ticket>, response: &mut Response) {
+    for hook in ticket.hooks.drain(..) {
+        if catch_unwind(AssertUnwindSafe(|| hook(response))).is_err() {
+            *response = Response::text(500, PANICKED);
+        }
+    }
+    if let Some(to) = ticket.detached.take() {
+        *to.response.borrow_mut() = Some(response.clone());
+    }
+}
+
 impl<S: Service> Drop for Answer<S> {
     fn drop(&mut self) {
-        if self.engine.is_none() {
+        // Unanswered while it still holds its ticket.
+        if self.ticket.is_none() {
             return;
         }
         let message = if std::thread::panicking() {

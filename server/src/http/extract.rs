@@ -122,9 +122,7 @@ impl<T: DeserializeOwned> FromRequest for Path<T> {
                         ))),
                     };
                 }
-                Err(Error::bad_request(format!(
-                    "path parameters: {as_struct}"
-                )))
+                Err(Error::bad_request(format!("path parameters: {as_struct}")))
             }
         }
     }
@@ -191,8 +189,7 @@ impl Request {
                 let mut parts = item.split(|b| *b == b';');
                 let media = parts.next().unwrap_or_default().trim_ascii();
                 let json = media.eq_ignore_ascii_case(b"application/json")
-                    || (media.len() > 5
-                        && media[media.len() - 5..].eq_ignore_ascii_case(b"+json"));
+                    || (media.len() > 5 && media[media.len() - 5..].eq_ignore_ascii_case(b"+json"));
                 json && !parts.any(|p| {
                     let p = p.trim_ascii();
                     p.len() >= 3

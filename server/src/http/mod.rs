@@ -22,9 +22,9 @@ pub(crate) mod status;
 
 pub(crate) use blocks::find_byte;
 pub use chunked::ChunkedDecoder;
+pub use cookie::{parse_cookies, Cookie, SameSite};
 pub use date::DateCache;
 pub use encode::{encode_cached, encode_continue, encode_head, ResponseFraming, ResponseHead};
-pub use cookie::{parse_cookies, Cookie, SameSite};
 pub use error::{Error, HttpError};
 pub use extract::{Form, FromRequest, Json, Path, Query};
 pub use head::{parse_head, BodyFraming, HeadLimits, ParsedHead, Version};

@@ -6,7 +6,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-
 use crate::http::spares::{Spares, SPARE_BUFFER_MAX};
 use crate::http::{find_byte, ParsedHead, Version};
 
@@ -252,7 +251,9 @@ impl Request {
         let mut words = line.split(|b| *b == b' ');
         let method = words
             .next()
-            .filter(|m| !m.is_empty() && m.len() <= 32 && m.iter().all(|b| crate::http::TCHAR[*b as usize]))
+            .filter(|m| {
+                !m.is_empty() && m.len() <= 32 && m.iter().all(|b| crate::http::TCHAR[*b as usize])
+            })
             .unwrap_or(b"-");
         let target = words
             .next()
@@ -278,7 +279,8 @@ impl Request {
             };
             let name = &line[..colon];
             let value = line[colon + 1..].trim_ascii();
-            let wanted = name.eq_ignore_ascii_case(b"origin") || name.eq_ignore_ascii_case(b"accept");
+            let wanted =
+                name.eq_ignore_ascii_case(b"origin") || name.eq_ignore_ascii_case(b"accept");
             if wanted
                 && value.len() <= MAX_FIELD
                 && value.iter().all(|b| b.is_ascii_graphic() || *b == b' ')

@@ -4,5 +4,5 @@
 pub(crate) mod cluster;
 pub(crate) mod listener;
 pub(crate) mod server;
-pub mod testing;
 pub mod supervisor;
+pub mod testing;
