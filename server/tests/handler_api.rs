@@ -468,3 +468,46 @@ fn in_process_dispatch_runs_routing_middleware_and_the_loop() {
     );
     assert_eq!(seen.get(), 6);
 }
+
+#[test]
+fn a_handler_timeout_is_answered_through_middleware_and_the_renderer() {
+    thread_local!(static HELD: std::cell::RefCell<Vec<Responder>> = Default::default());
+    thread_local!(static PATHS: std::cell::RefCell<Vec<String>> = Default::default());
+    let cfg = ServerConfig {
+        handler_timeout: Some(Duration::from_millis(50)),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::with_config(
+        || {
+            App::new()
+                .wrap(|lp: &Loop, req: Request, mut res: Responder, next: Next| {
+                    let line = format!("{} {}", req.method_str(), req.path());
+                    res.on_send(move |r| {
+                        // `try_with`: the held responder answers 500 as the thread ends.
+                        let _ = PATHS
+                            .try_with(|p| p.borrow_mut().push(format!("{line} {}", r.status())));
+                        r.set_header("X-Seen", "yes");
+                    });
+                    next.run(lp, req, res)
+                })
+                .on_error(|e| Response::text(e.status, format!("late: {}", e.message)))
+                .get_with("/never/:id", |_, _, res| {
+                    HELD.with(|h| h.borrow_mut().push(res))
+                })
+                .get("/log", |_, _| PATHS.with(|p| p.borrow().join("\n")))
+        },
+        cfg,
+    );
+    let r = server.get("/never/7");
+    assert_eq!(
+        (r.status, r.text(), r.header("x-seen")),
+        (
+            503,
+            "late: the handler did not answer within 50 ms",
+            Some("yes")
+        )
+    );
+    // The handler's own hooks never ran (it still holds its responder);
+    // the 503's pass saw the route's pattern.
+    assert_eq!(server.get("/log").text(), "GET /never/:id 503");
+}

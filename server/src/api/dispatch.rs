@@ -16,7 +16,7 @@ use crate::engine::answer::Answer;
 use crate::engine::service::{BodyRules, Service, Target};
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
-use crate::http::{Error, HttpError};
+use crate::http::Error;
 
 /// Routes, middleware, the fallback and the error renderer.
 pub(crate) struct Dispatcher {
@@ -214,9 +214,9 @@ impl Service for Dispatcher {
         Dispatcher::dispatch(self, lp, target, req, Responder::from(answer))
     }
 
-    fn refuse(&self, lp: &Loop, req: Request, error: HttpError, answer: Answer<Self>) -> bool {
+    fn refuse(&self, lp: &Loop, req: Request, error: Error, answer: Answer<Self>) -> bool {
         let endpoint: Rc<dyn Handler> = Rc::new(move |_: &Loop, req: Request, res: Responder| {
-            res.send_error(&req, Error::from(error));
+            res.send_error(&req, error.clone());
         });
         self.run_chain(lp, endpoint, req, Responder::from(answer))
     }

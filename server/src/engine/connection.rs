@@ -63,6 +63,9 @@ pub(crate) struct Asked {
     pub http10_keep_alive: bool,
     /// The request was HTTP/1.0 (no chunked coding for its response).
     pub http10: bool,
+    /// Its route's index (`u32::MAX`: none), for a handler timeout's
+    /// answer. In the padding after the flags: the slot is no larger.
+    pub route: u32,
 }
 
 /// A response waiting for its turn: its request, and its answer once given.
@@ -442,6 +445,15 @@ impl Conn {
             })
     }
 
+    /// The route of request `seq` if it still waits for its handler's
+    /// answer (queued, unanswered, no stream started).
+    pub fn awaiting(&self, seq: u64) -> Option<u32> {
+        self.queue
+            .iter()
+            .find(|s| s.asked.seq == seq && s.bytes.is_none() && !s.streaming)
+            .map(|s| s.asked.route)
+    }
+
     /// Requests are in flight (dispatched or queued, not yet all written
     /// to the output).
     pub fn in_flight(&self) -> bool {
@@ -625,12 +637,14 @@ impl Conn {
 
         let seq = self.next_seq;
         self.next_seq += 1;
+        let target = ctx.service.destination(&mut req);
         let asked = Asked {
             seq,
             head_only: req.method() == Method::Head,
             close: !keep_alive,
             http10_keep_alive: keep_alive && version == Version::Http10,
             http10: version == Version::Http10,
+            route: target.route_index(),
         };
         // A bodiless request is dispatched now: its slot waits outside the
         // queue if nothing is in flight before it. One with a body is
@@ -644,7 +658,6 @@ impl Conn {
             // Nothing after this request is read (RFC 9112 §9.6).
             self.close_after_queue = true;
         }
-        let target = ctx.service.destination(&mut req);
         let decoder = match framing {
             BodyFraming::None => {
                 if !keep_alive {
@@ -826,6 +839,7 @@ impl Conn {
                 close: true,
                 http10_keep_alive: false,
                 http10: false,
+                route: u32::MAX,
             }
             .into_slot(),
         );

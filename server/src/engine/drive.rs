@@ -10,8 +10,10 @@ use phaseloop_core::{IoEvent, IoOutcome, Loop};
 use crate::engine::answer::Answer;
 use crate::engine::connection::{Conn, Lifecycle, ReadBudget, Refusal, Step};
 use crate::engine::service::Service;
+use crate::engine::service::Target;
 use crate::engine::Engine;
-use crate::http::response::Response;
+use crate::http::request::Request;
+use crate::http::Error;
 
 /// Requests dispatched per connection event before yielding.
 const REQUESTS_PER_EVENT: u64 = 64;
@@ -155,7 +157,7 @@ impl<S: Service> Engine<S> {
     ) {
         let Refusal { seq, error, req } = refusal;
         let answer = Answer::new(self.clone(), key, id, seq, UNLABELLED, now);
-        if !self.service.refuse(lp, req, error, answer) {
+        if !self.service.refuse(lp, req, Error::from(error), answer) {
             phaseloop_core::log_line!("phaseloop: middleware panicked on a refusal; answered 500");
         }
     }
@@ -288,15 +290,22 @@ impl<S: Service> Engine<S> {
         seq: u64,
         limit: Duration,
     ) {
-        let response = Response::text(
-            503,
-            format!(
-                "503 Service Unavailable: the handler did not answer within {} ms\n",
-                limit.as_millis()
-            ),
-        );
-        if self.complete(lp, key, id, seq, &response) {
-            self.stats.borrow_mut().handler_timeouts += 1;
+        let Some(route) = self.with_conn(key, id, |conn| conn.awaiting(seq)).flatten() else {
+            return; // answered meanwhile, or the client left
+        };
+        self.stats.borrow_mut().handler_timeouts += 1;
+        // Through the middleware like any answer, for a stand-in request
+        // whose path is the route's pattern (the request is the handler's).
+        let label = self.service.label(Target::Route { index: route });
+        let line = format!("{} HTTP/1.1\r\n\r\n", label.as_deref().unwrap_or("- /"));
+        let req = Request::stand_in(line.as_bytes(), None);
+        let error = Error::unavailable(format!(
+            "the handler did not answer within {} ms",
+            limit.as_millis()
+        ));
+        let answer = Answer::new(self.clone(), key, id, seq, route, Self::now(lp));
+        if !self.service.refuse(lp, req, error, answer) {
+            phaseloop_core::log_line!("phaseloop: middleware panicked on a 503; answered 500");
         }
     }
 

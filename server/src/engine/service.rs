@@ -9,7 +9,7 @@ use phaseloop_core::Loop;
 use crate::engine::answer::Answer;
 use crate::http::request::Request;
 use crate::http::response::Response;
-use crate::http::HttpError;
+use crate::http::Error;
 
 /// Where a request goes. Small and `Copy`: it travels with every request
 /// from the parser to its dispatch.
@@ -65,7 +65,7 @@ pub(crate) trait Service: Sized + 'static {
     /// by way of the app's middleware: `req` is the refused request, or a
     /// stand-in with what is known of it when its head could not be
     /// parsed. Returns false if the middleware panicked.
-    fn refuse(&self, lp: &Loop, req: Request, error: HttpError, answer: Answer<Self>) -> bool;
+    fn refuse(&self, lp: &Loop, req: Request, error: Error, answer: Answer<Self>) -> bool;
     /// The response for an error the engine answers itself, without a
     /// request to hand (a handler that panicked or timed out).
     fn error_response(&self, status: u16, message: &str) -> Response;

@@ -461,17 +461,17 @@ impl InProcess {
                     let limit = app.body_rules(target).limit.unwrap_or(cfg.max_body);
                     if request.body().len() as u64 > limit {
                         let error = HttpError::new(413, "request body too large");
-                        app.refuse(lp, request, error, answer());
+                        app.refuse(lp, request, error.into(), answer());
                     } else {
                         app.dispatch(lp, target, request, Responder::from(answer()));
                     }
                 }
                 Ok(None) => {
                     let error = HttpError::bad_request("incomplete request head");
-                    app.refuse(lp, Request::stand_in(&bytes, None), error, answer());
+                    app.refuse(lp, Request::stand_in(&bytes, None), error.into(), answer());
                 }
                 Err(error) => {
-                    app.refuse(lp, Request::stand_in(&bytes, None), error, answer());
+                    app.refuse(lp, Request::stand_in(&bytes, None), error.into(), answer());
                 }
             });
         while to.response.borrow().is_none() && self.lp.run(RunMode::Once) {}
