@@ -5,6 +5,8 @@
 
 mod blocks;
 mod chunked;
+#[cfg(feature = "http")]
+mod compat;
 pub(crate) mod cookie;
 mod date;
 mod encode;
