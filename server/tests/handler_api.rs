@@ -233,6 +233,7 @@ fn every_error_goes_through_middleware_and_the_renderer() {
     let cfg = ServerConfig {
         max_head_bytes: 1024,
         max_request_line: 256,
+        header_timeout: Duration::from_millis(200),
         ..ServerConfig::default()
     };
     let server = TestServer::with_config(
@@ -293,6 +294,12 @@ fn every_error_goes_through_middleware_and_the_renderer() {
         400,
         "custom 400 [invalid header field name (or obs-fold)]",
     );
+    // A head that never completes: 408 once the header timeout passes.
+    check(
+        b"GET / HTTP/1.1\r\nHost: x\r\n",
+        408,
+        "custom 408 [request not received in time]",
+    );
     check(
         b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n",
         500,
@@ -305,7 +312,7 @@ fn every_error_goes_through_middleware_and_the_renderer() {
     );
     let seen: u32 = server.get("/seen").text().parse().unwrap();
     assert_eq!(
-        seen, 9,
+        seen, 10,
         "every request, refused or not, went through the middleware"
     );
 }
@@ -510,4 +517,37 @@ fn a_handler_timeout_is_answered_through_middleware_and_the_renderer() {
     // The handler's own hooks never ran (it still holds its responder);
     // the 503's pass saw the route's pattern.
     assert_eq!(server.get("/log").text(), "GET /never/:id 503");
+}
+
+#[test]
+fn borrowed_text_bodies_closure_middleware_and_pool_errors() {
+    let server = TestServer::start(|| {
+        App::new()
+            .wrap_fn(|lp, req, mut res, next| {
+                res.on_send(|r| r.set_header("X-Wrapped", "fn"));
+                next.run(lp, req, res)
+            })
+            .get_with("/hello/:name", |_, req, res| {
+                res.text(200, req.param("name").unwrap_or_default())
+            })
+            .get_async("/file", |req, _| async move {
+                let name = req.query_param("name").unwrap_or_default().into_owned();
+                let bytes = phaseloop_core::fs::read_file(name).await??;
+                Ok::<_, Error>(format!("{} bytes", bytes.len()))
+            })
+    });
+    let mut c = server.client();
+    let r = c.get("/hello/ada%20l");
+    assert_eq!((r.text(), r.header("x-wrapped")), ("ada l", Some("fn")));
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let size = std::fs::metadata(manifest).unwrap().len();
+    assert_eq!(
+        c.get(&format!("/file?name={manifest}")).text(),
+        format!("{size} bytes")
+    );
+    let r = c.get("/file?name=/nonexistent/file");
+    assert_eq!(
+        (r.status, r.text()),
+        (500, "500 Internal Server Error: internal error\n")
+    );
 }

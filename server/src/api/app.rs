@@ -250,6 +250,15 @@ impl<S: 'static> App<S> {
         self
     }
 
+    /// [`App::wrap`] for a closure, whose argument types are then
+    /// inferred: `.wrap_fn(|lp, req, res, next| next.run(lp, req, res))`.
+    pub fn wrap_fn<F>(self, middleware: F) -> App<S>
+    where
+        F: Fn(&Loop, Request, Responder, crate::api::handler::Next) + 'static,
+    {
+        self.wrap(middleware)
+    }
+
     /// Answers requests no route matches (instead of 404).
     pub fn fallback<F, R>(mut self, handler: F) -> App<S>
     where

@@ -130,3 +130,19 @@ impl From<serde_json::Error> for Error {
         Error::bad_request(format!("invalid JSON: {e}"))
     }
 }
+
+/// A pool job that could not run: a full queue is 503 (come back later),
+/// a panicked job 500 (logged, not sent).
+impl From<phaseloop_core::PoolError> for Error {
+    fn from(e: phaseloop_core::PoolError) -> Error {
+        match e {
+            phaseloop_core::PoolError::QueueFull => {
+                Error::unavailable("the server is busy; try again shortly")
+            }
+            other => {
+                phaseloop_core::log_line!("phaseloop: a pool job failed: {other}");
+                Error::internal("internal error")
+            }
+        }
+    }
+}

@@ -95,6 +95,23 @@ impl From<String> for Body {
     }
 }
 
+/// Borrowed text is copied (a route parameter, say): a body outlives
+/// the request it answers.
+impl<'a> From<Cow<'a, str>> for Body {
+    fn from(s: Cow<'a, str>) -> Body {
+        match s {
+            Cow::Borrowed(s) => Body::Bytes(s.as_bytes().to_vec()),
+            Cow::Owned(s) => Body::Bytes(s.into_bytes()),
+        }
+    }
+}
+
+impl From<&String> for Body {
+    fn from(s: &String) -> Body {
+        Body::Bytes(s.as_bytes().to_vec())
+    }
+}
+
 impl From<Vec<u8>> for Body {
     fn from(v: Vec<u8>) -> Body {
         Body::Bytes(v)
@@ -355,6 +372,19 @@ impl From<String> for HeaderValue {
 impl From<Vec<u8>> for HeaderValue {
     fn from(v: Vec<u8>) -> Self {
         HeaderValue(Cow::Owned(v))
+    }
+}
+
+/// Borrowed text is copied.
+impl<'a> From<Cow<'a, str>> for HeaderValue {
+    fn from(s: Cow<'a, str>) -> Self {
+        HeaderValue(Cow::Owned(s.into_owned().into_bytes()))
+    }
+}
+
+impl From<&String> for HeaderValue {
+    fn from(s: &String) -> Self {
+        HeaderValue(Cow::Owned(s.as_bytes().to_vec()))
     }
 }
 
