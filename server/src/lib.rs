@@ -59,6 +59,11 @@ pub use serve::server::Server;
 pub use serve::supervisor;
 pub use serve::testing;
 
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/GUIDE.md")]
+/// The user guide's code blocks, compiled and run as doc tests.
+pub struct GuideDoctests;
+
 pub use phaseloop_core as core;
 pub use phaseloop_core::Signal;
 
