@@ -20,10 +20,29 @@ use super::TCHAR;
 /// count))` when they are all plain and end in an empty line (`len`
 /// includes its CRLF); `None` when httparse must decide. `field` may then
 /// have been called for some of them.
+/// What [`scan_plain_fields`] tells each field to: a closure, or a type
+/// whose method is inlined (a closure's call is LLVM's to inline or not).
+pub trait OnField {
+    /// One field line's name and value.
+    fn field(&mut self, name: &[u8], value: &[u8]);
+}
+
+impl<F: FnMut(&[u8], &[u8])> OnField for F {
+    #[inline(always)]
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        self(name, value)
+    }
+}
+
+// Inlined always, with what it calls per field (`find_value_end`,
+// `FieldFacts::take`): the parse is one function on every request's way,
+// and left to LLVM's budget these calls were inlined or not by the size of
+// unrelated code (measured: 1,226 or 1,264 instructions a request).
+#[inline(always)]
 pub fn scan_plain_fields(
     buf: &[u8],
     max_fields: usize,
-    mut field: impl FnMut(&[u8], &[u8]),
+    mut field: impl OnField,
 ) -> Option<(usize, usize)> {
     let mut rest = buf;
     let mut count = 0;
@@ -32,7 +51,7 @@ pub fn scan_plain_fields(
     // the name's check (before the loop, which stays as small as it was).
     if max_fields > 0 && starts_with_host(rest) {
         let (value, next) = field_value(&rest[5..])?;
-        field(&rest[..4], value);
+        field.field(&rest[..4], value);
         count = 1;
         rest = next;
     }
@@ -51,7 +70,7 @@ pub fn scan_plain_fields(
             return None;
         }
         let (value, next) = field_value(&after_name[1..])?;
-        field(name, value);
+        field.field(name, value);
         count += 1;
         rest = next;
     }
@@ -103,6 +122,7 @@ fn is_token(name: &[u8]) -> bool {
 /// The offset of the CR that ends a field value in `bytes`: every byte
 /// before it a space, a tab, visible, or above 0x7F (obs-text). `None` at
 /// any other control byte, or when `bytes` ends first.
+#[inline(always)] // see `scan_plain_fields`
 fn find_value_end(bytes: &[u8]) -> Option<usize> {
     let mut at = 0;
     loop {
@@ -122,7 +142,7 @@ mod tests {
 
     fn scan(buf: &[u8], max: usize) -> Option<(usize, Vec<(String, String)>)> {
         let mut seen = Vec::new();
-        let (len, count) = scan_plain_fields(buf, max, |n, v| {
+        let (len, count) = scan_plain_fields(buf, max, |n: &[u8], v: &[u8]| {
             seen.push((
                 String::from_utf8_lossy(n).into_owned(),
                 String::from_utf8_lossy(v).into_owned(),
