@@ -41,6 +41,8 @@ mod signal;
 mod sleep;
 mod task;
 mod timers;
+#[cfg(feature = "tokio")]
+pub mod tokio_bridge;
 mod worker;
 
 pub use event_loop::{

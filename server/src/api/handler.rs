@@ -116,11 +116,58 @@ where
         let wants_json = req.accepts_json();
         let fut = f(req, state.clone());
         lp.spawn(async move {
-            match CatchUnwind(Box::pin(fut)).await {
-                Ok(value) => res.send_rendering(value.into_response(), wants_json),
-                Err(()) => res.answer_panic(),
+            let run = UntilCancelled {
+                inner: CatchUnwind(Box::pin(fut)),
+                res: &res,
+                watching: false,
+            };
+            match run.await {
+                Some(Ok(value)) => res.send_rendering(value.into_response(), wants_json),
+                Some(Err(())) => res.answer_panic(),
+                // Nobody waits: the future is dropped here, and what it
+                // awaited with it (a bridged tokio task is aborted).
+                None => {}
             }
         });
+    }
+}
+
+/// Polls a handler's future while its request still waits for it; `None`
+/// once the client has left or a handler timeout answered instead (the
+/// engine wakes it then).
+struct UntilCancelled<'a, F> {
+    inner: F,
+    res: &'a Responder,
+    watching: bool,
+}
+
+impl<F: Future + Unpin> Future for UntilCancelled<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if !this.res.is_awaited() {
+            return Poll::Ready(None);
+        }
+        let polled = Pin::new(&mut this.inner).poll(cx);
+        match polled {
+            Poll::Ready(value) => Poll::Ready(Some(value)),
+            Poll::Pending => {
+                if !this.watching {
+                    this.res.watch_cancel(cx.waker());
+                    this.watching = true;
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<F> Drop for UntilCancelled<'_, F> {
+    fn drop(&mut self) {
+        if self.watching {
+            self.res.forget_cancel();
+        }
     }
 }
 

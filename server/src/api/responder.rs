@@ -137,6 +137,23 @@ impl Responder {
         }
     }
 
+    /// True while the request still waits for this answer: the client is
+    /// connected and no handler timeout answered in its place.
+    pub fn is_awaited(&self) -> bool {
+        self.answer.is_awaited()
+    }
+
+    /// Wakes `waker` once the request stops waiting (see
+    /// [`Responder::is_awaited`]).
+    pub(crate) fn watch_cancel(&self, waker: &std::task::Waker) {
+        self.answer.watch_cancel(waker);
+    }
+
+    /// Ends [`Responder::watch_cancel`]'s watch.
+    pub(crate) fn forget_cancel(&self) {
+        self.answer.forget_cancel();
+    }
+
     /// Answers 500 for a handler that panicked.
     pub(crate) fn answer_panic(self) {
         self.answer.answer_panic();

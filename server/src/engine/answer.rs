@@ -4,6 +4,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::task::Waker;
 
 use phaseloop_core::Loop;
 
@@ -128,6 +129,44 @@ impl<S: Service> Answer<S> {
                 .as_ref()?
                 .service
                 .downcast_ref::<S>(),
+        }
+    }
+
+    /// True while the request still waits for this answer (the client is
+    /// there, no handler timeout answered in its place).
+    pub(crate) fn is_awaited(&self) -> bool {
+        match (&self.engine, &self.ticket) {
+            (Some(engine), Some(t)) => engine
+                .with_conn(t.key as usize, t.conn_id, |c| c.waits_for(t.seq))
+                .unwrap_or(false),
+            (None, Some(_)) => true, // detached: waited for until answered
+            _ => false,
+        }
+    }
+
+    /// Wakes `waker` when the request stops waiting for this answer.
+    pub(crate) fn watch_cancel(&self, waker: &Waker) {
+        if let (Some(engine), Some(t)) = (&self.engine, &self.ticket) {
+            let mut all = engine.cancel_wakers.borrow_mut();
+            let watchers = all.entry((t.key as usize, t.conn_id)).or_default();
+            match watchers.iter_mut().find(|(seq, _)| *seq == t.seq) {
+                Some((_, w)) => w.clone_from(waker),
+                None => watchers.push((t.seq, waker.clone())),
+            }
+        }
+    }
+
+    /// Stops [`Answer::watch_cancel`]'s watch.
+    pub(crate) fn forget_cancel(&self) {
+        if let (Some(engine), Some(t)) = (&self.engine, &self.ticket) {
+            let mut all = engine.cancel_wakers.borrow_mut();
+            let conn = (t.key as usize, t.conn_id);
+            if let Some(watchers) = all.get_mut(&conn) {
+                watchers.retain(|(seq, _)| *seq != t.seq);
+                if watchers.is_empty() {
+                    all.remove(&conn);
+                }
+            }
         }
     }
 
@@ -268,6 +307,38 @@ fn deliver_detached(mut ticket: Box<Ticket>, response: &mut Response) {
     }
     if let Some(to) = ticket.detached.take() {
         *to.response.borrow_mut() = Some(response.clone());
+    }
+}
+
+impl<S: Service> Engine<S> {
+    /// Wakes the async handlers of connection `key` (`id`) watching for
+    /// cancellation: of request `seq` only, or all (the connection closed).
+    pub(crate) fn wake_cancelled(&self, key: usize, id: u64, seq: Option<u64>) {
+        let woken: Vec<Waker> = {
+            let mut all = self.cancel_wakers.borrow_mut();
+            // Nearly always: no async handler is waiting (no hashing then).
+            if all.is_empty() {
+                return;
+            }
+            let Some(watchers) = all.get_mut(&(key, id)) else {
+                return;
+            };
+            let mut woken = Vec::new();
+            watchers.retain(|(s, waker)| {
+                let hit = seq.is_none_or(|seq| seq == *s);
+                if hit {
+                    woken.push(waker.clone());
+                }
+                !hit
+            });
+            if watchers.is_empty() {
+                all.remove(&(key, id));
+            }
+            woken
+        };
+        for waker in woken {
+            waker.wake();
+        }
     }
 }
 

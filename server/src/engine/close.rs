@@ -27,8 +27,10 @@ impl<S: Service> Engine<S> {
         conn.out_pos = 0;
         conn.outbuf.clear();
         conn.release_buffers(&mut self.pool.borrow_mut());
+        let id = conn.id;
         drop(conn); // closes the socket
         self.stats.borrow_mut().open -= 1;
+        self.wake_cancelled(key, id, None);
         let inner = self.clone();
         lp.on_close(move |lp| {
             inner.stats.borrow_mut().closed += 1;

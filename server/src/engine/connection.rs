@@ -445,6 +445,16 @@ impl Conn {
             })
     }
 
+    /// Whether request `seq` still waits for its handler's answer (being
+    /// dispatched, or queued unanswered).
+    pub fn waits_for(&self, seq: u64) -> bool {
+        self.dispatching.is_some_and(|a| a.seq == seq)
+            || self
+                .queue
+                .iter()
+                .any(|s| s.asked.seq == seq && s.bytes.is_none() && !s.streaming)
+    }
+
     /// The route of request `seq` if it still waits for its handler's
     /// answer (queued, unanswered, no stream started).
     pub fn awaiting(&self, seq: u64) -> Option<u32> {

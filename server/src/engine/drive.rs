@@ -307,6 +307,8 @@ impl<S: Service> Engine<S> {
         if !self.service.refuse(lp, req, error, answer) {
             phaseloop_core::log_line!("phaseloop: middleware panicked on a 503; answered 500");
         }
+        // An async handler still at work is told to stop.
+        self.wake_cancelled(key, id, Some(seq));
     }
 
     /// After a handler produced output outside a read batch: write it now,

@@ -23,9 +23,11 @@ pub(crate) mod service;
 mod stats;
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::Waker;
 use std::time::Duration;
 
 use mio::net::TcpListener;
@@ -41,6 +43,10 @@ use crate::engine::service::Service;
 use crate::engine::stats::LATENCY_MAX_US;
 pub use crate::engine::stats::{RouteStats, ServerStats};
 use crate::http::DateCache;
+
+/// Per connection (slab key, id): each watching request's sequence
+/// number and its async handler's waker.
+pub(crate) type CancelWakers = HashMap<(usize, u64), Vec<(u64, Waker)>>;
 
 pub(crate) struct Engine<S: Service> {
     /// What routes and answers requests (the app).
@@ -73,6 +79,11 @@ pub(crate) struct Engine<S: Service> {
     answered_at_once: Cell<u64>,
     /// Spare boxes for answers' tickets.
     pub(crate) ticket_spares: TicketSpares,
+    /// Async handlers to wake when their request stops waiting (the
+    /// client left, a handler timeout answered it), by connection: they
+    /// then drop their future, cancelling what it awaits. Only async
+    /// handlers' requests have entries.
+    pub(crate) cancel_wakers: RefCell<CancelWakers>,
 }
 
 impl<S: Service> Engine<S> {
@@ -110,6 +121,7 @@ impl<S: Service> Engine<S> {
             ),
             answered_at_once: Cell::new(0),
             ticket_spares: TicketSpares::new(SPARE_TICKETS),
+            cancel_wakers: RefCell::default(),
         });
         let routes = inner.service.route_count();
         *inner.route_stats.borrow_mut() = vec![Vec::new(); routes + 1];
