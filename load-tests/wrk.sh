@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The load scenarios with wrk, against a server you started yourself
-# (e.g. `cargo run --release -p phaseloop --bin demo-api`).
+# (e.g. `cargo run --release -p phaseloop-demo`).
 # Usage: load-tests/wrk.sh [base-url] [seconds]     default http://127.0.0.1:3000 10
 # Installs nothing: it says what is missing.
 set -euo pipefail

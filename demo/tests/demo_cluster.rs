@@ -2,11 +2,14 @@
 //! unique across loops, any loop finds any order, and SIGTERM drains every
 //! loop's in-flight requests.
 
+mod demo;
+#[path = "../../server/tests/util/mod.rs"]
 mod util;
 
 use std::time::Duration;
 
-use util::{body_of, status_of, temp_dir, Demo};
+use demo::Demo;
+use util::{body_of, status_of, temp_dir};
 
 #[test]
 fn loops_share_work_and_order_ids_stay_unique() {

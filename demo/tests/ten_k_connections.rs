@@ -1,14 +1,17 @@
 //! 10,000 concurrent connections on one loop: every one gets a correct
 //! response, and all are open at once.
 
+mod demo;
+#[path = "../../server/tests/util/mod.rs"]
 mod util;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use demo::Demo;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use util::{body_of, temp_dir, Demo};
+use util::{body_of, temp_dir};
 
 const CONNECTIONS: usize = 10_000;
 const REQUEST: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -1,11 +1,14 @@
 //! Running out of file descriptors (EMFILE) neither spins the CPU nor stops
 //! the server: accepting pauses, and once connections close, it serves again.
 
+mod demo;
+#[path = "../../server/tests/util/mod.rs"]
 mod util;
 
 use std::time::Duration;
 
-use util::{body_of, temp_dir, Client, Demo};
+use demo::Demo;
+use util::{body_of, temp_dir, Client};
 
 /// CPU seconds (user + system) the process has used.
 fn cpu_seconds(pid: u32) -> f64 {

@@ -3,13 +3,16 @@
 //! exactly one delivered notification, and a torn log tail never breaks
 //! start-up.
 
+mod demo;
+#[path = "../../server/tests/util/mod.rs"]
 mod util;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use util::{body_of, status_of, temp_dir, Client, Demo};
+use demo::Demo;
+use util::{body_of, status_of, temp_dir, Client};
 
 /// The records of a journal file whose payload parses, as JSON values.
 fn records(path: &std::path::Path) -> Vec<serde_json::Value> {

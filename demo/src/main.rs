@@ -1,6 +1,6 @@
 //! demo-api: the seed articles' high-traffic API on phaseloop.
 //!
-//! `cargo run --release -p phaseloop --bin demo-api` serves on
+//! `cargo run --release -p phaseloop-demo` serves on
 //! 127.0.0.1:3000 with an embedded file-backed store in `./data`, created on
 //! first run. `--help` lists the flags. Each route shows one thing about the
 //! loop; the README has a curl line for each.

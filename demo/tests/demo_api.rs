@@ -2,11 +2,14 @@
 //! cache, the order → 201 → notification ordering, and the loop staying
 //! responsive (or not, on purpose).
 
+mod demo;
+#[path = "../../server/tests/util/mod.rs"]
 mod util;
 
 use std::time::Duration;
 
-use util::{body_of, status_of, temp_dir, Demo};
+use demo::Demo;
+use util::{body_of, status_of, temp_dir};
 
 #[test]
 fn routes_and_statuses() {

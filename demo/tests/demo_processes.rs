@@ -2,12 +2,15 @@
 //! order ids stay unique across processes, a killed worker is restarted
 //! while the others keep serving, and SIGTERM drains every worker.
 
+mod demo;
+#[path = "../../server/tests/util/mod.rs"]
 mod util;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use util::{body_of, status_of, temp_dir, Client, Demo};
+use demo::Demo;
+use util::{body_of, status_of, temp_dir, Client};
 
 /// The pids of `parent`'s child processes.
 fn children(parent: u32) -> HashSet<u32> {

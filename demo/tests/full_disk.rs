@@ -4,12 +4,15 @@
 //! without root. Orders are posted until one fails, room is made, more are
 //! posted, and a restart must find every acknowledged order as it was.
 
+mod demo;
+#[path = "../../server/tests/util/mod.rs"]
 mod util;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use util::{body_of, status_of, temp_dir, Demo};
+use demo::Demo;
+use util::{body_of, status_of, temp_dir};
 
 /// Sets the file-size limit of process `pid` (ours: a child).
 fn limit_file_size(pid: u32, bytes: u64) {

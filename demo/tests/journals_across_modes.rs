@@ -3,12 +3,15 @@
 //! 4, by 2 worker processes and by 1 loop again; ids stay unique, and each
 //! order has exactly one notification across all the journals.
 
+mod demo;
+#[path = "../../server/tests/util/mod.rs"]
 mod util;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use util::{body_of, status_of, temp_dir, Demo};
+use demo::Demo;
+use util::{body_of, status_of, temp_dir};
 
 /// The order ids on every notification journal of `dir`, with their counts.
 fn notifications(dir: &std::path::Path) -> HashMap<u64, usize> {
