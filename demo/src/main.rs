@@ -117,13 +117,9 @@ fn hash(lp: &Loop, req: phaseloop::Request, res: phaseloop::Responder) {
 
 fn main() {
     let args = match args::parse() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{}", args::HELP);
-            return;
-        }
+        Ok(a) => a,
         Err(e) => {
-            phaseloop_core::log_line!("demo-api: {e}\n\n{}", args::HELP);
+            phaseloop_core::log_line!("demo-api: {e} (see --help)");
             std::process::exit(2);
         }
     };
@@ -436,6 +432,9 @@ fn run_supervisor(args: args::Args) -> std::io::Result<()> {
             "--workers" | "--port" | "--worker-slot" => {
                 it.next();
             }
+            _ if ["--workers=", "--port=", "--worker-slot="]
+                .iter()
+                .any(|p| a.starts_with(p)) => {}
             _ => passed.push(a),
         }
     }

@@ -377,3 +377,34 @@ fn hash_answers_503_with_retry_after_when_the_pool_queue_is_full() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn flags_help_and_environment_fallbacks() {
+    let bin = env!("CARGO_BIN_EXE_demo-api");
+    let help = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("food-delivery API"), "{text}");
+    assert!(text.contains("[env: PHASELOOP_LOOPS=]"), "{text}");
+    for bad in [
+        &["--loops", "0"][..],
+        &["--pool-size", "x"],
+        &["--nope"],
+        &["--log-level", "loud"],
+    ] {
+        let out = std::process::Command::new(bin).args(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(!out.stderr.is_empty(), "{bad:?} says why");
+    }
+    // A flag's environment variable is used when the flag is absent.
+    let out = std::process::Command::new(bin)
+        .env("PHASELOOP_LOOPS", "2")
+        .env("PHASELOOP_WORKERS", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("do not combine"));
+}

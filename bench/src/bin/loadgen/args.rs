@@ -3,34 +3,72 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-pub const HELP: &str = "\
-phaseloop-load: an HTTP/1.1 load generator on mio (one thread)
+use clap::Parser;
 
-USAGE: phaseloop-load [OPTIONS] <URL>          URL: http://127.0.0.1:3000/path
-
-OPTIONS:
-  -c, --connections <n>   concurrent connections (default 50; 10,000+ works)
-  -d, --duration <secs>   how long to run (default 10)
-  -n, --requests <n>      stop after this many responses (default: no limit)
-  -p, --pipeline <n>      requests in flight per connection (default 1)
-  -r, --rate <n>          constant rate, requests/s over all connections; latency
-                          is then measured from each request's intended send time
-                          (coordinated omission corrected, as wrk2)
-  -m, --method <m>        method (default GET)
-  -b, --body <text>       request body
-      --body-file <path>  request body from a file
-  -H, --header <k: v>     extra request header (repeatable)
-      --expect-status <n> the status every response must have (default: any 2xx;
-                          a comma list such as 200,404 accepts each)
-      --paths <file>      request these paths in turn (one per line) instead of
-                          the URL's path, e.g. to mix cache hits and misses
-      --expect-body <s>   the body every response must have
-      --timeout <secs>    a response later than this is an error (default 10)
-      --json <path>       write the results as JSON
-      --hdr <path>        write the latency percentile distribution (HdrHistogram format)
-      --svg <path>        write a latency-by-percentile plot
-  -h, --help              this text
-";
+/// phaseloop-load: an HTTP/1.1 load generator on mio (one thread).
+/// Every option can also come from the environment variable shown.
+#[derive(Debug, Parser)]
+#[command(
+    name = "phaseloop-load",
+    version,
+    about = "phaseloop-load: an HTTP/1.1 load generator on mio (one thread)"
+)]
+struct Flags {
+    /// The URL to load: http://127.0.0.1:3000/path
+    url: String,
+    /// Concurrent connections (10,000+ works).
+    #[arg(short = 'c', long, env = "LOAD_CONNECTIONS", default_value_t = 50)]
+    connections: usize,
+    /// How long to run, seconds.
+    #[arg(short = 'd', long, env = "LOAD_DURATION", default_value_t = 10.0)]
+    duration: f64,
+    /// Stop after this many responses.
+    #[arg(short = 'n', long, env = "LOAD_REQUESTS")]
+    requests: Option<u64>,
+    /// Requests in flight per connection.
+    #[arg(short = 'p', long, env = "LOAD_PIPELINE", default_value_t = 1)]
+    pipeline: usize,
+    /// Constant rate, requests/s over all connections; latency is then
+    /// measured from each request's intended send time (coordinated
+    /// omission corrected, as wrk2).
+    #[arg(short = 'r', long, env = "LOAD_RATE")]
+    rate: Option<f64>,
+    /// Method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    method: String,
+    /// Request body.
+    #[arg(short = 'b', long, conflicts_with = "body_file")]
+    body: Option<String>,
+    /// Request body from a file.
+    #[arg(long)]
+    body_file: Option<String>,
+    /// Extra request header, "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// The status every response must have (default: any 2xx); a comma
+    /// list such as 200,404 accepts each.
+    #[arg(long, value_delimiter = ',')]
+    expect_status: Option<Vec<u16>>,
+    /// Request these paths in turn (one per line) instead of the URL's
+    /// path, e.g. to mix cache hits and misses.
+    #[arg(long)]
+    paths: Option<String>,
+    /// The body every response must have.
+    #[arg(long)]
+    expect_body: Option<String>,
+    /// A response later than this many seconds is an error.
+    #[arg(long, env = "LOAD_TIMEOUT", default_value_t = 10.0)]
+    timeout: f64,
+    /// Write the results as JSON.
+    #[arg(long)]
+    json: Option<String>,
+    /// Write the latency percentile distribution (HdrHistogram format).
+    #[arg(long)]
+    hdr: Option<String>,
+    /// Write a latency-by-percentile plot.
+    #[arg(long)]
+    svg: Option<String>,
+}
 
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -79,100 +117,79 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     Ok((addr, authority.to_string(), path.to_string()))
 }
 
-pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut url = None;
-    let mut a = Args {
-        addr: "127.0.0.1:80".parse().unwrap(),
-        host: String::new(),
-        path: "/".into(),
-        connections: 50,
-        duration: Duration::from_secs(10),
-        requests: None,
-        pipeline: 1,
-        rate: None,
-        method: "GET".into(),
-        body: Vec::new(),
-        headers: Vec::new(),
-        expect_status: None,
-        paths: Vec::new(),
-        expect_body: None,
-        timeout: Duration::from_secs(10),
-        json: None,
-        hdr: None,
-        svg: None,
+/// Why the arguments were refused.
+#[derive(Debug)]
+pub enum ArgsError {
+    /// clap's own: a bad flag, or `--help`/`--version` (which print and
+    /// exit 0 through [`clap::Error::exit`]).
+    Clap(clap::Error),
+    /// A value clap took but we refuse.
+    Invalid(String),
+}
+
+pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> {
+    let f = Flags::try_parse_from(std::iter::once("phaseloop-load".to_string()).chain(argv))
+        .map_err(ArgsError::Clap)?;
+    let bad = ArgsError::Invalid;
+    let body = match (&f.body, &f.body_file) {
+        (Some(b), _) => b.clone().into_bytes(),
+        (None, Some(path)) => {
+            std::fs::read(path).map_err(|e| bad(format!("--body-file {path}: {e}")))?
+        }
+        (None, None) => Vec::new(),
     };
-    let mut it = argv.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
-            v.parse()
-                .map_err(|_| format!("{name}: {v:?} is not a valid number"))
-        }
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "-c" | "--connections" => a.connections = num(&flag, value(&flag)?)?,
-            "-d" | "--duration" => a.duration = Duration::from_secs_f64(num(&flag, value(&flag)?)?),
-            "-n" | "--requests" => a.requests = Some(num(&flag, value(&flag)?)?),
-            "-p" | "--pipeline" => a.pipeline = num(&flag, value(&flag)?)?,
-            "-r" | "--rate" => a.rate = Some(num(&flag, value(&flag)?)?),
-            "-m" | "--method" => a.method = value(&flag)?,
-            "-b" | "--body" => a.body = value(&flag)?.into_bytes(),
-            "--body-file" => {
-                let path = value(&flag)?;
-                a.body = std::fs::read(&path).map_err(|e| format!("--body-file {path}: {e}"))?;
-            }
-            "-H" | "--header" => {
-                let h = value(&flag)?;
-                if !h.contains(':') || h.contains('\r') || h.contains('\n') {
-                    return Err(format!("--header {h:?}: expected \"Name: value\""));
-                }
-                a.headers.push(h);
-            }
-            "--expect-status" => {
-                let list = value(&flag)?;
-                let statuses = list
-                    .split(',')
-                    .map(|s| num::<u16>(&flag, s.trim().to_string()))
-                    .collect::<Result<Vec<_>, _>>()?;
-                a.expect_status = Some(statuses);
-            }
-            "--paths" => {
-                let path = value(&flag)?;
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| format!("--paths {path}: {e}"))?;
-                a.paths = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| l.starts_with('/'))
-                    .map(String::from)
-                    .collect();
-                if a.paths.is_empty() {
-                    return Err(format!("--paths {path}: no lines starting with '/'"));
-                }
-            }
-            "--expect-body" => a.expect_body = Some(value(&flag)?.into_bytes()),
-            "--timeout" => a.timeout = Duration::from_secs_f64(num(&flag, value(&flag)?)?),
-            "--json" => a.json = Some(value(&flag)?),
-            "--hdr" => a.hdr = Some(value(&flag)?),
-            "--svg" => a.svg = Some(value(&flag)?),
-            other if other.starts_with('-') => {
-                return Err(format!("unknown option {other:?} (see --help)"))
-            }
-            other => url = Some(other.to_string()),
+    for h in &f.headers {
+        if !h.contains(':') || h.contains('\r') || h.contains('\n') {
+            return Err(bad(format!("--header {h:?}: expected \"Name: value\"")));
         }
     }
-    let url = url.ok_or("a URL is required (see --help)")?;
-    let (addr, host, path) = parse_url(&url)?;
-    a.addr = addr;
-    a.host = host;
-    a.path = path;
-    if a.connections == 0 || a.pipeline == 0 {
-        return Err("--connections and --pipeline must be at least 1".into());
+    let paths = match &f.paths {
+        None => Vec::new(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| bad(format!("--paths {path}: {e}")))?;
+            let paths: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with('/'))
+                .map(String::from)
+                .collect();
+            if paths.is_empty() {
+                return Err(bad(format!("--paths {path}: no lines starting with '/'")));
+            }
+            paths
+        }
+    };
+    if f.connections == 0 || f.pipeline == 0 {
+        return Err(bad("--connections and --pipeline must be at least 1".into()));
     }
-    if a.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
-        return Err("--rate must be positive".into());
+    if f.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        return Err(bad("--rate must be positive".into()));
     }
-    Ok(Some(a))
+    let seconds = |name: &str, v: f64| {
+        Duration::try_from_secs_f64(v).map_err(|_| bad(format!("{name}: {v} is not a duration")))
+    };
+    let (addr, host, path) = parse_url(&f.url).map_err(bad)?;
+    Ok(Args {
+        addr,
+        host,
+        path,
+        connections: f.connections,
+        duration: seconds("--duration", f.duration)?,
+        requests: f.requests,
+        pipeline: f.pipeline,
+        rate: f.rate,
+        method: f.method,
+        body,
+        headers: f.headers,
+        expect_status: f.expect_status,
+        paths,
+        expect_body: f.expect_body.map(String::into_bytes),
+        timeout: seconds("--timeout", f.timeout)?,
+        json: f.json,
+        hdr: f.hdr,
+        svg: f.svg,
+    })
 }
 
 #[cfg(test)]
@@ -193,7 +210,6 @@ mod tests {
             ]
             .map(String::from),
         )
-        .unwrap()
         .unwrap();
         assert_eq!(a.addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(
@@ -204,6 +220,9 @@ mod tests {
         assert!(parse(["https://x/"].map(String::from)).is_err());
         assert!(parse(["-c", "0", "http://127.0.0.1:1/"].map(String::from)).is_err());
         assert!(parse(["--bogus", "http://127.0.0.1:1/"].map(String::from)).is_err());
-        assert!(parse(["--help"].map(String::from)).unwrap().is_none());
+        assert!(matches!(
+            parse(["--help"].map(String::from)),
+            Err(ArgsError::Clap(e)) if e.kind() == clap::error::ErrorKind::DisplayHelp
+        ));
     }
 }

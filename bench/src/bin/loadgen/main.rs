@@ -451,13 +451,10 @@ impl Run {
 
 fn main() {
     let args = match args::parse(std::env::args().skip(1)) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{}", args::HELP);
-            return;
-        }
-        Err(e) => {
-            eprintln!("phaseloop-load: {e}");
+        Ok(a) => a,
+        Err(args::ArgsError::Clap(e)) => e.exit(),
+        Err(args::ArgsError::Invalid(e)) => {
+            eprintln!("phaseloop-load: {e} (see --help)");
             std::process::exit(2);
         }
     };
