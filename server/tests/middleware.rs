@@ -26,6 +26,12 @@ fn app() -> App {
         .get_with("/secret", |_, _, res| res.text(200, "the secret"))
 }
 
+/// This process's request-id prefix.
+fn id_prefix() -> String {
+    let id = middleware::new_request_id();
+    id.split('-').next().unwrap().to_string()
+}
+
 #[test]
 fn middleware_chain_runs_in_order() {
     let server = TestServer::start(app);
@@ -34,7 +40,7 @@ fn middleware_chain_runs_in_order() {
     let r = c.response();
     assert!(r.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{r}");
     assert!(
-        r.contains("X-Request-Id: 1\r\n"),
+        r.contains(&format!("X-Request-Id: {}-", id_prefix())),
         "the outer middleware saw the inner's answer: {r}"
     );
     c.send(b"GET /secret HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ok\r\nX-Request-Id: abc-123\r\n\r\n");
@@ -84,4 +90,169 @@ fn middleware_sees_each_requests_own_route() {
     let r = c.response();
     assert!(r.starts_with("HTTP/1.1 501 "), "{r}");
     assert!(r.contains("X-Route: none\r\n"), "{r}");
+}
+
+mod library_middleware {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use phaseloop::middleware::{self, Cors, RateLimit};
+    use phaseloop::testing::{InProcess, TestRequest, TestServer};
+    use phaseloop::App;
+
+    fn cors_app() -> App {
+        App::new()
+            .wrap(
+                Cors::new()
+                    .allow_origins(["https://app.example"])
+                    .allow_methods(["GET", "POST"])
+                    .allow_headers(["content-type", "x-token"])
+                    .expose_headers(["X-Total"])
+                    .allow_credentials(true)
+                    .max_age(Duration::from_secs(60)),
+            )
+            .get("/", |_, _| "hi")
+            .post("/small", |_, _| "ok")
+            .body_limit(4)
+    }
+
+    #[test]
+    fn cors_preflights_simple_requests_and_refusals() {
+        let server = TestServer::start(cors_app);
+        let mut c = server.client();
+        let pre = TestRequest::new("OPTIONS", "/")
+            .header("Origin", "https://app.example")
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "Content-Type, X-Token");
+        let r = c.send(pre);
+        assert_eq!(r.status, 204);
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("https://app.example")
+        );
+        assert_eq!(r.header("access-control-allow-methods"), Some("GET, POST"));
+        assert_eq!(
+            r.header("access-control-allow-headers"),
+            Some("content-type, x-token")
+        );
+        assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+        assert_eq!(r.header("access-control-max-age"), Some("60"));
+        // A method or a header not allowed: no CORS fields, the browser refuses.
+        let bad = TestRequest::new("OPTIONS", "/")
+            .header("Origin", "https://app.example")
+            .header("Access-Control-Request-Method", "DELETE");
+        assert_eq!(c.send(bad).header("access-control-allow-origin"), None);
+        let bad = TestRequest::new("OPTIONS", "/")
+            .header("Origin", "https://app.example")
+            .header("Access-Control-Request-Method", "GET")
+            .header("Access-Control-Request-Headers", "x-secret");
+        assert_eq!(c.send(bad).header("access-control-allow-origin"), None);
+        // A simple request, and another origin.
+        let r = c.send(TestRequest::get("/").header("Origin", "https://app.example"));
+        assert_eq!(r.header("access-control-expose-headers"), Some("X-Total"));
+        assert_eq!(r.header("vary"), Some("Origin"));
+        let r = c.send(TestRequest::get("/").header("Origin", "https://evil.example"));
+        assert_eq!(
+            (r.text(), r.header("access-control-allow-origin")),
+            ("hi", None)
+        );
+        // The server's own 413 carries them too.
+        let big = TestRequest::post("/small")
+            .header("Origin", "https://app.example")
+            .body("12345");
+        let r = server.client().send(big);
+        assert_eq!(r.status, 413);
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("https://app.example")
+        );
+    }
+
+    #[test]
+    fn any_origin_is_a_star_without_credentials() {
+        let server = TestServer::start(|| {
+            App::new()
+                .wrap(middleware::cors(&["*"]))
+                .get("/", |_, _| "x")
+        });
+        let r = server
+            .client()
+            .send(TestRequest::get("/").header("Origin", "http://a"));
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    }
+
+    #[test]
+    fn request_ids_are_kept_or_made_unique() {
+        let server = TestServer::start(|| {
+            App::new()
+                .wrap(middleware::request_id())
+                .get("/", |_, _| "x")
+        });
+        let mut c = server.client();
+        let r = c.send(TestRequest::get("/").header("X-Request-Id", "abc-123"));
+        assert_eq!(r.header("x-request-id"), Some("abc-123"));
+        let r = c.send(TestRequest::get("/").header("X-Request-Id", "has space"));
+        assert_ne!(r.header("x-request-id"), Some("has space"));
+        let ids: HashSet<String> = (0..50)
+            .map(|_| c.get("/").header("x-request-id").unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len(), 50);
+        // The prefix is this process's: another process's differs.
+        let mine = middleware::new_request_id();
+        let prefix = mine.split('-').next().unwrap();
+        assert!(ids.iter().all(|id| id.starts_with(prefix)));
+        assert_eq!(prefix.len(), 16);
+    }
+
+    #[test]
+    fn rate_limits_answer_429_with_retry_after_and_stay_bounded() {
+        let server = TestServer::start(|| {
+            App::new()
+                .wrap(
+                    RateLimit::new(1.0, 2)
+                        .key(|req| req.header("x-key").map(String::from))
+                        .max_clients(100),
+                )
+                .get("/", |_, _| "ok")
+        });
+        let mut c = server.client();
+        let as_key = |k: &str| TestRequest::get("/").header("X-Key", k);
+        assert_eq!(c.send(as_key("a")).status, 200);
+        assert_eq!(c.send(as_key("a")).status, 200);
+        let r = c.send(as_key("a").header("Accept", "application/json"));
+        assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
+        assert_eq!(r.text(), r#"{"error":"too many requests; slow down"}"#);
+        assert_eq!(
+            c.send(as_key("b")).status,
+            200,
+            "another client's own bucket"
+        );
+        // Without a key: by address.
+        assert_eq!(c.get("/").status, 200);
+    }
+
+    #[test]
+    fn a_rate_limit_forgets_the_least_recently_seen_first() {
+        // In process: the limiter stays on this thread, where it is read.
+        let limit = RateLimit::new(1.0, 1)
+            .key(|req| req.header("x-key").map(String::from))
+            .max_clients(100);
+        let probe = limit.clone();
+        let mut app = InProcess::new(App::new().wrap(limit).get("/", |_, _| "ok"));
+        let as_key = |k: &str| TestRequest::get("/").header("X-Key", k);
+        assert_eq!(app.call(as_key("kept")).status, 200);
+        for i in 0..1000 {
+            assert_eq!(app.call(as_key(&i.to_string())).status, 200);
+            if i % 50 == 0 {
+                // Seen again and again: never the least recently seen.
+                assert_eq!(app.call(as_key("kept")).status, 429);
+            }
+            assert!(probe.tracked_clients() <= 100);
+        }
+        assert_eq!(probe.tracked_clients(), 100);
+        // Its empty bucket was remembered: still limited.
+        assert_eq!(app.call(as_key("kept")).status, 429);
+        // A key forgotten long ago starts afresh.
+        assert_eq!(app.call(as_key("3")).status, 200);
+    }
 }
