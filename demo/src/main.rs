@@ -238,7 +238,7 @@ fn build_loop(
                 let text = metrics::render(lp, &server, m_cluster.as_ref(), &demo);
                 res.send(
                     Response::new(200)
-                        .header("Content-Type", "text/plain; version=0.0.4")
+                        .header("Content-Type", phaseloop::metrics::CONTENT_TYPE)
                         .body(text),
                 )
             })

@@ -185,9 +185,9 @@ fn routes_and_statuses() {
     for needle in [
         "phaseloop_http_requests_total{route=\"GET /health\",status=\"200\"} 1",
         "phaseloop_http_requests_total{route=\"GET /api/users/:id\",status=\"400\"} 7",
-        "phaseloop_event_loop_delay_seconds{quantile=\"0.99\"}",
+        "phaseloop_event_loop_delay_seconds_bucket{le=\"+Inf\"}",
         "phaseloop_loop_phase_seconds_total{phase=\"poll\"}",
-        "phaseloop_pool_queue_wait_seconds{lane=\"crypto\",quantile=\"0.99\"}",
+        "phaseloop_pool_queue_wait_seconds{lane=\"crypto\",q=\"0.99\"}",
         "phaseloop_connections_open ",
         "phaseloop_orders_stored 1",
         "phaseloop_loop_blocks_total",
@@ -407,4 +407,81 @@ fn flags_help_and_environment_fallbacks() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("do not combine"));
+}
+
+/// Makes sure Python's prometheus_client is importable (installs it for
+/// this user from PyPI if not): the parser that judges /metrics.
+fn python_prometheus_client() {
+    let has = |py: &str| {
+        std::process::Command::new("python3")
+            .args(["-c", py])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has("import prometheus_client") {
+        let installed = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--user",
+                "prometheus_client",
+            ])
+            .status()
+            .unwrap();
+        assert!(installed.success(), "pip install prometheus_client");
+    }
+    assert!(has("import prometheus_client.openmetrics.parser"));
+}
+
+#[test]
+fn metrics_parse_as_openmetrics_with_escaped_labels() {
+    python_prometheus_client();
+    let dir = temp_dir("demo-metrics");
+    let demo = Demo::start(&dir, &[]);
+    demo.get("/health");
+    demo.get("/api/users/3");
+    demo.get("/nope");
+    let r = demo.get("/metrics");
+    assert!(
+        r.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{r}"
+    );
+    let text = body_of(&r);
+    let file = dir.join("metrics.txt");
+    std::fs::write(&file, text).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../load-tests/parse_metrics.py"
+    );
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let parsed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "phaseloop_http_requests_total route=GET /health,status=200 1",
+        "phaseloop_http_requests_total route=GET /api/users/:id,status=200 1",
+        "phaseloop_http_requests_total route=unmatched,status=404 1",
+        "phaseloop_connections_accepted_total  4",
+        "phaseloop_orders_stored  0",
+    ] {
+        assert!(
+            parsed.lines().any(|l| l == line),
+            "no {line:?} in\n{parsed}"
+        );
+    }
+    let buckets = parsed
+        .lines()
+        .filter(|l| l.starts_with("phaseloop_http_request_duration_seconds_bucket "))
+        .count();
+    assert_eq!(buckets, 15, "{parsed}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -55,6 +55,8 @@ pub use http::response::{Body, HeaderValue, Response};
 pub use http::{Cookie, Error, Form, FromRequest, IntoResponse, Json, Path, Query, StatusCode};
 pub use serve::cluster::{Cluster, ClusterStats, LoopInfo, STATS_PUBLISH_INTERVAL};
 pub use serve::listener::bind_listener;
+#[cfg(feature = "prometheus")]
+pub use serve::metrics;
 pub use serve::server::Server;
 pub use serve::supervisor;
 pub use serve::testing;

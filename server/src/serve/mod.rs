@@ -3,6 +3,8 @@
 
 pub(crate) mod cluster;
 pub(crate) mod listener;
+#[cfg(feature = "prometheus")]
+pub mod metrics;
 pub(crate) mod server;
 pub mod supervisor;
 pub mod testing;
