@@ -54,9 +54,10 @@ struct Flags {
     /// supervisor, not by hand).
     #[arg(long, hide = true, value_parser = parse_slot)]
     worker_slot: Option<(usize, usize)>,
-    /// What to log.
+    /// What to log to stderr (RUST_LOG, when set, takes its place: any
+    /// tracing-subscriber filter); debug adds a line per request.
     #[arg(long, env = "PHASELOOP_LOG", default_value = "info",
-          value_parser = ["error", "info", "debug"])]
+          value_parser = ["error", "warn", "info", "debug", "trace"])]
     log_level: String,
 }
 
@@ -83,6 +84,7 @@ pub struct Args {
     pub handler_timeout: Option<Duration>,
     pub debug: bool,
     pub quiet: bool,
+    pub log_level: String,
 }
 
 /// The flags, or exits: with the help or version text (status 0), or with
@@ -105,7 +107,8 @@ pub fn parse() -> Result<Args, String> {
         worker_slot: f.worker_slot,
         keep_alive: Duration::from_secs(f.keep_alive.max(1)),
         handler_timeout: (f.handler_timeout > 0).then(|| Duration::from_millis(f.handler_timeout)),
-        debug: f.log_level == "debug",
-        quiet: f.log_level == "error",
+        debug: matches!(f.log_level.as_str(), "debug" | "trace"),
+        quiet: matches!(f.log_level.as_str(), "error" | "warn"),
+        log_level: f.log_level,
     })
 }

@@ -195,14 +195,18 @@ pub fn scan(path: &Path, each: impl FnMut(u64, u32, &[u8])) -> io::Result<Scanne
 fn recover(path: &Path, each: impl FnMut(u64, u32, &[u8])) -> io::Result<u64> {
     let found = scan(path, each)?;
     if found.skipped > 0 {
-        phaseloop_core::log_line!(
+        phaseloop_core::report!(
+            error,
+            {},
             "demo-api: {}: passed over {} damaged lines between records",
             path.display(),
             found.skipped
         );
     }
     if found.valid_end < found.file_len {
-        phaseloop_core::log_line!(
+        phaseloop_core::report!(
+            error,
+            {},
             "demo-api: {}: cutting {} bytes of torn or corrupt tail",
             path.display(),
             found.file_len - found.valid_end
@@ -378,7 +382,9 @@ impl Journal {
             };
             if let Some((e, damaged)) = &error {
                 journal.failures.set(journal.failures.get() + 1);
-                phaseloop_core::log_line!(
+                phaseloop_core::report!(
+                    error,
+                    {},
                     "demo-api: {}: a batch of {} records was not saved ({e}){}",
                     journal.path.display(),
                     callbacks.len(),

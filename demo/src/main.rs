@@ -115,6 +115,29 @@ fn hash(lp: &Loop, req: phaseloop::Request, res: phaseloop::Responder) {
     });
 }
 
+/// Events to stderr through tracing-subscriber: RUST_LOG's filter when
+/// set, else `--log-level`'s. At debug, each request's span is printed as
+/// it closes (method, route, status, latency, request id).
+fn init_tracing(args: &args::Args) {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => EnvFilter::new(directives),
+        _ => EnvFilter::new(&args.log_level),
+    };
+    let spans = if args.debug {
+        FmtSpan::CLOSE
+    } else {
+        FmtSpan::NONE
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(spans)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 fn main() {
     let args = match args::parse() {
         Ok(a) => a,
@@ -123,6 +146,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    init_tracing(&args);
     if let Err(e) = run(args) {
         phaseloop_core::log_line!("demo-api: {e}");
         std::process::exit(1);
@@ -168,7 +192,8 @@ fn build_loop(
 
     let mut app = App::new();
     if args.debug {
-        app = app.wrap(middleware::logger());
+        // The request id rides on each request's span (printed at debug).
+        app = app.wrap(middleware::request_id());
     }
     let app = {
         let (u, o1, o2) = (users.clone(), orders.clone(), orders.clone());
@@ -463,7 +488,11 @@ fn run_supervisor(args: args::Args) -> std::io::Result<()> {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        phaseloop_core::log_line!("demo-api: no worker is listening on {announce_addr}");
+        phaseloop_core::report!(
+            error,
+            {},
+            "demo-api: no worker is listening on {announce_addr}"
+        );
     });
     let report = phaseloop::supervisor::supervise(workers, command, move |event| {
         if !quiet {

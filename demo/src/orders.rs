@@ -563,7 +563,9 @@ impl Orders {
                     orders.notified.set(orders.notified.get() + 1);
                 }
                 Err(e) => {
-                    phaseloop_core::log_line!(
+                    phaseloop_core::report!(
+                        warn,
+                        {},
                         "demo-api: notification of order {id} failed ({e}); retrying"
                     );
                     let o = orders.clone();

@@ -60,7 +60,7 @@ impl Primes {
                     }
                 }
                 WorkerEvent::Error(e) => {
-                    phaseloop_core::log_line!("demo-api: primes worker failed: {e}")
+                    phaseloop_core::report!(error, {}, "demo-api: primes worker failed: {e}")
                 }
                 WorkerEvent::Exit => {
                     for (_, res) in w.borrow_mut().drain() {

@@ -485,3 +485,87 @@ fn metrics_parse_as_openmetrics_with_escaped_labels() {
     assert_eq!(buckets, 15, "{parsed}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Runs the demo with `args` and `env`, makes `paths` requests, stops it;
+/// returns what it wrote to stderr.
+fn stderr_of(args: &[&str], env: &[(&str, &str)], paths: &[&str]) -> String {
+    use std::io::{BufRead, Read};
+    let dir = temp_dir(&format!("demo-log-{}", args.len() + env.len()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_demo-api"))
+        .args(["--port", "0", "--data-dir"])
+        .arg(&dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = lines.next().expect("an address").unwrap();
+        if let Some(rest) = line.strip_prefix("demo-api listening on http://") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    for path in paths {
+        let mut c = util::Client::connect(addr);
+        c.send(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: rid-{}\r\n\r\n",
+                path.len()
+            )
+            .as_bytes(),
+        );
+        c.response();
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    err
+}
+
+#[test]
+fn log_level_and_rust_log_both_choose_what_is_logged() {
+    // debug: one line per request from its span, with its fields.
+    let err = stderr_of(&["--log-level", "debug"], &[], &["/health", "/nope"]);
+    assert!(
+        err.lines().any(|l| l.contains("route=\"GET /health\"")
+            && l.contains("status=200")
+            && l.contains("request_id=\"rid-7\"")
+            && l.contains("latency_us=")),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains("route=\"unmatched\"") && l.contains("status=404")),
+        "{err}"
+    );
+    // info (the default): no request lines, the start-up line.
+    let err = stderr_of(&[], &[], &["/health"]);
+    assert!(
+        !err.contains("route=") && err.contains("open files limit"),
+        "{err}"
+    );
+    // RUST_LOG takes --log-level's place.
+    let err = stderr_of(
+        &["--log-level", "debug"],
+        &[("RUST_LOG", "error")],
+        &["/health"],
+    );
+    assert!(
+        !err.contains("route=") && !err.contains("open files limit"),
+        "{err}"
+    );
+    let err = stderr_of(&[], &[("RUST_LOG", "phaseloop=debug")], &["/health"]);
+    assert!(err.contains("open files limit"), "{err}");
+}

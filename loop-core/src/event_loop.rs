@@ -484,9 +484,11 @@ impl Loop {
     fn note_panic(&self) {
         let count = self.metrics.callback_panics.get() + 1;
         self.metrics.callback_panics.set(count);
-        crate::log_line!(
-            "phaseloop: a callback panicked in the {:?} phase (panic {count} on this loop); the loop goes on",
-            self.phase.get()
+        let phase = self.phase.get();
+        crate::report!(
+            error,
+            { phase = ?phase, panics = count },
+            "phaseloop: a callback panicked in the {phase:?} phase (panic {count} on this loop); the loop goes on"
         );
     }
 

@@ -246,7 +246,16 @@ impl Guard {
         };
         self.reports.set(self.reports.get() + 1);
         if self.warn {
-            crate::log_line!("phaseloop warning: {report}");
+            crate::report!(
+                warn,
+                {
+                    kind = ?report.kind,
+                    phase = ?report.phase,
+                    held_ms = report.held.as_millis() as u64,
+                    label = report.label.as_deref().unwrap_or("")
+                },
+                "phaseloop warning: {report}"
+            );
         }
         if let Some(hook) = &*self.hook.borrow() {
             hook(&report);

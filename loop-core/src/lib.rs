@@ -63,3 +63,6 @@ pub use worker::{ParentPort, Worker, WorkerEvent};
 
 /// Re-exported so users register sources without naming mio's version.
 pub use mio;
+
+/// Re-exported for [`report!`]'s expansion and for handlers' own spans.
+pub use tracing;

@@ -104,15 +104,23 @@ pub fn serve_with<S: 'static>(addr: SocketAddr, app: App<S>, cfg: ServerConfig) 
         let mut draining = false;
         let installed = lp.on_signal(signal, move |lp, signal| {
             if std::mem::replace(&mut draining, true) {
-                phaseloop_core::log_line!("phaseloop: {signal} again: stopping now");
+                phaseloop_core::report!(info, {}, "phaseloop: {signal} again: stopping now");
                 lp.stop();
                 return;
             }
-            phaseloop_core::log_line!("phaseloop: {signal}: finishing in-flight requests");
+            phaseloop_core::report!(
+                info,
+                {},
+                "phaseloop: {signal}: finishing in-flight requests"
+            );
             server.shutdown(lp, deadline, |lp| lp.stop());
         });
         if let Err(e) = installed {
-            phaseloop_core::log_line!("phaseloop: serving without a drain on {signal}: {e}");
+            phaseloop_core::report!(
+                info,
+                {},
+                "phaseloop: serving without a drain on {signal}: {e}"
+            );
         }
     }
     lp.run(phaseloop_core::RunMode::Default);
@@ -141,7 +149,12 @@ where
         let cluster = cluster.clone();
         main_loop.on_signal(signal, move |lp, signal| {
             if let Some(c) = cluster.borrow_mut().take() {
-                phaseloop_core::log_line!("phaseloop: {signal}: draining {} loops", c.loops());
+                phaseloop_core::report!(
+                    info,
+                    {},
+                    "phaseloop: {signal}: draining {} loops",
+                    c.loops()
+                );
                 c.shutdown(deadline);
                 lp.release();
             }

@@ -57,7 +57,7 @@ impl Dispatcher {
         };
         let rendered = catch_unwind(AssertUnwindSafe(|| (self.renderer)(&info)));
         rendered.unwrap_or_else(|_| {
-            phaseloop_core::log_line!("phaseloop: the error renderer panicked");
+            phaseloop_core::report!(error, {}, "phaseloop: the error renderer panicked");
             crate::api::error::render_default(&info)
         })
     }

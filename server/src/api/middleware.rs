@@ -16,7 +16,9 @@ pub fn logger() -> impl Middleware {
         let start = Instant::now();
         let line = format!("{} {}", req.method_str(), req.path());
         res.on_send(move |response| {
-            phaseloop_core::log_line!(
+            phaseloop_core::report!(
+                info,
+                {},
                 "{line} {} {:.3} ms",
                 response.status(),
                 start.elapsed().as_secs_f64() * 1e3
@@ -40,6 +42,8 @@ pub fn request_id() -> impl Middleware {
             }
             _ => new_request_id(),
         };
+        // On the request's span, when there is one (see the engine's drive).
+        tracing::Span::current().record("request_id", id.as_str());
         res.on_send(move |response| response.set_header("X-Request-Id", id));
         next.run(lp, req, res)
     }

@@ -38,7 +38,13 @@ impl<S: Service> Engine<S> {
                         // now would spin; pause, then try again.
                         self.stats.borrow_mut().accept_pauses += 1;
                         self.accept_paused.set(true);
-                        phaseloop_core::log_line!(
+                        phaseloop_core::report!(
+                            warn,
+                            {
+                                error = %e,
+                                open_files_limit = open_files_limit(),
+                                pause_ms = self.cfg.accept_pause.as_millis() as u64
+                            },
                             "phaseloop: out of file descriptors ({e}; open files limit {}): accepting paused for {} ms",
                             open_files_limit(),
                             self.cfg.accept_pause.as_millis()

@@ -48,6 +48,10 @@ pub(crate) struct Ticket {
     hooks: Vec<SendHook>,
     /// Where a detached answer's response goes (`None` for an engine's).
     detached: Option<Rc<Detached>>,
+    /// The request's `tracing` span (none unless a subscriber wants
+    /// debug-level spans of target `phaseloop`): status and latency are
+    /// recorded in it when the answer is sent.
+    span: tracing::Span,
 }
 
 /// The destination of an answer with no engine behind it: in-process
@@ -94,11 +98,20 @@ impl<S: Service> Answer<S> {
                 started_ns,
                 hooks: Vec::new(),
                 detached: None,
+                span: tracing::Span::none(),
             }),
         };
         Answer {
             engine: Some(engine),
             ticket: Some(ticket),
+        }
+    }
+
+    /// Gives the answer its request's span.
+    #[cold]
+    pub(crate) fn trace(&mut self, span: tracing::Span) {
+        if let Some(ticket) = &mut self.ticket {
+            ticket.span = span;
         }
     }
 
@@ -114,6 +127,7 @@ impl<S: Service> Answer<S> {
                 started_ns: 0,
                 hooks: Vec::new(),
                 detached: Some(to),
+                span: tracing::Span::none(),
             })),
         }
     }
@@ -275,6 +289,9 @@ impl<S: Service> Answer<S> {
                     lp.now_ns().saturating_sub(ticket.started_ns),
                 );
             }
+            if !ticket.span.is_none() {
+                end_span(&mut ticket, response.status(), lp.now_ns());
+            }
         });
         engine.ticket_spares.give(ticket);
     }
@@ -288,10 +305,27 @@ fn run_hooks<S: Service>(hooks: &mut Vec<SendHook>, response: &mut Response, eng
     for hook in hooks.drain(..) {
         if catch_unwind(AssertUnwindSafe(|| hook(response))).is_err() {
             engine.note_handler_panic();
-            phaseloop_core::log_line!("phaseloop: a response hook panicked; answered 500");
+            phaseloop_core::report!(
+                error,
+                {},
+                "phaseloop: a response hook panicked; answered 500"
+            );
             *response = engine.service.error_response(500, PANICKED);
         }
     }
+}
+
+/// Records an answered request's status and latency in its span, and
+/// closes it (the recycled ticket keeps none).
+#[cold]
+#[inline(never)]
+fn end_span(ticket: &mut Ticket, status: u16, now_ns: u64) {
+    let span = std::mem::replace(&mut ticket.span, tracing::Span::none());
+    span.record("status", status);
+    span.record(
+        "latency_us",
+        now_ns.saturating_sub(ticket.started_ns) / 1_000,
+    );
 }
 
 /// A detached answer: the hooks, then the response kept for whoever

@@ -90,6 +90,10 @@ impl<S: Service> Engine<S> {
         let now = Self::now(lp);
         // Lends nothing borrowed: one for the whole drive.
         let mut ctx = self.ctx(now);
+        // Whether requests get `tracing` spans: asked once a batch, so a
+        // program without a subscriber wanting them pays one check of a
+        // level per batch, not per request.
+        let traced = tracing::level_enabled!(tracing::Level::DEBUG);
         let outcome = loop {
             let step = {
                 let mut conns = self.conns.borrow_mut();
@@ -109,9 +113,19 @@ impl<S: Service> Engine<S> {
                         *labelled = route;
                     }
                     let answer = Answer::new(self.clone(), key, id, seq, route, now);
-                    let ok = self.service.dispatch(lp, target, req, answer);
+                    // With a subscriber that wants debug spans, each request
+                    // has one (`dispatch_traced`).
+                    let ok = if traced {
+                        self.dispatch_traced(lp, target, req, answer)
+                    } else {
+                        self.service.dispatch(lp, target, req, answer)
+                    };
                     if !ok {
-                        phaseloop_core::log_line!("phaseloop: a handler panicked; answered 500");
+                        phaseloop_core::report!(
+                            error,
+                            {},
+                            "phaseloop: a handler panicked; answered 500"
+                        );
                     }
                     if tally.dispatched >= REQUESTS_PER_EVENT {
                         break IoOutcome::Again;
@@ -143,6 +157,32 @@ impl<S: Service> Engine<S> {
         outcome
     }
 
+    /// Dispatches a request inside its `tracing` span: entered while its
+    /// handler runs (the handler's events nest in it), closed with status
+    /// and latency when it is answered (`Answer::trace`).
+    #[cold]
+    #[inline(never)]
+    fn dispatch_traced(
+        self: &Rc<Self>,
+        lp: &Loop,
+        target: Target,
+        req: Request,
+        mut answer: Answer<S>,
+    ) -> bool {
+        let span = tracing::debug_span!(
+            target: "phaseloop",
+            "request",
+            method = req.method_str(),
+            route = self.service.label(target).as_deref().unwrap_or("unmatched"),
+            status = tracing::field::Empty,
+            latency_us = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+        );
+        answer.trace(span.clone());
+        let _entered = span.entered();
+        self.service.dispatch(lp, target, req, answer)
+    }
+
     /// Answers a refused request through the service (its middleware and
     /// error renderer), as a request with no route.
     #[cold]
@@ -158,7 +198,11 @@ impl<S: Service> Engine<S> {
         let Refusal { seq, error, req } = refusal;
         let answer = Answer::new(self.clone(), key, id, seq, UNLABELLED, now);
         if !self.service.refuse(lp, req, Error::from(error), answer) {
-            phaseloop_core::log_line!("phaseloop: middleware panicked on a refusal; answered 500");
+            phaseloop_core::report!(
+                error,
+                {},
+                "phaseloop: middleware panicked on a refusal; answered 500"
+            );
         }
     }
 
@@ -305,7 +349,11 @@ impl<S: Service> Engine<S> {
         ));
         let answer = Answer::new(self.clone(), key, id, seq, route, Self::now(lp));
         if !self.service.refuse(lp, req, error, answer) {
-            phaseloop_core::log_line!("phaseloop: middleware panicked on a 503; answered 500");
+            phaseloop_core::report!(
+                error,
+                {},
+                "phaseloop: middleware panicked on a 503; answered 500"
+            );
         }
         // An async handler still at work is told to stop.
         self.wake_cancelled(key, id, Some(seq));

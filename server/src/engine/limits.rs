@@ -30,7 +30,7 @@ pub(crate) fn raise_open_files_limit() -> u64 {
             return 0;
         };
         if soft >= hard {
-            phaseloop_core::log_line!("phaseloop: open files limit {soft}");
+            phaseloop_core::report!(info, {}, "phaseloop: open files limit {soft}");
             return soft;
         }
         let lim = libc::rlimit {
@@ -40,10 +40,16 @@ pub(crate) fn raise_open_files_limit() -> u64 {
         // SAFETY: setrlimit reads the rlimit it is given; raising the soft
         // limit up to the hard one needs no privilege.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
-            phaseloop_core::log_line!("phaseloop: open files limit {hard} (raised from {soft})");
+            phaseloop_core::report!(
+                info,
+                {},
+                "phaseloop: open files limit {hard} (raised from {soft})"
+            );
             hard
         } else {
-            phaseloop_core::log_line!(
+            phaseloop_core::report!(
+                info,
+                {},
                 "phaseloop: open files limit {soft} (raising it to {hard} failed: {})",
                 std::io::Error::last_os_error()
             );

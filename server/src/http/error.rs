@@ -119,7 +119,7 @@ impl From<HttpError> for Error {
 /// An I/O failure is the server's: 500, with the detail logged, not sent.
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
-        phaseloop_core::log_line!("phaseloop: a handler failed: {e}");
+        phaseloop_core::report!(error, { error = %e }, "phaseloop: a handler failed: {e}");
         Error::internal("internal error")
     }
 }
@@ -140,7 +140,11 @@ impl From<phaseloop_core::PoolError> for Error {
                 Error::unavailable("the server is busy; try again shortly")
             }
             other => {
-                phaseloop_core::log_line!("phaseloop: a pool job failed: {other}");
+                phaseloop_core::report!(
+                    error,
+                    { error = %other },
+                    "phaseloop: a pool job failed: {other}"
+                );
                 Error::internal("internal error")
             }
         }
