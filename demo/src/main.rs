@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use phaseloop::{middleware, App, Cluster, ClusterStats, Response, Server, ServerConfig};
+use phaseloop::{middleware, App, Cluster, ClusterStats, Response, ServeDir, Server, ServerConfig};
 use phaseloop_core::{crypto, Loop, Pool, PoolError, RunMode};
 use serde_json::{json, Value};
 
@@ -135,6 +135,10 @@ fn init_tracing(args: &args::Args) {
         .with_span_events(spans)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Its own write errors it would report with `eprintln!`, which
+        // panics when stderr cannot take the line (a full disk): a log
+        // line must never become a crash.
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -198,6 +202,7 @@ fn build_loop(
     let app = {
         let (u, o1, o2) = (users.clone(), orders.clone(), orders.clone());
         let (p, dir) = (primes.clone(), public_dir.clone());
+        let public = ServeDir::new(public_dir.to_path_buf()).stream_above(files::WHOLE_MAX_LEN);
         let (m_users, m_orders, m_server) = (users.clone(), orders.clone(), server_slot.clone());
         let m_cluster = cluster.clone();
         app.get_with("/", |_, _, res| res.text(200, INDEX))
@@ -237,7 +242,7 @@ fn build_loop(
             .post_with("/api/hash", hash)
             .body_limit(4 * 1024)
             .get_with("/files/:name", move |lp, req, res| {
-                files::serve(&dir, lp, req, res)
+                files::serve(&dir, &public, lp, req, res)
             })
             .get_with("/primes", move |_, req, res| p.on_worker(req, res))
             .get_with("/primes-blocking", |_, req, res| primes::blocking(req, res))

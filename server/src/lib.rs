@@ -46,6 +46,7 @@ pub use api::error::{render_default, ErrorInfo};
 pub use api::handler::{Handler, Middleware, Next};
 pub use api::middleware;
 pub use api::responder::{BodyWriter, Responder};
+pub use api::serve_dir::{ServeDir, ServeFile};
 pub use engine::config::{DataRate, ServerConfig};
 pub use engine::connection::StreamError;
 pub use engine::limits::open_files_limit;

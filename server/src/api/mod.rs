@@ -10,3 +10,4 @@ pub mod middleware;
 mod path_table;
 pub(crate) mod responder;
 pub(crate) mod router;
+pub(crate) mod serve_dir;

@@ -101,9 +101,60 @@ pub fn format_imf_fixdate(secs: u64) -> [u8; DATE_LEN] {
     out
 }
 
+/// Seconds since the Unix epoch of an IMF-fixdate
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`); `None` for anything else (the
+/// obsolete formats too: a validator that does not parse is ignored).
+pub fn parse_imf_fixdate(text: &[u8]) -> Option<u64> {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let t: &[u8; DATE_LEN] = text.trim_ascii().try_into().ok()?;
+    if &t[3..5] != b", " || &t[25..] != b" GMT" || t[7] != b' ' || t[11] != b' ' {
+        return None;
+    }
+    let num = |s: &[u8]| -> Option<i64> {
+        s.iter().try_fold(0i64, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    };
+    let day = num(&t[5..7])?;
+    let month = MONTHS.iter().position(|m| &t[8..11] == *m)? as i64 + 1;
+    let year = num(&t[12..16])?;
+    if t[16] != b' ' || t[19] != b':' || t[22] != b':' {
+        return None;
+    }
+    let (h, m, s) = (num(&t[17..19])?, num(&t[20..22])?, num(&t[23..25])?);
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || year < 1970 {
+        return None;
+    }
+    // Days since 1970-01-01 from a civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::format_imf_fixdate;
+    use super::{format_imf_fixdate, parse_imf_fixdate};
+
+    #[test]
+    fn parses_what_it_formats() {
+        for secs in [0, 784_111_777, 951_782_400, 1_700_000_000, 4_102_444_799] {
+            assert_eq!(parse_imf_fixdate(&format_imf_fixdate(secs)), Some(secs));
+        }
+        assert_eq!(
+            parse_imf_fixdate(b"Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_imf_fixdate(b"Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(parse_imf_fixdate(b"Sun, 06 Nov 1994 08:49:37 UTC"), None);
+    }
 
     #[test]
     fn formats_known_dates() {

@@ -25,7 +25,7 @@ pub(crate) mod status;
 pub(crate) use blocks::find_byte;
 pub use chunked::ChunkedDecoder;
 pub use cookie::{parse_cookies, Cookie, SameSite};
-pub use date::DateCache;
+pub use date::{format_imf_fixdate, parse_imf_fixdate, DateCache};
 pub use encode::{encode_cached, encode_continue, encode_head, ResponseFraming, ResponseHead};
 pub use error::{Error, HttpError};
 pub use extract::{Form, FromRequest, Json, Path, Query};
