@@ -45,7 +45,7 @@ pub use api::app::App;
 pub use api::error::{render_default, ErrorInfo};
 pub use api::handler::{Handler, Middleware, Next};
 pub use api::middleware;
-pub use api::responder::{BodyWriter, Responder};
+pub use api::responder::{BodyWriter, Responder, SendOn};
 pub use api::serve_dir::{ServeDir, ServeFile};
 pub use engine::config::{DataRate, ServerConfig};
 pub use engine::connection::StreamError;

@@ -1,5 +1,7 @@
 //! Ready-made middleware.
 
+pub use crate::api::compression::{negotiate, Coding, Compression};
+
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 

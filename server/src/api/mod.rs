@@ -3,6 +3,7 @@
 //! through the engine's handle); the engine never names anything here.
 
 pub(crate) mod app;
+pub(crate) mod compression;
 pub(crate) mod dispatch;
 pub(crate) mod error;
 pub(crate) mod handler;

@@ -122,6 +122,18 @@ impl Responder {
         self.send(Response::json_error(status, message));
     }
 
+    /// Lets `transform` take the response the handler sends (not a
+    /// stream) and send it, or another, later through the [`Responder`] it
+    /// is given: for middleware whose work on the response must leave the
+    /// loop (compression on the pool). Transforms run innermost first,
+    /// before the `on_send` hooks; a transform that drops its responder
+    /// answers 500.
+    pub fn on_send_later(&mut self, transform: impl FnOnce(Response, SendOn) + 'static) {
+        self.answer.transform(Box::new(move |response, send| {
+            transform(response, SendOn { send: Some(send) })
+        }));
+    }
+
     /// True while the connection that asked is still open.
     pub fn is_connected(&self) -> bool {
         self.answer.is_connected()
@@ -157,6 +169,28 @@ impl Responder {
     /// Answers 500 for a handler that panicked.
     pub(crate) fn answer_panic(self) {
         self.answer.answer_panic();
+    }
+}
+
+/// Sends a response on, once: what [`Responder::on_send_later`]'s
+/// transform is given. Dropped unused, it answers 500.
+pub struct SendOn {
+    send: Option<crate::engine::answer::SendLater>,
+}
+
+impl fmt::Debug for SendOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendOn").finish_non_exhaustive()
+    }
+}
+
+impl SendOn {
+    /// Sends `response` on its way (the next transform, the hooks, the
+    /// client).
+    pub fn send(mut self, response: Response) {
+        if let Some(send) = self.send.take() {
+            send(response);
+        }
     }
 }
 

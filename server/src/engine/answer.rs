@@ -16,6 +16,14 @@ use crate::http::spares::Spares;
 
 type SendHook = Box<dyn FnOnce(&mut Response)>;
 
+/// Sends a response later: what a [`Transform`] is given.
+pub(crate) type SendLater = Box<dyn FnOnce(Response)>;
+
+/// Takes a finished response and sends it (or another) later through
+/// the [`SendLater`] it is given: middleware that needs the pool (a
+/// compressor, say). Streams pass it by.
+pub(crate) type Transform = Box<dyn FnOnce(Response, SendLater)>;
+
 /// The body of the 500 a panicking handler (or response hook) gets.
 pub(crate) const PANICKED: &str = "the handler panicked";
 
@@ -48,6 +56,8 @@ pub(crate) struct Ticket {
     hooks: Vec<SendHook>,
     /// Where a detached answer's response goes (`None` for an engine's).
     detached: Option<Rc<Detached>>,
+    /// Takes the response before it is sent (the last set runs first).
+    transforms: Vec<Transform>,
     /// The request's `tracing` span (none unless a subscriber wants
     /// debug-level spans of target `phaseloop`): status and latency are
     /// recorded in it when the answer is sent.
@@ -98,6 +108,7 @@ impl<S: Service> Answer<S> {
                 started_ns,
                 hooks: Vec::new(),
                 detached: None,
+                transforms: Vec::new(),
                 span: tracing::Span::none(),
             }),
         };
@@ -127,6 +138,7 @@ impl<S: Service> Answer<S> {
                 started_ns: 0,
                 hooks: Vec::new(),
                 detached: Some(to),
+                transforms: Vec::new(),
                 span: tracing::Span::none(),
             })),
         }
@@ -197,6 +209,15 @@ impl<S: Service> Answer<S> {
         }
     }
 
+    /// Registers `transform` to take the (non-streamed) response and send
+    /// it later: the innermost registered runs first, each sending on to
+    /// the next, the hooks after all of them.
+    pub(crate) fn transform(&mut self, transform: Transform) {
+        if let Some(ticket) = &mut self.ticket {
+            ticket.transforms.push(transform);
+        }
+    }
+
     /// True while the connection that asked is still open.
     pub(crate) fn is_connected(&self) -> bool {
         match (&self.engine, &self.ticket) {
@@ -217,6 +238,10 @@ impl<S: Service> Answer<S> {
 
     /// Starts a streamed response: head now, body through the [`Stream`].
     pub(crate) fn stream(mut self, mut response: Response) -> Stream<S> {
+        // Streams pass transforms by (and a recycled ticket keeps none).
+        if let Some(ticket) = &mut self.ticket {
+            ticket.transforms.clear();
+        }
         let mut stream = Stream {
             engine: None,
             key: 0,
@@ -252,10 +277,33 @@ impl<S: Service> Answer<S> {
     }
 
     fn finish(&mut self, mut response: Response) {
+        if self
+            .ticket
+            .as_ref()
+            .is_some_and(|t| !t.transforms.is_empty())
+        {
+            return self.finish_transformed(response);
+        }
         self.answer(&mut response, |lp, engine, t, response| {
             engine.complete(lp, t.key as usize, t.conn_id, t.seq, response)
         });
         response.dispose();
+    }
+
+    /// Hands the response to the last transform registered, with the rest
+    /// of this answer (later transforms, hooks, delivery) to send it on.
+    #[cold]
+    #[inline(never)]
+    fn finish_transformed(&mut self, response: Response) {
+        let (engine, mut ticket) = (self.engine.take(), self.ticket.take());
+        let Some(transform) = ticket.as_mut().and_then(|t| t.transforms.pop()) else {
+            return;
+        };
+        let rest = Answer { engine, ticket };
+        let send_later: SendLater = Box::new(move |response| rest.send(response));
+        // A transform that panics drops `send_later`, whose answer then
+        // answers 500 as any dropped answer does.
+        transform(response, send_later);
     }
 
     /// What every answer goes through, once: the hooks, `deliver` on the
