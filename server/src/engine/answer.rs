@@ -215,6 +215,10 @@ impl<S: Service> Answer<S> {
     pub(crate) fn transform(&mut self, transform: Transform) {
         if let Some(ticket) = &mut self.ticket {
             ticket.transforms.push(transform);
+            // Transforms are looked for only where hooks are (one check
+            // on every answer's way): an empty hook makes sure they are.
+            // (A zero-sized closure: its box allocates nothing.)
+            ticket.hooks.push(Box::new(|_: &mut Response| {}));
         }
     }
 
@@ -277,33 +281,10 @@ impl<S: Service> Answer<S> {
     }
 
     fn finish(&mut self, mut response: Response) {
-        if self
-            .ticket
-            .as_ref()
-            .is_some_and(|t| !t.transforms.is_empty())
-        {
-            return self.finish_transformed(response);
-        }
         self.answer(&mut response, |lp, engine, t, response| {
             engine.complete(lp, t.key as usize, t.conn_id, t.seq, response)
         });
         response.dispose();
-    }
-
-    /// Hands the response to the last transform registered, with the rest
-    /// of this answer (later transforms, hooks, delivery) to send it on.
-    #[cold]
-    #[inline(never)]
-    fn finish_transformed(&mut self, response: Response) {
-        let (engine, mut ticket) = (self.engine.take(), self.ticket.take());
-        let Some(transform) = ticket.as_mut().and_then(|t| t.transforms.pop()) else {
-            return;
-        };
-        let rest = Answer { engine, ticket };
-        let send_later: SendLater = Box::new(move |response| rest.send(response));
-        // A transform that panics drops `send_later`, whose answer then
-        // answers 500 as any dropped answer does.
-        transform(response, send_later);
     }
 
     /// What every answer goes through, once: the hooks, `deliver` on the
@@ -319,10 +300,16 @@ impl<S: Service> Answer<S> {
     ) {
         let (engine, mut ticket) = match (self.engine.take(), self.ticket.take()) {
             (Some(engine), Some(ticket)) => (engine, ticket),
+            (None, Some(ticket)) if !ticket.transforms.is_empty() => {
+                return transform_first::<S>(None, ticket, response)
+            }
             (None, Some(ticket)) => return deliver_detached(ticket, response),
             _ => return,
         };
         if !ticket.hooks.is_empty() {
+            if !ticket.transforms.is_empty() {
+                return transform_first(Some(engine), ticket, response);
+            }
             run_hooks(&mut ticket.hooks, response, &*engine);
         }
         // No loop is running only once the server's loop has returned (an
@@ -361,6 +348,30 @@ fn run_hooks<S: Service>(hooks: &mut Vec<SendHook>, response: &mut Response, eng
             *response = engine.service.error_response(500, PANICKED);
         }
     }
+}
+
+/// Hands an answer's response to its last transform, with the rest of the
+/// answer (earlier transforms, hooks, delivery) to send it on. The
+/// response lent here is left a placeholder for the caller to drop.
+#[cold]
+#[inline(never)]
+fn transform_first<S: Service>(
+    engine: Option<Rc<Engine<S>>>,
+    mut ticket: Box<Ticket>,
+    response: &mut Response,
+) {
+    let Some(transform) = ticket.transforms.pop() else {
+        return;
+    };
+    let rest = Answer {
+        engine,
+        ticket: Some(ticket),
+    };
+    let taken = std::mem::replace(response, Response::new(204));
+    // A transform that panics drops `send_later`, whose answer then
+    // answers 500 as any dropped answer does.
+    let send_later: SendLater = Box::new(move |response| rest.send(response));
+    transform(taken, send_later);
 }
 
 /// Records an answered request's status and latency in its span, and
