@@ -48,6 +48,41 @@ impl<B: Into<Body>> IntoResponse for ::http::Response<B> {
     }
 }
 
+impl From<::http::HeaderValue> for crate::http::response::HeaderValue {
+    fn from(value: ::http::HeaderValue) -> Self {
+        crate::http::response::HeaderValue::from(value.as_bytes().to_vec())
+    }
+}
+
+impl Response {
+    /// Adds a header field given as the `http` crate's types (same
+    /// rules as [`Response::append_header`]).
+    pub fn append_http_header(
+        &mut self,
+        name: &::http::header::HeaderName,
+        value: ::http::HeaderValue,
+    ) {
+        self.append_header(name.as_str().to_string(), value);
+    }
+}
+
+impl Request {
+    /// Every header field as an `http::HeaderMap` (fields `http` refuses
+    /// are left out).
+    pub fn header_map(&self) -> ::http::HeaderMap {
+        let mut map = ::http::HeaderMap::new();
+        for (name, value) in self.headers() {
+            if let (Ok(n), Ok(v)) = (
+                ::http::header::HeaderName::from_bytes(name.as_bytes()),
+                ::http::HeaderValue::from_bytes(value),
+            ) {
+                map.append(n, v);
+            }
+        }
+        map
+    }
+}
+
 impl IntoResponse for ::http::StatusCode {
     fn into_response(self) -> Response {
         StatusCode::from(self).into_response()
@@ -122,6 +157,12 @@ mod tests {
         assert_eq!((ours.status(), ours.body_bytes()), (404, &b"gone"[..]));
         assert_eq!(ours.header_value("x-a"), Some(&b"b"[..]));
         assert_eq!(ours.header_value("content-length"), None);
+        let mut r = Response::new(200);
+        r.append_http_header(
+            &::http::header::CACHE_CONTROL,
+            ::http::HeaderValue::from_static("no-store"),
+        );
+        assert_eq!(r.header_value("cache-control"), Some(&b"no-store"[..]));
         let back: ::http::Response<Vec<u8>> = Response::text(200, "hi").into();
         assert_eq!(back.headers()["content-type"], "text/plain; charset=utf-8");
         assert_eq!(back.body(), b"hi");

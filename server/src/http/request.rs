@@ -496,6 +496,11 @@ impl Request {
         &self.p().body
     }
 
+    /// Takes the body out of the request as `Bytes`, without a copy.
+    pub fn take_body_bytes(&mut self) -> bytes::Bytes {
+        bytes::Bytes::from(self.take_body())
+    }
+
     /// Takes the body out of the request.
     pub fn take_body(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.p_mut().body)

@@ -112,6 +112,14 @@ impl From<&String> for Body {
     }
 }
 
+/// No copy when the `Bytes` is the only owner of a whole buffer (as one
+/// made from a `Vec` is); a copy otherwise.
+impl From<bytes::Bytes> for Body {
+    fn from(b: bytes::Bytes) -> Body {
+        Body::Bytes(Vec::from(b))
+    }
+}
+
 impl From<Vec<u8>> for Body {
     fn from(v: Vec<u8>) -> Body {
         Body::Bytes(v)
@@ -397,6 +405,17 @@ impl From<u64> for HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_become_bodies_without_a_copy() {
+        let v = b"shared".to_vec();
+        let at = v.as_ptr();
+        let body = Body::from(bytes::Bytes::from(v));
+        assert_eq!(
+            (body.as_bytes(), body.as_bytes().as_ptr()),
+            (&b"shared"[..], at)
+        );
+    }
 
     #[test]
     fn unsafe_headers_are_dropped() {
