@@ -135,7 +135,20 @@ fn a_bridged_task_is_aborted_when_nobody_waits_for_it() {
         "aborted after the reset"
     );
 
-    // 2. A handler timeout answers in the handler's place.
+    // 2. The client closes its connection (a FIN, not a reset).
+    flag.store(false, Ordering::SeqCst);
+    let c = TcpStream::connect(server.addr()).unwrap();
+    (&c).write_all(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!flag.load(Ordering::SeqCst), "still running while awaited");
+    drop(c);
+    assert!(
+        wait_for(&flag, Duration::from_secs(10)),
+        "aborted after the close"
+    );
+
+    // 3. A handler timeout answers in the handler's place.
     flag.store(false, Ordering::SeqCst);
     let cfg = ServerConfig {
         handler_timeout: Some(Duration::from_millis(100)),

@@ -163,7 +163,9 @@ impl<S: Service> Answer<S> {
     pub(crate) fn is_awaited(&self) -> bool {
         match (&self.engine, &self.ticket) {
             (Some(engine), Some(t)) => engine
-                .with_conn(t.key as usize, t.conn_id, |c| c.waits_for(t.seq))
+                .with_conn(t.key as usize, t.conn_id, |c| {
+                    c.waits_for(t.seq) && !c.read_eof
+                })
                 .unwrap_or(false),
             (None, Some(_)) => true, // detached: waited for until answered
             _ => false,

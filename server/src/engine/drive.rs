@@ -209,6 +209,7 @@ impl<S: Service> Engine<S> {
     /// Ends a read batch: writes the batch's responses in one go. Returns
     /// true if the connection was paused and may now read again.
     fn finish_batch(self: &Rc<Self>, lp: &Loop, key: usize) -> bool {
+        let mut peer_gone = None;
         if let Some(conn) = self.conns.borrow_mut().get_mut(key) {
             conn.batching = false;
             // The batch may have ended right after a dispatch.
@@ -218,6 +219,14 @@ impl<S: Service> Engine<S> {
             if let Some(limit) = self.cfg.handler_timeout {
                 self.watch_answers(lp, key, conn, limit);
             }
+            if conn.read_eof {
+                peer_gone = Some(conn.id);
+            }
+        }
+        // The client closed its side: async handlers still at work for it
+        // stop (as Go cancels a request's context on EOF).
+        if let Some(id) = peer_gone {
+            self.wake_cancelled(key, id, None);
         }
         if !self.flush(lp, key) {
             return false;
