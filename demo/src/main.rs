@@ -205,7 +205,8 @@ fn build_loop(
         let public = ServeDir::new(public_dir.to_path_buf()).stream_above(files::WHOLE_MAX_LEN);
         let (m_users, m_orders, m_server) = (users.clone(), orders.clone(), server_slot.clone());
         let m_cluster = cluster.clone();
-        app.get_with("/", |_, _, res| res.text(200, INDEX))
+        app.dashboard("/_loop", phaseloop::DashboardAccess::Loopback)
+            .get_with("/", |_, _, res| res.text(200, INDEX))
             .post_with("/echo", |_, mut req, res| {
                 let body = req.take_body();
                 res.send(

@@ -42,6 +42,7 @@ pub mod http;
 mod serve;
 
 pub use api::app::App;
+pub use api::dashboard::DashboardAccess;
 pub use api::error::{render_default, ErrorInfo};
 pub use api::handler::{Handler, Middleware, Next};
 pub use api::middleware;

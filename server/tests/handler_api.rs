@@ -551,3 +551,38 @@ fn borrowed_text_bodies_closure_middleware_and_pool_errors() {
         (500, "500 Internal Server Error: internal error\n")
     );
 }
+
+#[test]
+fn the_dashboard_is_open_only_to_whom_it_is_meant_for() {
+    use phaseloop::DashboardAccess;
+    let server = TestServer::start(|| {
+        App::new()
+            .dashboard("/_loop", DashboardAccess::Token("s3cret".into()))
+            .get("/", |_, _| "home")
+    });
+    let mut c = server.client();
+    assert_eq!(c.get("/_loop/stats.json").status, 403);
+    assert_eq!(c.get("/_loop/").status, 403);
+    let r = c.get("/_loop/stats.json?token=s3cret");
+    assert_eq!(r.status, 200);
+    let feed: serde_json::Value = r.json();
+    assert!(feed["ticks"].as_u64().unwrap() > 0);
+    assert_eq!(
+        feed["routes"].as_array().unwrap().len(),
+        5,
+        "four and unmatched: {feed}"
+    );
+    let bearer = TestRequest::get("/_loop").header("Authorization", "Bearer s3cret");
+    let page = c.send(bearer);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page.text().contains("<canvas id=\"delay\""));
+    // Loopback only: a client from loopback is let in, one with no address
+    // (in process) is not.
+    let server = TestServer::start(|| App::new().dashboard("/_loop", DashboardAccess::Loopback));
+    assert_eq!(server.get("/_loop/stats.json").status, 200);
+    let mut app = InProcess::new(App::new().dashboard("/_loop", DashboardAccess::Loopback));
+    assert_eq!(app.call(TestRequest::get("/_loop/stats.json")).status, 403);
+}

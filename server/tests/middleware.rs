@@ -224,7 +224,10 @@ mod library_middleware {
         let r = c.send(as_key("a").header("Accept", "application/json"));
         assert_eq!(r.status, 429);
         let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
-        assert!((1..=50).contains(&retry), "a token comes back within 50 s: {retry}");
+        assert!(
+            (1..=50).contains(&retry),
+            "a token comes back within 50 s: {retry}"
+        );
         assert_eq!(r.text(), r#"{"error":"too many requests; slow down"}"#);
         assert_eq!(
             c.send(as_key("b")).status,

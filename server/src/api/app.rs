@@ -259,6 +259,33 @@ impl<S: 'static> App<S> {
         self.wrap(middleware)
     }
 
+    /// Mounts the live loop dashboard at `prefix` (`/_loop`): the page at
+    /// `prefix` and `prefix/`, its JSON feed at `prefix/stats.json`, both
+    /// open only to whom `access` allows (403 otherwise). Off unless
+    /// mounted; it costs a request nothing when nobody watches.
+    pub fn dashboard(self, prefix: &str, access: crate::api::dashboard::DashboardAccess) -> App<S> {
+        use crate::api::dashboard::{admit, feed, page};
+        let prefix = prefix.trim_end_matches('/');
+        let access = Rc::new(access);
+        let (a, b, c) = (access.clone(), access.clone(), access);
+        self.get_with(prefix, move |_, req, res| {
+            if let Some(res) = admit(&a, &req, res) {
+                res.send(page());
+            }
+        })
+        .get_with(&format!("{prefix}/"), move |_, req, res| {
+            if let Some(res) = admit(&b, &req, res) {
+                res.send(page());
+            }
+        })
+        .get_with(&format!("{prefix}/stats.json"), move |lp, req, res| {
+            if let Some(res) = admit(&c, &req, res) {
+                let json = feed(lp, &res);
+                res.send(json);
+            }
+        })
+    }
+
     /// Answers requests no route matches (instead of 404).
     pub fn fallback<F, R>(mut self, handler: F) -> App<S>
     where

@@ -4,6 +4,7 @@
 
 pub(crate) mod app;
 pub(crate) mod compression;
+pub(crate) mod dashboard;
 pub(crate) mod dispatch;
 pub(crate) mod error;
 pub(crate) mod handler;

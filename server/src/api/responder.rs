@@ -166,6 +166,19 @@ impl Responder {
         self.answer.forget_cancel();
     }
 
+    /// The serving engine's counters, responses by route, latency and
+    /// buffered bytes (`None` when dispatched in process).
+    pub(crate) fn server_figures(
+        &self,
+    ) -> Option<(
+        crate::engine::ServerStats,
+        Vec<crate::engine::RouteStats>,
+        hdrhistogram::Histogram<u64>,
+        usize,
+    )> {
+        self.answer.server_figures()
+    }
+
     /// Answers 500 for a handler that panicked.
     pub(crate) fn answer_panic(self) {
         self.answer.answer_panic();

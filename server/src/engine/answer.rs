@@ -10,7 +10,7 @@ use phaseloop_core::Loop;
 
 use crate::engine::connection::StreamError;
 use crate::engine::service::Service;
-use crate::engine::Engine;
+use crate::engine::{Engine, RouteStats, ServerStats};
 use crate::http::response::Response;
 use crate::http::spares::Spares;
 
@@ -196,6 +196,26 @@ impl<S: Service> Answer<S> {
                 }
             }
         }
+    }
+
+    /// The serving engine's figures: counters, responses by route, the
+    /// latency histogram and buffered bytes (`None` for a detached answer).
+    pub(crate) fn server_figures(
+        &self,
+    ) -> Option<(
+        ServerStats,
+        Vec<RouteStats>,
+        hdrhistogram::Histogram<u64>,
+        usize,
+    )> {
+        self.engine.as_ref().map(|e| {
+            (
+                e.stats(),
+                e.route_stats(),
+                e.latency_histogram(),
+                e.buffered_bytes(),
+            )
+        })
     }
 
     /// Which connection and request (for `Debug`).
