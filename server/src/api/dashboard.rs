@@ -180,11 +180,13 @@ function push(chart, name, v) {
   s.push(v); if (s.length > KEEP) s.shift();
 }
 function draw(id) {
-  const c = document.getElementById(id), g = c.getContext("2d"), names = Object.keys(series[id]);
+  const c = document.getElementById(id), g = c.getContext("2d");
+  // Routes only once called: a route nobody calls is not drawn.
+  const names = Object.keys(series[id]).filter(n => id !== "routes" || series[id][n].some(v => v));
   g.clearRect(0, 0, c.width, c.height);
   let max = 1;
   for (const n of names) for (const v of series[id][n]) if (v !== null && v > max) max = v;
-  const x = i => 40 + i * (c.width - 50) / (KEEP - 1), y = v => c.height - 20 - v * (c.height - 40) / max;
+  const x = i => xAt(c, i), y = v => c.height - 20 - v * (c.height - 40) / max;
   g.fillStyle = "#888"; g.font = "20px sans-serif"; g.fillText(max.toFixed(1), 2, 20);
   let points = 0;
   names.forEach((n, k) => {
@@ -200,6 +202,8 @@ function draw(id) {
   document.getElementById(id + "-legend").innerHTML = names.map((n, k) =>
     `<span style="color:${COLORS[k % COLORS.length]}">■ ${n.replace(/</g, "&lt;")}</span>`).join("");
 }
+// The time axis spans the samples so far (up to KEEP).
+function xAt(c, i) { return 40 + i * (c.width - 50) / Math.max(samples - 1, 1); }
 function shift() { samples = Math.min(samples + 1, KEEP);
   if (samples === KEEP) for (const m of marks) m.i--; while (marks.length && marks[0].i < 0) marks.shift(); }
 async function tick() {
@@ -233,7 +237,7 @@ async function tick() {
 const delay = document.getElementById("delay"), tip = document.getElementById("tip");
 delay.addEventListener("mousemove", e => {
   const r = delay.getBoundingClientRect(), px = (e.clientX - r.left) * delay.width / r.width;
-  const m = marks.find(m => Math.abs(40 + m.i * (delay.width - 50) / (KEEP - 1) - px) < 8);
+  const m = marks.find(m => Math.abs(xAt(delay, m.i) - px) < 8);
   tip.style.display = m ? "block" : "none";
   if (m) { tip.textContent = m.text; tip.style.left = e.clientX + 12 + "px"; tip.style.top = e.clientY + 12 + "px"; }
 });
