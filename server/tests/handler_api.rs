@@ -567,6 +567,14 @@ fn the_dashboard_is_open_only_to_whom_it_is_meant_for() {
     assert_eq!(r.status, 200);
     let feed: serde_json::Value = r.json();
     assert!(feed["ticks"].as_u64().unwrap() > 0);
+    // The connection asking is being served: reading, not idle.
+    let server_figures = &feed["server"];
+    let state = |k: &str| server_figures[k].as_u64().unwrap();
+    assert_eq!(
+        state("idle") + state("reading") + state("writing"),
+        state("open")
+    );
+    assert!(state("reading") >= 1, "{feed}");
     assert_eq!(
         feed["routes"].as_array().unwrap().len(),
         5,

@@ -118,17 +118,19 @@ pub(crate) fn feed(lp: &Loop, res: &Responder) -> Response {
         }
     }
     j.push(']');
-    if let Some((stats, routes, latency, buffered)) = res.server_figures() {
+    if let Some(f) = res.server_figures() {
+        let (stats, (idle, reading, writing)) = (&f.stats, f.states);
         let _ = write!(
             j,
-            ",\"server\":{{\"open\":{},\"accepted\":{},\"requests\":{},\"refused\":{},\"buffered_bytes\":{buffered},\"p99_ms\":{:.3}}},\"routes\":[",
+            ",\"server\":{{\"open\":{},\"idle\":{idle},\"reading\":{reading},\"writing\":{writing},\"accepted\":{},\"requests\":{},\"refused\":{},\"buffered_bytes\":{},\"p99_ms\":{:.3}}},\"routes\":[",
             stats.open,
             stats.accepted,
             stats.requests,
             stats.refused,
-            latency.value_at_quantile(0.99) as f64 / 1e3
+            f.buffered,
+            f.latency.value_at_quantile(0.99) as f64 / 1e3
         );
-        for (i, r) in routes.iter().enumerate() {
+        for (i, r) in f.routes.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
             let total: u64 = r.by_status.iter().map(|(_, n)| n).sum();
             let name = serde_json::to_string(&*r.route).unwrap_or_default();
@@ -164,7 +166,7 @@ canvas{width:100%;height:180px}
 <div class="card"><h2>Time in each phase (ms per second)</h2><canvas id="phases" width="900" height="360"></canvas><div class="legend" id="phases-legend"></div></div>
 <div class="card"><h2>Requests per second by route, and p99 latency (ms)</h2><canvas id="routes" width="900" height="360"></canvas><div class="legend" id="routes-legend"></div></div>
 <div class="card"><h2>Pool lanes: queued jobs</h2><canvas id="pool" width="900" height="360"></canvas><div class="legend" id="pool-legend"></div></div>
-<div class="card"><h2>Connections open</h2><canvas id="conns" width="900" height="360"></canvas><div class="legend" id="conns-legend"></div></div>
+<div class="card"><h2>Connections: open, idle, reading, writing</h2><canvas id="conns" width="900" height="360"></canvas><div class="legend" id="conns-legend"></div></div>
 <div class="card"><h2>Blocked-loop reports</h2><ul id="blocks"></ul></div>
 </div>
 <div id="tip"></div>
@@ -219,7 +221,8 @@ async function tick() {
     const before = last && (last.routes || []).find(x => x.route === r.route);
     push("routes", r.route, before ? (r.responses - before.responses) / secs : 0);
   }
-  if (s.server) { push("routes", "p99 ms (all)", s.server.p99_ms); push("conns", "open", s.server.open); }
+  if (s.server) { push("routes", "p99 ms (all)", s.server.p99_ms);
+    for (const k of ["open", "idle", "reading", "writing"]) push("conns", k, s.server[k]); }
   for (const l of s.pool) push("pool", l.lane, l.queued);
   const fresh = s.blocks_total - seenBlocks;
   const list = document.getElementById("blocks");

@@ -168,14 +168,7 @@ impl Responder {
 
     /// The serving engine's counters, responses by route, latency and
     /// buffered bytes (`None` when dispatched in process).
-    pub(crate) fn server_figures(
-        &self,
-    ) -> Option<(
-        crate::engine::ServerStats,
-        Vec<crate::engine::RouteStats>,
-        hdrhistogram::Histogram<u64>,
-        usize,
-    )> {
+    pub(crate) fn server_figures(&self) -> Option<crate::engine::answer::ServerFigures> {
         self.answer.server_figures()
     }
 

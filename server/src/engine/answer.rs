@@ -16,6 +16,16 @@ use crate::http::spares::Spares;
 
 type SendHook = Box<dyn FnOnce(&mut Response)>;
 
+/// A serving engine's figures, read at once (for the dashboard).
+pub(crate) struct ServerFigures {
+    pub stats: ServerStats,
+    pub routes: Vec<RouteStats>,
+    pub latency: hdrhistogram::Histogram<u64>,
+    pub buffered: usize,
+    /// Connections idle, reading, writing.
+    pub states: (usize, usize, usize),
+}
+
 /// Sends a response later: what a [`Transform`] is given.
 pub(crate) type SendLater = Box<dyn FnOnce(Response)>;
 
@@ -200,21 +210,13 @@ impl<S: Service> Answer<S> {
 
     /// The serving engine's figures: counters, responses by route, the
     /// latency histogram and buffered bytes (`None` for a detached answer).
-    pub(crate) fn server_figures(
-        &self,
-    ) -> Option<(
-        ServerStats,
-        Vec<RouteStats>,
-        hdrhistogram::Histogram<u64>,
-        usize,
-    )> {
-        self.engine.as_ref().map(|e| {
-            (
-                e.stats(),
-                e.route_stats(),
-                e.latency_histogram(),
-                e.buffered_bytes(),
-            )
+    pub(crate) fn server_figures(&self) -> Option<ServerFigures> {
+        self.engine.as_ref().map(|e| ServerFigures {
+            stats: e.stats(),
+            routes: e.route_stats(),
+            latency: e.latency_histogram(),
+            buffered: e.buffered_bytes(),
+            states: e.conn_states(),
         })
     }
 

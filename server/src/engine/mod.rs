@@ -175,6 +175,24 @@ impl<S: Service> Engine<S> {
         }
     }
 
+    /// Open connections by state, counted now (for the dashboard: a walk
+    /// over the connections, once per poll): idle (nothing in flight),
+    /// writing (output waiting for the client), reading (the rest: a
+    /// request arriving or being handled).
+    pub(crate) fn conn_states(&self) -> (usize, usize, usize) {
+        let (mut idle, mut reading, mut writing) = (0, 0, 0);
+        for (_, conn) in self.conns.borrow().iter() {
+            if conn.unsent() > 0 {
+                writing += 1;
+            } else if conn.is_idle() {
+                idle += 1;
+            } else {
+                reading += 1;
+            }
+        }
+        (idle, reading, writing)
+    }
+
     pub(crate) fn conn_alive(&self, key: usize, id: u64) -> bool {
         self.conns.borrow().get(key).is_some_and(|c| c.id == id)
     }
