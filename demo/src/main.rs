@@ -346,15 +346,7 @@ fn run(args: args::Args) -> std::io::Result<()> {
             unnotified.len()
         );
     }
-    for signum in [phaseloop::core::Signal::Int, phaseloop::core::Signal::Term] {
-        let server = server.clone();
-        let primes = primes.clone();
-        lp.on_signal(signum, move |lp, sig| {
-            println!("demo-api: signal {sig}: finishing in-flight requests, then exiting");
-            let primes = primes.clone();
-            server.shutdown(lp, Duration::from_secs(10), move |_| primes.stop());
-        })?;
-    }
+    server.drain_on_signals(&lp, Duration::from_secs(10), move |_| primes.stop())?;
     lp.enter(|lp| orders.replay(lp, unnotified));
     lp.run(RunMode::Default);
     println!("demo-api stopped");
@@ -410,28 +402,7 @@ fn run_cluster(args: args::Args) -> std::io::Result<()> {
         args.cache_ttl.as_secs(),
         cluster.loops()
     );
-    // This loop only waits for signals, then blocks joining the cluster on
-    // purpose: the starvation guard has nothing to report here.
-    let main_loop = Loop::builder()
-        .block_threshold(None)
-        .delay_resolution(None)
-        .build()?;
-    main_loop.hold();
-    let cluster = Rc::new(RefCell::new(Some(cluster)));
-    for signum in [phaseloop::core::Signal::Int, phaseloop::core::Signal::Term] {
-        let cluster = cluster.clone();
-        main_loop.on_signal(signum, move |lp, sig| {
-            if let Some(c) = cluster.borrow_mut().take() {
-                println!(
-                    "demo-api: signal {sig}: draining {} loops, then exiting",
-                    c.loops()
-                );
-                c.shutdown(Duration::from_secs(10));
-                lp.release();
-            }
-        })?;
-    }
-    main_loop.run(RunMode::Default);
+    cluster.run_until_signal(Duration::from_secs(10))?;
     println!("demo-api stopped");
     Ok(())
 }

@@ -101,29 +101,12 @@ pub fn serve_with<S: 'static>(addr: SocketAddr, app: App<S>, cfg: ServerConfig) 
     let lp = phaseloop_core::Loop::new()?;
     let deadline = cfg.shutdown_deadline;
     let server = Server::bind(&lp, addr, app, cfg)?;
-    for signal in [Signal::Int, Signal::Term] {
-        let server = server.clone();
-        let mut draining = false;
-        let installed = lp.on_signal(signal, move |lp, signal| {
-            if std::mem::replace(&mut draining, true) {
-                phaseloop_core::report!(info, {}, "phaseloop: {signal} again: stopping now");
-                lp.stop();
-                return;
-            }
-            phaseloop_core::report!(
-                info,
-                {},
-                "phaseloop: {signal}: finishing in-flight requests"
-            );
-            server.shutdown(lp, deadline, |lp| lp.stop());
-        });
-        if let Err(e) = installed {
-            phaseloop_core::report!(
-                info,
-                {},
-                "phaseloop: serving without a drain on {signal}: {e}"
-            );
-        }
+    if let Err(e) = server.drain_on_signals(&lp, deadline, |lp| lp.stop()) {
+        phaseloop_core::report!(
+            warn,
+            {},
+            "phaseloop: serving without a drain on signals: {e}"
+        );
     }
     lp.run(phaseloop_core::RunMode::Default);
     Ok(())
@@ -138,30 +121,5 @@ where
 {
     let cfg = ServerConfig::default();
     let deadline = cfg.shutdown_deadline;
-    let cluster = Cluster::start(addr, Cluster::default_loops(), cfg, make_app)?;
-    // This loop only waits for signals (it blocks on purpose while the
-    // loops drain: nothing else runs on it).
-    let main_loop = phaseloop_core::Loop::builder()
-        .block_threshold(None)
-        .delay_resolution(None)
-        .build()?;
-    main_loop.hold();
-    let cluster = std::rc::Rc::new(std::cell::RefCell::new(Some(cluster)));
-    for signal in [Signal::Int, Signal::Term] {
-        let cluster = cluster.clone();
-        main_loop.on_signal(signal, move |lp, signal| {
-            if let Some(c) = cluster.borrow_mut().take() {
-                phaseloop_core::report!(
-                    info,
-                    {},
-                    "phaseloop: {signal}: draining {} loops",
-                    c.loops()
-                );
-                c.shutdown(deadline);
-                lp.release();
-            }
-        })?;
-    }
-    main_loop.run(phaseloop_core::RunMode::Default);
-    Ok(())
+    Cluster::start(addr, Cluster::default_loops(), cfg, make_app)?.run_until_signal(deadline)
 }

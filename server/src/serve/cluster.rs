@@ -8,13 +8,15 @@
 //! `Arc` made outside the factory); a cluster refuses to start an app
 //! whose state would be split across loops by accident.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use phaseloop_core::{Loop, LoopHandle, RunMode};
+use phaseloop_core::{Loop, LoopHandle, RunMode, Signal};
 
 use crate::api::app::{App, StateSharing};
 use crate::engine::config::ServerConfig;
@@ -246,6 +248,38 @@ impl Cluster {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+
+    /// Blocks this thread until SIGINT or SIGTERM, then drains every loop
+    /// (see [`Cluster::shutdown`]) and returns once they have all stopped.
+    /// A loop on this thread only waits for the signals: one loop per
+    /// process receives them, so none of the cluster's may have asked.
+    pub fn run_until_signal(self, deadline: Duration) -> io::Result<()> {
+        // It blocks on purpose while the loops drain: the starvation guard
+        // has nothing to report here.
+        let main_loop = Loop::builder()
+            .block_threshold(None)
+            .delay_resolution(None)
+            .build()?;
+        main_loop.hold();
+        let cluster = Rc::new(RefCell::new(Some(self)));
+        for signal in [Signal::Int, Signal::Term] {
+            let cluster = cluster.clone();
+            main_loop.on_signal(signal, move |lp, signal| {
+                if let Some(c) = cluster.borrow_mut().take() {
+                    let loops = c.loops();
+                    phaseloop_core::report!(
+                        info,
+                        {},
+                        "phaseloop: {signal}: draining {loops} loops"
+                    );
+                    c.shutdown(deadline);
+                    lp.release();
+                }
+            })?;
+        }
+        main_loop.run(RunMode::Default);
+        Ok(())
     }
 
     /// Waits until every loop has stopped (after a shutdown or a stop).

@@ -1,18 +1,22 @@
 //! `Server`: one app served on one loop, on the engine.
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use mio::net::TcpListener;
-use phaseloop_core::Loop;
+use phaseloop_core::{Loop, Signal};
 
 use crate::api::app::App;
 use crate::api::dispatch::Dispatcher;
 use crate::engine::config::ServerConfig;
 use crate::engine::{Engine, RouteStats, ServerStats};
 use crate::serve::listener::bind_listener;
+
+/// What runs once a drain that a signal started is over.
+type OnDrained = Box<dyn FnOnce(&Loop)>;
 
 /// An HTTP/1.1 server running on a [`Loop`].
 ///
@@ -108,5 +112,39 @@ impl Server {
     /// open), as Node emits a server's `'close'`.
     pub fn shutdown(&self, lp: &Loop, deadline: Duration, done: impl FnOnce(&Loop) + 'static) {
         self.inner.begin_shutdown(lp, deadline, Box::new(done));
+    }
+
+    /// Drains on SIGINT or SIGTERM: the first starts a graceful
+    /// [`Server::shutdown`] (`done` runs when it is over), a second stops
+    /// the loop at once. Fails if another loop of this process already
+    /// receives signals.
+    pub fn drain_on_signals(
+        &self,
+        lp: &Loop,
+        deadline: Duration,
+        done: impl FnOnce(&Loop) + 'static,
+    ) -> io::Result<()> {
+        // Shared by both signals' handlers; the first to drain takes it.
+        let done: Rc<Cell<Option<OnDrained>>> = Rc::new(Cell::new(Some(Box::new(done))));
+        for signal in [Signal::Int, Signal::Term] {
+            let (server, done) = (self.clone(), done.clone());
+            let mut draining = false;
+            lp.on_signal(signal, move |lp, signal| {
+                if std::mem::replace(&mut draining, true) {
+                    phaseloop_core::report!(info, {}, "phaseloop: {signal} again: stopping now");
+                    return lp.stop();
+                }
+                let Some(done) = done.take() else {
+                    return; // the other signal started the drain
+                };
+                phaseloop_core::report!(
+                    info,
+                    {},
+                    "phaseloop: {signal}: finishing in-flight requests"
+                );
+                server.shutdown(lp, deadline, done);
+            })?;
+        }
+        Ok(())
     }
 }
