@@ -1,7 +1,8 @@
 //! `serve()` and `serve_cluster()` drain on SIGTERM/SIGINT and return; a
-//! second signal stops at once. The server runs in a child process (this
-//! test binary again, running the ignored `serving_child` test), so the
-//! signals reach nothing else.
+//! second signal stops at once. The server runs in a child process, so
+//! the signals reach nothing else: this test binary again, which serves
+//! when started with the child's environment. Its own `main` (Cargo.toml:
+//! `harness = false`) runs the cases one after another.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,10 +27,7 @@ fn app() -> App {
 }
 
 /// The child: serves until a signal, then exits 0 if `serve` returned Ok.
-#[test]
-#[ignore = "run by the tests below, in a child process"]
-fn serving_child() {
-    let port: u16 = std::env::var(PORT_VAR).unwrap().parse().unwrap();
+fn serve_as_child(port: u16) {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     match std::env::var(MODE_VAR).as_deref() {
         Ok("cluster") => phaseloop::serve_cluster(addr, |_, _| app()).unwrap(),
@@ -51,7 +49,6 @@ impl ServingChild {
             .unwrap()
             .port();
         let child = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "serving_child", "--nocapture"])
             .env(PORT_VAR, port.to_string())
             .env(MODE_VAR, mode)
             .spawn()
@@ -125,22 +122,18 @@ fn drains_then_returns(mode: &str, signal: &str) {
     assert!(status.success(), "serve returned Ok: {status:?}");
 }
 
-#[test]
 fn serve_drains_on_sigterm_and_returns() {
     drains_then_returns("single", "TERM");
 }
 
-#[test]
 fn serve_drains_on_sigint_and_returns() {
     drains_then_returns("single", "INT");
 }
 
-#[test]
 fn serve_cluster_drains_on_sigterm_and_returns() {
     drains_then_returns("cluster", "TERM");
 }
 
-#[test]
 fn a_second_signal_stops_at_once() {
     let mut child = ServingChild::start("single");
     // Far longer than any wait below: it never answers.
@@ -166,4 +159,39 @@ fn a_second_signal_stops_at_once() {
         "no answer: {}",
         String::from_utf8_lossy(&rest)
     );
+}
+
+fn main() {
+    if let Ok(port) = std::env::var(PORT_VAR) {
+        return serve_as_child(port.parse().expect("a port"));
+    }
+    let cases: [(&str, fn()); 4] = [
+        (
+            "serve_drains_on_sigterm_and_returns",
+            serve_drains_on_sigterm_and_returns,
+        ),
+        (
+            "serve_drains_on_sigint_and_returns",
+            serve_drains_on_sigint_and_returns,
+        ),
+        (
+            "serve_cluster_drains_on_sigterm_and_returns",
+            serve_cluster_drains_on_sigterm_and_returns,
+        ),
+        (
+            "a_second_signal_stops_at_once",
+            a_second_signal_stops_at_once,
+        ),
+    ];
+    // `cargo test -- NAME` filters, as with the standard harness.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    for (name, case) in cases {
+        if filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())) {
+            case();
+            println!("test {name} ... ok");
+        }
+    }
 }
