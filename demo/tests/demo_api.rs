@@ -489,25 +489,14 @@ fn metrics_parse_as_openmetrics_with_escaped_labels() {
 /// Runs the demo with `args` and `env`, makes `paths` requests, stops it;
 /// returns what it wrote to stderr.
 fn stderr_of(args: &[&str], env: &[(&str, &str)], paths: &[&str]) -> String {
-    use std::io::{BufRead, Read};
+    use std::io::Read;
     let dir = temp_dir(&format!("demo-log-{}", args.len() + env.len()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_demo-api"))
-        .args(["--port", "0", "--data-dir"])
-        .arg(&dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = lines.next().expect("an address").unwrap();
-        if let Some(rest) = line.strip_prefix("demo-api listening on http://") {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
+    let mut demo = Demo::start_configured(&dir, args, "", |cmd| {
+        cmd.env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped());
+    });
+    let (addr, child) = (demo.addr, &mut demo.child);
     for path in paths {
         let mut c = util::Client::connect(addr);
         c.send(

@@ -23,6 +23,17 @@ impl Demo {
 
     /// Starts it through `sh -c '<prefix>; exec demo-api ...'` (e.g. a ulimit).
     pub fn start_with(data_dir: &std::path::Path, extra: &[&str], shell_prefix: &str) -> Demo {
+        Self::start_configured(data_dir, extra, shell_prefix, |_| {})
+    }
+
+    /// [`Demo::start_with`], the command first given to `configure` (an
+    /// environment, stderr piped).
+    pub fn start_configured(
+        data_dir: &std::path::Path,
+        extra: &[&str],
+        shell_prefix: &str,
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Demo {
         use std::io::BufRead;
         let bin = env!("CARGO_BIN_EXE_demo-api");
         let mut cmd = if shell_prefix.is_empty() {
@@ -39,6 +50,7 @@ impl Demo {
             .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit());
+        configure(&mut cmd);
         let mut child = cmd.spawn().expect("starting demo-api");
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(stdout).lines();
