@@ -41,28 +41,29 @@ pub struct Form<T>(pub T);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Path<T>(pub T);
 
-/// Whether the request's content type is `want` (`type/subtype`,
-/// parameters ignored, case-insensitive), or a `+json` suffix of it.
-fn content_type_is(req: &Request, want: &str) -> bool {
-    let Some(value) = req.header("content-type") else {
-        return false;
-    };
-    let essence = value.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case(want)
-        || (want == "application/json"
-            && essence.len() > 5
-            && essence[..12.min(essence.len())].eq_ignore_ascii_case("application/")
-            && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"))
+/// `Ok` when the request's content type is `want` (`type/subtype`,
+/// parameters ignored, case-insensitive; for JSON, any `application/…+json`
+/// too), else the 415 that says what was expected.
+fn require_content_type(req: &Request, want: &str) -> Result<(), Error> {
+    let essence = req
+        .header("content-type")
+        .map_or("", |v| v.split(';').next().unwrap_or("").trim());
+    let json_suffix = want == "application/json"
+        && essence.len() > 5
+        && essence[..12.min(essence.len())].eq_ignore_ascii_case("application/")
+        && essence[essence.len() - 5..].eq_ignore_ascii_case("+json");
+    if essence.eq_ignore_ascii_case(want) || json_suffix {
+        return Ok(());
+    }
+    Err(Error::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("expected a body with Content-Type: {want}"),
+    ))
 }
 
 impl<T: DeserializeOwned> FromRequest for Json<T> {
     fn from_request(req: &mut Request) -> Result<Self, Error> {
-        if !content_type_is(req, "application/json") {
-            return Err(Error::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "expected a body with Content-Type: application/json",
-            ));
-        }
+        require_content_type(req, "application/json")?;
         if req.body().is_empty() {
             return Err(Error::bad_request(
                 "the request body is empty; JSON expected",
@@ -82,12 +83,7 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 
 impl<T: DeserializeOwned> FromRequest for Form<T> {
     fn from_request(req: &mut Request) -> Result<Self, Error> {
-        if !content_type_is(req, "application/x-www-form-urlencoded") {
-            return Err(Error::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "expected a body with Content-Type: application/x-www-form-urlencoded",
-            ));
-        }
+        require_content_type(req, "application/x-www-form-urlencoded")?;
         serde_urlencoded::from_bytes(req.body())
             .map(Form)
             .map_err(|e| Error::bad_request(format!("invalid form: {e}")))
