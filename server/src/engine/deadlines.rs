@@ -86,7 +86,7 @@ impl<S: Service> Engine<S> {
                     let refusal = conn.refuse(crate::http::HttpError::new(408, message));
                     (refusal, conn.id)
                 };
-                self.answer_refusal(lp, key, id, *refusal, now);
+                self.answer_refusal(lp, key, id, *refusal);
                 self.flush(lp, key);
             }
             DeadlineKind::SendRate | DeadlineKind::Send => {

@@ -131,15 +131,11 @@ impl<S: Service> Engine<S> {
                         break IoOutcome::Again;
                     }
                 }
-                (Step::Refused(refusal), id, ..) => {
-                    tally.refused += 1;
-                    self.answer_refusal(lp, key, id, *refusal, now);
-                    if self.finish_batch(lp, key) {
-                        continue;
+                (step @ (Step::Wait | Step::Refused(_)), id, ..) => {
+                    if let Step::Refused(refusal) = step {
+                        tally.refused += 1;
+                        self.answer_refusal(lp, key, id, *refusal);
                     }
-                    return IoOutcome::Drained;
-                }
-                (Step::Wait, ..) => {
                     // Flushing may let a paused connection read again.
                     if self.finish_batch(lp, key) {
                         continue;
@@ -183,25 +179,40 @@ impl<S: Service> Engine<S> {
         self.service.dispatch(lp, target, req, answer)
     }
 
-    /// Answers a refused request through the service (its middleware and
-    /// error renderer), as a request with no route.
-    #[cold]
-    #[inline(never)]
+    /// Answers a request the connection refused, as one with no route.
     pub(crate) fn answer_refusal(
         self: &Rc<Self>,
         lp: &Loop,
         key: usize,
         id: u64,
         refusal: Refusal,
-        now: u64,
     ) {
         let Refusal { seq, error, req } = refusal;
-        let answer = Answer::new(self.clone(), key, id, seq, UNLABELLED, now);
-        if !self.service.refuse(lp, req, Error::from(error), answer) {
+        self.answer_refused(lp, key, id, seq, UNLABELLED, req, Error::from(error));
+    }
+
+    /// Answers request `seq` with `error` (a refusal, a handler timeout)
+    /// through the service: its middleware and error renderer, for `req`
+    /// (the request or its stand-in), counted under `route`.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)] // one call site each, all facts of the answer
+    pub(crate) fn answer_refused(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        seq: u64,
+        route: u32,
+        req: Request,
+        error: Error,
+    ) {
+        let answer = Answer::new(self.clone(), key, id, seq, route, Self::now(lp));
+        if !self.service.refuse(lp, req, error, answer) {
             phaseloop_core::report!(
                 error,
                 {},
-                "phaseloop: middleware panicked on a refusal; answered 500"
+                "phaseloop: middleware panicked answering an error; answered 500"
             );
         }
     }
@@ -356,14 +367,7 @@ impl<S: Service> Engine<S> {
             "the handler did not answer within {} ms",
             limit.as_millis()
         ));
-        let answer = Answer::new(self.clone(), key, id, seq, route, Self::now(lp));
-        if !self.service.refuse(lp, req, error, answer) {
-            phaseloop_core::report!(
-                error,
-                {},
-                "phaseloop: middleware panicked on a 503; answered 500"
-            );
-        }
+        self.answer_refused(lp, key, id, seq, route, req, error);
         // An async handler still at work is told to stop.
         self.wake_cancelled(key, id, Some(seq));
     }
