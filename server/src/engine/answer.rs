@@ -327,7 +327,7 @@ impl<S: Service> Answer<S> {
             (None, Some(ticket)) if !ticket.transforms.is_empty() => {
                 return transform_first::<S>(None, ticket, response)
             }
-            (None, Some(ticket)) => return deliver_detached(ticket, response),
+            (None, Some(ticket)) => return deliver_detached::<S>(ticket, response),
             _ => return,
         };
         if !ticket.hooks.is_empty() {
@@ -361,15 +361,27 @@ impl<S: Service> Answer<S> {
 /// still see it): the request is answered whatever its middleware does.
 #[inline(never)]
 fn run_hooks<S: Service>(hooks: &mut Vec<SendHook>, response: &mut Response, engine: &Engine<S>) {
+    run_hooks_with(hooks, response, || {
+        engine.note_handler_panic();
+        engine.service.error_response(500, PANICKED)
+    });
+}
+
+/// [`run_hooks`]' loop: `on_panic` makes the 500 a hook that panicked
+/// leaves in the response's place.
+fn run_hooks_with(
+    hooks: &mut Vec<SendHook>,
+    response: &mut Response,
+    on_panic: impl Fn() -> Response,
+) {
     for hook in hooks.drain(..) {
         if catch_unwind(AssertUnwindSafe(|| hook(response))).is_err() {
-            engine.note_handler_panic();
             phaseloop_core::report!(
                 error,
                 {},
                 "phaseloop: a response hook panicked; answered 500"
             );
-            *response = engine.service.error_response(500, PANICKED);
+            *response = on_panic();
         }
     }
 }
@@ -416,12 +428,14 @@ fn end_span(ticket: &mut Ticket, status: u16, now_ns: u64) {
 #[cold]
 #[inline(never)]
 #[allow(clippy::boxed_local)] // the box is the answer's: moved, not made
-fn deliver_detached(mut ticket: Box<Ticket>, response: &mut Response) {
-    for hook in ticket.hooks.drain(..) {
-        if catch_unwind(AssertUnwindSafe(|| hook(response))).is_err() {
-            *response = Response::text(500, PANICKED);
+fn deliver_detached<S: Service>(mut ticket: Box<Ticket>, response: &mut Response) {
+    let service = ticket.detached.as_ref().map(|to| to.service.clone());
+    run_hooks_with(&mut ticket.hooks, response, || {
+        match service.as_ref().and_then(|s| s.downcast_ref::<S>()) {
+            Some(service) => service.error_response(500, PANICKED),
+            None => Response::text(500, PANICKED),
         }
-    }
+    });
     if let Some(to) = ticket.detached.take() {
         *to.response.borrow_mut() = Some(response.clone());
     }
