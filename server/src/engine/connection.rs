@@ -448,11 +448,7 @@ impl Conn {
     /// Whether request `seq` still waits for its handler's answer (being
     /// dispatched, or queued unanswered).
     pub fn waits_for(&self, seq: u64) -> bool {
-        self.dispatching.is_some_and(|a| a.seq == seq)
-            || self
-                .queue
-                .iter()
-                .any(|s| s.asked.seq == seq && s.bytes.is_none() && !s.streaming)
+        self.dispatching.is_some_and(|a| a.seq == seq) || self.awaiting(seq).is_some()
     }
 
     /// The route of request `seq` if it still waits for its handler's
