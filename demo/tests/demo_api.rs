@@ -327,16 +327,10 @@ fn primes_blocking_delays_health_but_primes_on_worker_does_not() {
         "/health waits for primes computed on the loop"
     );
     // And the loop's guard saw the blocking route hold it.
-    let m = demo.get("/metrics");
-    let blocks: u64 = body_of(&m)
-        .lines()
-        .find_map(|l| l.strip_prefix("phaseloop_loop_blocks_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (blocks, m) = demo.metric("phaseloop_loop_blocks_total");
     assert!(
         blocks >= 1,
-        "the starvation guard reported the blocking route"
+        "the starvation guard reported the blocking route:\n{m}"
     );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -58,13 +58,7 @@ fn emfile_pauses_accepting_and_recovers() {
         );
         drop(c); // free its descriptor for the next one in the backlog
     }
-    let m = demo.get("/metrics");
-    let pauses: u64 = body_of(&m)
-        .lines()
-        .find_map(|l| l.strip_prefix("phaseloop_accept_pauses_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (pauses, m) = demo.metric("phaseloop_accept_pauses_total");
     assert!(pauses >= 1, "accepting paused at least once:\n{m}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -69,6 +69,20 @@ impl Demo {
         }
     }
 
+    /// The value of an unlabelled metric in `/metrics`, and the whole text
+    /// (for a failing assertion's message).
+    pub fn metric(&self, name: &str) -> (u64, String) {
+        let m = self.get("/metrics");
+        let prefix = format!("{name} ");
+        let value = body_of(&m)
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{m}"))
+            .parse()
+            .unwrap();
+        (value, m)
+    }
+
     pub fn connect(&self) -> Client {
         Client::connect(self.addr)
     }
