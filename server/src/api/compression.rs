@@ -49,44 +49,16 @@ impl Coding {
 pub fn negotiate(accept_encoding: &str) -> Option<Coding> {
     let mut best: Option<(Coding, u32)> = None;
     for coding in Coding::offered() {
-        let mut named = None;
-        let mut star = None;
-        for item in accept_encoding.split(',') {
-            let mut parts = item.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
-                .next()
-                .map_or(Some(1000), parse_q);
-            let Some(q) = q else { continue };
-            if name.eq_ignore_ascii_case(coding.name())
+        let items = crate::http::accept::weighted(accept_encoding);
+        let q = crate::http::accept::weight_of(items, |name| {
+            name.eq_ignore_ascii_case(coding.name())
                 || (*coding == Coding::Gzip && name.eq_ignore_ascii_case("x-gzip"))
-            {
-                named = Some(q);
-            } else if name == "*" {
-                star = Some(q);
-            }
-        }
-        let q = named.or(star).unwrap_or(0);
+        });
         if q > 0 && best.is_none_or(|(_, b)| q > b) {
             best = Some((*coding, q));
         }
     }
     best.map(|(c, _)| c)
-}
-
-/// A q-value in thousandths (`0.8` → 800); `None` when malformed.
-fn parse_q(q: &str) -> Option<u32> {
-    let (whole, frac) = q.split_once('.').unwrap_or((q, ""));
-    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let thousandths = format!("{frac:0<3}").parse::<u32>().ok()?;
-    match whole {
-        "0" => Some(thousandths),
-        "1" if thousandths == 0 => Some(1000),
-        _ => None,
-    }
 }
 
 fn compressible_type(response: &Response) -> bool {

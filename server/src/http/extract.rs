@@ -178,20 +178,16 @@ impl Request {
     /// True if the client accepts a JSON answer: its `Accept` names
     /// `application/json` or a `+json` type (not with `q=0`).
     pub fn accepts_json(&self) -> bool {
-        self.headers()
+        let items = self
+            .headers()
             .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
-            .flat_map(|(_, v)| v.split(|b| *b == b','))
-            .any(|item| {
-                let mut parts = item.split(|b| *b == b';');
-                let media = parts.next().unwrap_or_default().trim_ascii();
-                let json = media.eq_ignore_ascii_case(b"application/json")
-                    || (media.len() > 5 && media[media.len() - 5..].eq_ignore_ascii_case(b"+json"));
-                json && !parts.any(|p| {
-                    let p = p.trim_ascii();
-                    p.len() >= 3
-                        && p[..2].eq_ignore_ascii_case(b"q=")
-                        && p[2..].iter().all(|b| matches!(b, b'0' | b'.'))
-                })
-            })
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .flat_map(crate::http::accept::weighted);
+        // Named only: `*/*` is anything, not a wish for JSON.
+        let json = |media: &str| {
+            media.eq_ignore_ascii_case("application/json")
+                || (media.len() > 5 && media[media.len() - 5..].eq_ignore_ascii_case("+json"))
+        };
+        items.filter(|(media, _)| json(media)).any(|(_, q)| q > 0)
     }
 }

@@ -3,6 +3,7 @@
 //! every rule is unit-tested with plain byte strings; the connection engine
 //! (`engine/`) is the only code that knows about sockets.
 
+pub(crate) mod accept;
 mod blocks;
 mod chunked;
 #[cfg(feature = "http")]

@@ -513,21 +513,12 @@ impl Request {
 
     /// True if the client accepts `coding` (e.g. "gzip") per Accept-Encoding.
     pub fn accepts_encoding(&self, coding: &str) -> bool {
-        self.fields()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"accept-encoding"))
-            .flat_map(|(_, v)| v.split(|b| *b == b','))
-            .any(|item| {
-                let mut parts = item.split(|b| *b == b';');
-                let name = parts.next().unwrap_or_default().trim_ascii();
-                let refused = parts.any(|p| {
-                    let p = p.trim_ascii();
-                    p.eq_ignore_ascii_case(b"q=0")
-                        || p.eq_ignore_ascii_case(b"q=0.0")
-                        || p.eq_ignore_ascii_case(b"q=0.00")
-                        || p.eq_ignore_ascii_case(b"q=0.000")
-                });
-                !refused && (name.eq_ignore_ascii_case(coding.as_bytes()) || name == b"*")
-            })
+        let items = self
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("accept-encoding"))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .flat_map(crate::http::accept::weighted);
+        crate::http::accept::weight_of(items, |name| name.eq_ignore_ascii_case(coding)) > 0
     }
 }
 
