@@ -131,11 +131,15 @@ impl<S: Service> Engine<S> {
                         break IoOutcome::Again;
                     }
                 }
-                (step @ (Step::Wait | Step::Refused(_)), id, ..) => {
-                    if let Step::Refused(refusal) = step {
-                        tally.refused += 1;
-                        self.answer_refusal(lp, key, id, *refusal);
+                (Step::Refused(refusal), id, ..) => {
+                    tally.refused += 1;
+                    self.answer_refusal(lp, key, id, *refusal);
+                    if self.finish_batch(lp, key) {
+                        continue;
                     }
+                    return IoOutcome::Drained;
+                }
+                (Step::Wait, ..) => {
                     // Flushing may let a paused connection read again.
                     if self.finish_batch(lp, key) {
                         continue;
