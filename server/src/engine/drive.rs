@@ -121,11 +121,7 @@ impl<S: Service> Engine<S> {
                         self.service.dispatch(lp, target, req, answer)
                     };
                     if !ok {
-                        phaseloop_core::report!(
-                            error,
-                            {},
-                            "phaseloop: a handler panicked; answered 500"
-                        );
+                        self.report_handler_panic(target);
                     }
                     if tally.dispatched >= REQUESTS_PER_EVENT {
                         break IoOutcome::Again;
@@ -181,6 +177,20 @@ impl<S: Service> Engine<S> {
         answer.trace(span.clone());
         let _entered = span.entered();
         self.service.dispatch(lp, target, req, answer)
+    }
+
+    /// Reports a handler that panicked (it was answered 500), naming its
+    /// route.
+    #[cold]
+    #[inline(never)]
+    fn report_handler_panic(&self, target: Target) {
+        let label = self.service.label(target);
+        let route = label.as_deref().unwrap_or("unmatched");
+        phaseloop_core::report!(
+            error,
+            { route = route },
+            "phaseloop: a handler panicked ({route}); answered 500"
+        );
     }
 
     /// Answers a request the connection refused, as one with no route.
