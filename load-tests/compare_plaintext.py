@@ -25,7 +25,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(ROOT, "target", "release")
+# Which build: PHASELOOP_RELEASE_DIR names another (an older build, to compare).
+REL = os.environ.get("PHASELOOP_RELEASE_DIR", os.path.join(ROOT, "target", "release"))
 CLK = os.sysconf("SC_CLK_TCK")
 
 

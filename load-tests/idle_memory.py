@@ -68,7 +68,9 @@ def main():
                     if state[1].endswith(b"Hello, World!"):
                         answered += 1
                         sel.unregister(key.fileobj)
-        time.sleep(0.5)
+        # Idle connections give their request state back at the server's
+        # next nap (at most a second after going idle): wait past it.
+        time.sleep(1.5)
         after = rss_kib(proc.pid)
         per = (after - before) * 1024 / max(answered, 1)
         print(f"{args.server}: {answered} idle keep-alive connections; RSS {before} KiB -> {after} KiB; "

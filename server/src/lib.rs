@@ -49,7 +49,7 @@ pub use api::middleware;
 pub use api::responder::{BodyWriter, Responder, SendOn};
 pub use api::serve_dir::{ServeDir, ServeFile};
 pub use engine::config::{DataRate, ServerConfig};
-pub use engine::connection::StreamError;
+pub use engine::exchange::StreamError;
 pub use engine::limits::open_files_limit;
 pub use engine::{RouteStats, ServerStats};
 pub use http::request::{percent_decode, Method, Request};

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::api::dispatch::Dispatcher;
 use crate::engine::answer::{Answer, Stream};
-use crate::engine::connection::StreamError;
+use crate::engine::exchange::StreamError;
 use crate::http::request::Request;
 use crate::http::response::{Body, Response};
 use crate::http::{Error, StatusCode};

@@ -23,7 +23,7 @@ use std::time::UNIX_EPOCH;
 use phaseloop_core::{Job, Lane, Loop, PoolError};
 
 use crate::api::responder::{BodyWriter, Responder};
-use crate::engine::connection::StreamError;
+use crate::engine::exchange::StreamError;
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::http::{format_imf_fixdate, parse_imf_fixdate, Error};

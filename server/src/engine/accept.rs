@@ -11,6 +11,7 @@ use phaseloop_core::{IoOutcome, Loop};
 use crate::engine::connection::Conn;
 use crate::engine::limits::open_files_limit;
 use crate::engine::service::Service;
+use crate::engine::waiting::Which;
 use crate::engine::Engine;
 
 /// Connections accepted per listener event before yielding to the others.
@@ -104,7 +105,14 @@ impl<S: Service> Engine<S> {
                 stats.accepted += 1;
                 stats.open += 1;
                 drop(stats);
-                self.update_deadline(lp, key);
+                // It waits for its first bytes under the header timeout.
+                let first = self
+                    .conns
+                    .borrow_mut()
+                    .link(key, Which::Fresh, Self::now(lp));
+                if first {
+                    self.arm_waiting(lp, Which::Fresh);
+                }
             }
             Err(_) => {
                 self.conns.borrow_mut().remove(key);

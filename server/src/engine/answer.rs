@@ -8,7 +8,7 @@ use std::task::Waker;
 
 use phaseloop_core::Loop;
 
-use crate::engine::connection::StreamError;
+use crate::engine::exchange::StreamError;
 use crate::engine::service::Service;
 use crate::engine::{Engine, RouteStats, ServerStats};
 use crate::http::response::Response;
@@ -173,7 +173,7 @@ impl<S: Service> Answer<S> {
     pub(crate) fn is_awaited(&self) -> bool {
         match (&self.engine, &self.ticket) {
             (Some(engine), Some(t)) => engine
-                .with_conn(t.key as usize, t.conn_id, |c| {
+                .with_exchange(t.key as usize, t.conn_id, |c| {
                     c.waits_for(t.seq) && !c.read_eof
                 })
                 .unwrap_or(false),
@@ -563,8 +563,8 @@ impl<S: Service> Engine<S> {
     ) -> bool {
         // Inside a read batch (the common case: an answer given during its
         // dispatch) the batch writes at its end; nothing more to do here.
-        let Some((taken, batching)) = self.with_conn(key, id, |conn| {
-            let taken = conn.complete(seq, response, &self.date.borrow(), &self.pool);
+        let Some((taken, batching)) = self.with_exchange(key, id, |conn| {
+            let taken = conn.complete(seq, response, &self.date.borrow(), &self.spares);
             (taken, conn.batching)
         }) else {
             return false;
@@ -586,8 +586,8 @@ impl<S: Service> Engine<S> {
         response: &Response,
     ) -> bool {
         let started = self
-            .with_conn(key, id, |conn| {
-                conn.start_stream(seq, response, &self.date.borrow(), &self.pool)
+            .with_exchange(key, id, |conn| {
+                conn.start_stream(seq, response, &self.date.borrow(), &self.spares)
             })
             .unwrap_or(false);
         if started {
@@ -607,7 +607,7 @@ impl<S: Service> Engine<S> {
     ) -> Result<(), StreamError> {
         let high_water = self.cfg.write_high_water;
         let result = self
-            .with_conn(key, id, |conn| conn.stream_chunk(seq, data, high_water))
+            .with_exchange(key, id, |conn| conn.stream_chunk(seq, data, high_water))
             .unwrap_or(Err(StreamError::Closed));
         if result.is_ok() {
             self.after_output(lp, key);
@@ -619,7 +619,7 @@ impl<S: Service> Engine<S> {
     /// the connection is gone).
     fn stream_congested(&self, key: usize, id: u64) -> bool {
         let high_water = self.cfg.write_high_water;
-        self.with_conn(key, id, |conn| conn.buffered_output() >= high_water)
+        self.with_exchange(key, id, |conn| conn.buffered_output() >= high_water)
             .unwrap_or(true)
     }
 
@@ -634,7 +634,7 @@ impl<S: Service> Engine<S> {
         callback: Box<dyn FnOnce(&Loop)>,
     ) {
         let half = self.cfg.write_high_water / 2;
-        let ready = self.with_conn(key, id, |conn| {
+        let ready = self.with_exchange(key, id, |conn| {
             if conn.buffered_output() < half {
                 Some(callback)
             } else {
@@ -650,7 +650,7 @@ impl<S: Service> Engine<S> {
     /// The end of a streamed body (`abort`: cut it short and close).
     fn stream_end(self: &Rc<Self>, lp: &Loop, key: usize, id: u64, seq: u64, abort: bool) {
         if self
-            .with_conn(key, id, |conn| conn.end_stream(seq, abort))
+            .with_exchange(key, id, |conn| conn.end_stream(seq, abort))
             .is_some()
         {
             self.after_output(lp, key);

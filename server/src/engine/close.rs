@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use phaseloop_core::Loop;
 
+use crate::engine::exchange::Reading;
 use crate::engine::service::Service;
 use crate::engine::Engine;
 
@@ -14,19 +15,21 @@ pub(crate) type ShutdownCallback = Box<dyn FnOnce(&Loop)>;
 
 impl<S: Service> Engine<S> {
     pub(crate) fn close_conn(self: &Rc<Self>, lp: &Loop, key: usize) {
-        let Some(mut conn) = self.conns.borrow_mut().try_remove(key) else {
+        let Some(mut conn) = self.conns.borrow_mut().remove(key) else {
             return;
         };
         if let Some(token) = conn.token.take() {
             let _ = lp.deregister_io(token, &mut conn.stream);
         }
-        if let Some(t) = conn.timer.take() {
-            lp.clear_timer(t);
+        if let Some(ex) = conn.exchange() {
+            if let Some(t) = ex.timer.take() {
+                lp.clear_timer(t);
+            }
+            ex.inbuf.clear();
+            ex.out_pos = 0;
+            ex.outbuf.clear();
+            ex.release_buffers(&mut self.spares.borrow_mut());
         }
-        conn.inbuf.clear();
-        conn.out_pos = 0;
-        conn.outbuf.clear();
-        conn.release_buffers(&mut self.pool.borrow_mut());
         let id = conn.id;
         drop(conn); // closes the socket
         self.stats.borrow_mut().open -= 1;
@@ -65,15 +68,20 @@ impl<S: Service> Engine<S> {
         for key in keys {
             let idle = {
                 let mut conns = self.conns.borrow_mut();
-                let conn = &mut conns[key];
-                // In-flight requests finish; their last response says close.
-                conn.close_after_queue = true;
-                if !matches!(conn.reading, crate::engine::connection::Reading::Body(_)) {
-                    conn.reading = crate::engine::connection::Reading::Stopped;
+                match conns[key].exchange() {
+                    None => true,
+                    Some(ex) => {
+                        // In-flight requests finish; their last response
+                        // says close.
+                        ex.close_after_queue = true;
+                        if !matches!(ex.reading, Reading::Body(_)) {
+                            ex.reading = Reading::Stopped;
+                        }
+                        !ex.in_flight()
+                            && ex.unsent() == 0
+                            && !matches!(ex.reading, Reading::Body(_))
+                    }
                 }
-                !conn.in_flight()
-                    && conn.unsent() == 0
-                    && !matches!(conn.reading, crate::engine::connection::Reading::Body(_))
             };
             if idle {
                 self.close_conn(lp, key);

@@ -1,13 +1,16 @@
-//! Deadlines: one lazy timer per connection for whichever timeout applies
-//! now (header, body, idle, send, linger); 408 or close when it passes.
+//! Deadlines: one lazy timer per busy connection (its exchange's) for
+//! whichever timeout applies now (header, body, idle, send, linger), and
+//! one per waiting list for the idle ones (`waiting.rs`); 408 or close
+//! when a deadline passes.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use phaseloop_core::Loop;
 
-use crate::engine::connection::DeadlineKind;
+use crate::engine::exchange::{kernel_unsent, nanos, DeadlineKind, Reading};
 use crate::engine::service::Service;
+use crate::engine::waiting::{Which, NIL};
 use crate::engine::Engine;
 
 impl<S: Service> Engine<S> {
@@ -19,13 +22,16 @@ impl<S: Service> Engine<S> {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
+        let id = conn.id;
+        let Some(conn) = conn.exchange() else {
+            return; // idle: its waiting list keeps its deadline
+        };
         let Some(due) = conn.deadline_to_arm(&self.cfg) else {
             return;
         };
         if let Some(t) = conn.timer.take() {
             lp.clear_timer(t);
         }
-        let id = conn.id;
         let inner = Rc::downgrade(self);
         let delay = Duration::from_nanos(due.saturating_sub(Self::now(lp)));
         let timer = lp.set_timeout(delay, move |lp| {
@@ -45,11 +51,15 @@ impl<S: Service> Engine<S> {
             let Some(conn) = conns.get_mut(key).filter(|c| c.id == id) else {
                 return;
             };
-            conn.timer = None;
-            if let Some(rate) = self.cfg.min_response_rate.filter(|_| conn.writing) {
-                conn.look_at_taken(rate);
+            let stream = &conn.stream;
+            let Some(ex) = conn.ex.as_deref_mut() else {
+                return; // idle since: its waiting list has its deadline
+            };
+            ex.timer = None;
+            if let Some(rate) = self.cfg.min_response_rate.filter(|_| ex.writing) {
+                ex.look_at_taken(stream, rate);
             }
-            match conn.deadline(&self.cfg) {
+            match ex.deadline(&self.cfg) {
                 None => return,
                 Some((due, _)) if due > now => None,
                 Some((_, kind)) => Some(kind),
@@ -59,6 +69,11 @@ impl<S: Service> Engine<S> {
             self.update_deadline(lp, key);
             return;
         };
+        self.time_out(lp, key, kind);
+    }
+
+    /// Deadline `kind` of connection `key` (which has an exchange) passed.
+    fn time_out(self: &Rc<Self>, lp: &Loop, key: usize, kind: DeadlineKind) {
         self.stats.borrow_mut().timeouts += 1;
         match kind {
             DeadlineKind::Header
@@ -80,11 +95,15 @@ impl<S: Service> Engine<S> {
                 let (refusal, id) = {
                     let mut conns = self.conns.borrow_mut();
                     let conn = &mut conns[key];
-                    if matches!(conn.reading, crate::engine::connection::Reading::Body(_)) {
-                        conn.queue.pop_back();
+                    let id = conn.id;
+                    let Some(ex) = conn.exchange() else {
+                        return;
+                    };
+                    if matches!(ex.reading, Reading::Body(_)) {
+                        ex.queue.pop_back();
                     }
-                    let refusal = conn.refuse(crate::http::HttpError::new(408, message));
-                    (refusal, conn.id)
+                    let refusal = ex.refuse(crate::http::HttpError::new(408, message));
+                    (refusal, id)
                 };
                 self.answer_refusal(lp, key, id, *refusal);
                 self.flush(lp, key);
@@ -103,5 +122,97 @@ impl<S: Service> Engine<S> {
             }
             DeadlineKind::Idle | DeadlineKind::Linger => self.close_conn(lp, key),
         }
+    }
+
+    /// Arms list `which`'s timer for its head's deadline, unless it is
+    /// armed or the list is empty. A list with members always has its
+    /// timer armed.
+    pub(crate) fn arm_waiting(self: &Rc<Self>, lp: &Loop, which: Which) {
+        let due = {
+            let mut conns = self.conns.borrow_mut();
+            let head = conns.list(which).head;
+            if conns.list(which).timer.is_some() || head == NIL {
+                return;
+            }
+            conns[head as usize]
+                .since
+                .saturating_add(self.waiting_timeout(which))
+        };
+        let weak = Rc::downgrade(self);
+        let delay = Duration::from_nanos(due.saturating_sub(Self::now(lp)));
+        let timer = lp.set_timeout(delay, move |lp| {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_waiting_due(lp, which);
+            }
+        });
+        // Idle connections never keep the loop alive by their deadlines.
+        lp.unref_timer(timer);
+        self.conns.borrow_mut().list(which).timer = Some(timer);
+    }
+
+    /// How long a connection may wait in list `which`, nanoseconds.
+    fn waiting_timeout(&self, which: Which) -> u64 {
+        match which {
+            Which::Fresh => nanos(self.cfg.header_timeout.min(self.cfg.request_timeout)),
+            Which::Idle => self.keep_alive_ns,
+        }
+    }
+
+    /// List `which`'s timer fired. From its head: a member that woke
+    /// leaves (its exchange's timer has its deadline now); one whose
+    /// deadline passed times out (an idle one closes; a fresh one is
+    /// answered 408, as any late head); the first still waiting has the
+    /// timer re-armed for it. Members behind it wait for its turn: the
+    /// list is in the order they joined, and each went idle again at most
+    /// [`crate::engine::waiting::regroup_ns`] after it joined, so none is
+    /// closed more than that late.
+    fn on_waiting_due(self: &Rc<Self>, lp: &Loop, which: Which) {
+        let now = Self::now(lp);
+        let timeout = self.waiting_timeout(which);
+        self.conns.borrow_mut().list(which).timer = None;
+        loop {
+            let key = {
+                let mut conns = self.conns.borrow_mut();
+                let head = conns.list(which).head;
+                if head == NIL {
+                    return;
+                }
+                let conn = &conns[head as usize];
+                if conn.ex.is_some() {
+                    conns.unlink(head as usize);
+                    continue;
+                }
+                if conn.since.saturating_add(timeout) > now {
+                    break;
+                }
+                head as usize
+            };
+            match which {
+                Which::Idle => {
+                    self.stats.borrow_mut().timeouts += 1;
+                    // A client that has not taken what the kernel holds
+                    // for it is below any rate: reset, as a slow reader's
+                    // deadline does, so the kernel lets go of it too.
+                    if self.cfg.min_response_rate.is_some() {
+                        let conns = self.conns.borrow();
+                        let stream = &conns[key].stream;
+                        if kernel_unsent(stream) > 0 {
+                            self.stats.borrow_mut().response_rate_closes += 1;
+                            let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+                        }
+                    }
+                    self.close_conn(lp, key);
+                }
+                Which::Fresh => {
+                    {
+                        let mut conns = self.conns.borrow_mut();
+                        conns.wake(key, &mut self.spares.borrow_mut());
+                        conns.unlink(key);
+                    }
+                    self.time_out(lp, key, DeadlineKind::Header);
+                }
+            }
+        }
+        self.arm_waiting(lp, which);
     }
 }

@@ -8,9 +8,11 @@ use std::time::Duration;
 use phaseloop_core::{IoEvent, IoOutcome, Loop};
 
 use crate::engine::answer::Answer;
-use crate::engine::connection::{Conn, Lifecycle, ReadBudget, Refusal, Step};
+use crate::engine::connection::Conn;
+use crate::engine::exchange::{Exchange, Lifecycle, ReadBudget, Refusal, Step};
 use crate::engine::service::Service;
 use crate::engine::service::Target;
+use crate::engine::waiting::Which;
 use crate::engine::Engine;
 use crate::http::request::Request;
 use crate::http::Error;
@@ -42,13 +44,24 @@ impl<S: Service> Engine<S> {
             let Some(conn) = conns.get_mut(key).filter(|c| c.id == id) else {
                 return IoOutcome::Drained;
             };
+            if conn.ex.is_none() {
+                if !(ev.readable || ev.read_closed || ev.error) {
+                    return IoOutcome::Drained; // asleep, and only writable
+                }
+                // Bytes (or the end) arrived for a connection asleep: it
+                // takes an exchange to read them with.
+                conn.wake(&mut self.spares.borrow_mut());
+            }
+            let Some(ex) = conn.exchange() else {
+                return IoOutcome::Drained;
+            };
             if ev.read_closed || ev.error {
-                conn.peer_shut = true;
+                ex.peer_shut = true;
             }
             // Most events report the socket writable (epoll gives the whole
             // readiness mask); only output that waited for room needs a
             // flush: unsent bytes, or streams waiting for room.
-            ev.writable && (conn.unsent() > 0 || !conn.drain_waiters.is_empty())
+            ev.writable && (ex.unsent() > 0 || !ex.drain_waiters.is_empty())
         };
         if output_waiting && !self.flush(lp, key) {
             return IoOutcome::Drained;
@@ -100,9 +113,13 @@ impl<S: Service> Engine<S> {
                 let Some(conn) = conns.get_mut(key) else {
                     return IoOutcome::Drained;
                 };
-                conn.batching = true;
-                let step = conn.next_step(&mut ctx, &mut tally.budget);
-                (step, conn.id, conn.dispatched_seq, conn.dispatched_target)
+                let id = conn.id;
+                let Some(ex) = conn.ex.as_deref_mut() else {
+                    return IoOutcome::Drained; // asleep again: nothing to read
+                };
+                ex.batching = true;
+                let step = ex.next_step(&mut conn.stream, &mut ctx, &mut tally.budget);
+                (step, id, ex.dispatched_seq, ex.dispatched_target)
             };
             match step {
                 (Step::Dispatch(req), id, seq, target) => {
@@ -236,16 +253,19 @@ impl<S: Service> Engine<S> {
     fn finish_batch(self: &Rc<Self>, lp: &Loop, key: usize) -> bool {
         let mut peer_gone = None;
         if let Some(conn) = self.conns.borrow_mut().get_mut(key) {
-            conn.batching = false;
-            // The batch may have ended right after a dispatch.
-            conn.settle();
-            // Once per batch, not per request: what is still unanswered
-            // now is all in the queue.
-            if let Some(limit) = self.cfg.handler_timeout {
-                self.watch_answers(lp, key, conn, limit);
-            }
-            if conn.read_eof {
-                peer_gone = Some(conn.id);
+            let id = conn.id;
+            if let Some(ex) = conn.exchange() {
+                ex.batching = false;
+                // The batch may have ended right after a dispatch.
+                ex.settle();
+                // Once per batch, not per request: what is still unanswered
+                // now is all in the queue.
+                if let Some(limit) = self.cfg.handler_timeout {
+                    self.watch_answers(lp, key, id, ex, limit);
+                }
+                if ex.read_eof {
+                    peer_gone = Some(id);
+                }
             }
         }
         // The client closed its side: async handlers still at work for it
@@ -257,11 +277,11 @@ impl<S: Service> Engine<S> {
             return false;
         }
         let mut conns = self.conns.borrow_mut();
-        let Some(conn) = conns.get_mut(key) else {
+        let Some(ex) = conns.get_mut(key).and_then(Conn::exchange) else {
             return false;
         };
-        if conn.may_resume(&self.cfg) {
-            conn.paused = false;
+        if ex.may_resume(&self.cfg) {
+            ex.paused = false;
             return true;
         }
         false
@@ -272,31 +292,51 @@ impl<S: Service> Engine<S> {
     pub(crate) fn flush(self: &Rc<Self>, lp: &Loop, key: usize) -> bool {
         let now = Self::now(lp);
         let result = {
-            let mut conns = self.conns.borrow_mut();
+            let mut guard = self.conns.borrow_mut();
+            let conns = &mut *guard;
             let Some(conn) = conns.get_mut(key) else {
                 return false;
             };
-            conn.flush(now, self.rate_grace_ns).map(|()| {
-                let done = conn.done_after_flush() && conn.lifecycle == Lifecycle::Open;
-                if done {
-                    conn.start_linger(now);
+            let Some(ex) = conn.ex.as_deref_mut() else {
+                return true; // asleep: nothing to write
+            };
+            let flushed = ex.flush(&mut conn.stream, now, self.rate_grace_ns);
+            if flushed.is_ok() && ex.may_sleep() {
+                // Idle: the exchange goes back to the spares, the
+                // connection waits in the idle list.
+                let (timer, placed) =
+                    conn.sleep(&mut self.spares.borrow_mut(), now, self.regroup_ns);
+                let first = !placed && conns.rejoin_idle(key, now);
+                drop(guard);
+                if let Some(t) = timer {
+                    lp.clear_timer(t);
                 }
-                if conn.is_idle() {
-                    conn.idle_since = now;
-                    conn.release_buffers(&mut self.pool.borrow_mut());
+                if first {
+                    self.arm_waiting(lp, Which::Idle);
+                }
+                return true;
+            }
+            flushed.map(|()| {
+                let done = ex.done_after_flush() && ex.lifecycle == Lifecycle::Open;
+                if done {
+                    ex.start_linger(&conn.stream, now);
+                }
+                if ex.is_idle() {
+                    ex.idle_since = now;
+                    ex.release_buffers(&mut self.spares.borrow_mut());
                 }
                 // Streams waiting for room get it back below half the mark.
-                let drained = if !conn.drain_waiters.is_empty()
-                    && conn.buffered_output() < self.cfg.write_high_water / 2
+                let drained = if !ex.drain_waiters.is_empty()
+                    && ex.buffered_output() < self.cfg.write_high_water / 2
                 {
-                    std::mem::take(&mut conn.drain_waiters)
+                    std::mem::take(&mut ex.drain_waiters)
                 } else {
                     Vec::new()
                 };
                 // Usually the armed timer still covers the deadline: seen
                 // here, that costs no second look-up of the connection.
                 let timer_ok =
-                    !done && drained.is_empty() && conn.deadline_to_arm(&self.cfg).is_none();
+                    !done && drained.is_empty() && ex.deadline_to_arm(&self.cfg).is_none();
                 (done, drained, timer_ok)
             })
         };
@@ -330,7 +370,14 @@ impl<S: Service> Engine<S> {
             let Some(conn) = conns.get_mut(key) else {
                 return false;
             };
-            conn.next_step(&mut self.ctx(Self::now(lp)), &mut ReadBudget::default())
+            let Some(ex) = conn.ex.as_deref_mut() else {
+                return true;
+            };
+            ex.next_step(
+                &mut conn.stream,
+                &mut self.ctx(Self::now(lp)),
+                &mut ReadBudget::default(),
+            )
         };
         if let Step::Close = step {
             self.close_conn(lp, key);
@@ -344,9 +391,15 @@ impl<S: Service> Engine<S> {
     /// unreferenced: they never keep the loop alive, and one firing after
     /// its answer does nothing.
     #[inline(never)]
-    fn watch_answers(self: &Rc<Self>, lp: &Loop, key: usize, conn: &mut Conn, limit: Duration) {
-        let id = conn.id;
-        for seq in conn.unwatched_answers() {
+    fn watch_answers(
+        self: &Rc<Self>,
+        lp: &Loop,
+        key: usize,
+        id: u64,
+        ex: &mut Exchange,
+        limit: Duration,
+    ) {
+        for seq in ex.unwatched_answers() {
             let weak = Rc::downgrade(self);
             let timer = lp.set_timeout(limit, move |lp| {
                 if let Some(inner) = weak.upgrade() {
@@ -368,7 +421,10 @@ impl<S: Service> Engine<S> {
         seq: u64,
         limit: Duration,
     ) {
-        let Some(route) = self.with_conn(key, id, |conn| conn.awaiting(seq)).flatten() else {
+        let Some(route) = self
+            .with_exchange(key, id, |conn| conn.awaiting(seq))
+            .flatten()
+        else {
             return; // answered meanwhile, or the client left
         };
         self.stats.borrow_mut().handler_timeouts += 1;
@@ -389,26 +445,35 @@ impl<S: Service> Engine<S> {
     /// After a handler produced output outside a read batch: write it now,
     /// and let a paused connection read again if that drained it.
     pub(crate) fn after_output(self: &Rc<Self>, lp: &Loop, key: usize) {
-        let batching = self.conns.borrow().get(key).is_some_and(|c| c.batching);
+        let batching = self.conns.borrow().get(key).is_some_and(Conn::batching);
         if batching || !self.flush(lp, key) {
             return;
         }
         let resume = {
             let mut conns = self.conns.borrow_mut();
-            conns.get_mut(key).is_some_and(|c| {
-                let r = c.may_resume(&self.cfg);
-                if r {
-                    c.paused = false;
-                }
-                r
-            })
+            conns
+                .get_mut(key)
+                .and_then(Conn::exchange)
+                .is_some_and(|ex| {
+                    let r = ex.may_resume(&self.cfg);
+                    if r {
+                        ex.paused = false;
+                    }
+                    r
+                })
         };
         if resume && self.drive(lp, key) == IoOutcome::Again {
             // Budget spent: the socket may still hold requests, and no new
             // edge will say so. Come back in the next tick.
+            // (It may have gone to sleep meanwhile: a nap comes first.)
             let inner = self.clone();
             lp.defer(move |lp| {
-                if inner.conns.borrow().contains(key) {
+                let mut conns = inner.conns.borrow_mut();
+                if conns.contains(key) {
+                    if conns[key].ex.is_none() {
+                        conns.wake(key, &mut inner.spares.borrow_mut());
+                    }
+                    drop(conns);
                     inner.drive(lp, key);
                 }
             });

@@ -7,8 +7,12 @@
 //!
 //! One type, [`Engine`], with its methods by concern: `accept.rs`,
 //! `drive.rs` (events, read batches, flushing), `answer.rs` (answers and
-//! streams coming in), `deadlines.rs`, `close.rs` (closing, shutdown),
-//! `stats.rs`; a connection's own state is `connection.rs`.
+//! streams coming in), `deadlines.rs` (an exchange's timer, the waiting
+//! lists' sweeps), `close.rs` (closing, shutdown), `stats.rs`. A
+//! connection is `connection.rs` (what an idle one keeps) and
+//! `exchange.rs` (what it needs while it has work); `spares.rs` keeps
+//! exchanges and buffers between uses, `waiting.rs` the idle connections'
+//! deadlines.
 
 mod accept;
 pub(crate) mod answer;
@@ -17,10 +21,13 @@ pub(crate) mod config;
 pub(crate) mod connection;
 mod deadlines;
 mod drive;
+pub(crate) mod exchange;
 pub(crate) mod limits;
 mod read_buffer;
 pub(crate) mod service;
+mod spares;
 mod stats;
+mod waiting;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -33,13 +40,14 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use mio::Interest;
 use phaseloop_core::{IoOutcome, IoToken, Loop, TimerId};
-use slab::Slab;
 
 use crate::engine::answer::{TicketSpares, SPARE_TICKETS};
 use crate::engine::close::ShutdownCallback;
 use crate::engine::config::ServerConfig;
-use crate::engine::connection::{BufferPool, Conn, Ctx};
+use crate::engine::connection::Conns;
+use crate::engine::exchange::{Ctx, Exchange};
 use crate::engine::service::Service;
+use crate::engine::spares::Spares;
 use crate::engine::stats::LATENCY_MAX_US;
 pub use crate::engine::stats::{RouteStats, ServerStats};
 use crate::http::DateCache;
@@ -55,11 +63,12 @@ pub(crate) struct Engine<S: Service> {
     /// The minimum response rate's grace in nanoseconds (`u64::MAX` when
     /// there is no minimum: the run's deadline is then never near).
     pub(crate) rate_grace_ns: u64,
+
     listener: RefCell<Option<TcpListener>>,
     listener_token: Cell<Option<IoToken>>,
     local_addr: SocketAddr,
-    conns: RefCell<Slab<Conn>>,
-    pool: RefCell<BufferPool>,
+    conns: RefCell<Conns>,
+    spares: RefCell<Spares>,
     date: RefCell<DateCache>,
     date_timer: Cell<Option<TimerId>>,
     next_conn_id: Cell<u64>,
@@ -77,6 +86,11 @@ pub(crate) struct Engine<S: Service> {
     /// histogram when it is read: most answers are these, and a counter is
     /// a tenth of a histogram record.
     answered_at_once: Cell<u64>,
+    /// The keep-alive timeout, nanoseconds.
+    pub(crate) keep_alive_ns: u64,
+    /// How long an idle connection keeps its place in the idle list
+    /// ([`waiting::regroup_ns`]).
+    pub(crate) regroup_ns: u64,
     /// Spare boxes for answers' tickets.
     pub(crate) ticket_spares: TicketSpares,
     /// Async handlers to wake when their request stops waiting (the
@@ -100,13 +114,16 @@ impl<S: Service> Engine<S> {
             service,
             rate_grace_ns: cfg
                 .min_response_rate
-                .map_or(u64::MAX, |r| connection::nanos(r.grace)),
+                .map_or(u64::MAX, |r| exchange::nanos(r.grace)),
+
+            keep_alive_ns: exchange::nanos(cfg.keep_alive_timeout),
+            regroup_ns: waiting::regroup_ns(exchange::nanos(cfg.keep_alive_timeout)),
             cfg,
             listener: RefCell::new(None),
             listener_token: Cell::new(None),
             local_addr,
-            conns: RefCell::new(Slab::new()),
-            pool: RefCell::new(BufferPool::new()),
+            conns: RefCell::new(Conns::new()),
+            spares: RefCell::new(Spares::new()),
             date: RefCell::new(DateCache::new()),
             date_timer: Cell::new(None),
             next_conn_id: Cell::new(1),
@@ -170,7 +187,7 @@ impl<S: Service> Engine<S> {
         Ctx {
             cfg: &self.cfg,
             service: &self.service,
-            pool: &self.pool,
+            spares: &self.spares,
             now,
         }
     }
@@ -197,15 +214,16 @@ impl<S: Service> Engine<S> {
         self.conns.borrow().get(key).is_some_and(|c| c.id == id)
     }
 
-    /// Runs `f` on connection `key` if it is still connection `id`.
-    pub(crate) fn with_conn<R>(
+    /// Runs `f` on the exchange of connection `key` if it is still
+    /// connection `id` and has work (an idle one has no request to answer).
+    pub(crate) fn with_exchange<R>(
         &self,
         key: usize,
         id: u64,
-        f: impl FnOnce(&mut Conn) -> R,
+        f: impl FnOnce(&mut Exchange) -> R,
     ) -> Option<R> {
         let mut conns = self.conns.borrow_mut();
-        let conn = conns.get_mut(key).filter(|c| c.id == id)?;
-        Some(f(conn))
+        let ex = conns.get_mut(key).filter(|c| c.id == id)?.exchange()?;
+        Some(f(ex))
     }
 }

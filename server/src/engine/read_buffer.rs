@@ -60,7 +60,7 @@ impl ReadBuffer {
         !self.buf.is_empty()
     }
 
-    /// Attaches storage (an initialised buffer from the pool).
+    /// Attaches storage (an initialised buffer from the spares).
     pub fn attach(&mut self, storage: Vec<u8>) {
         debug_assert!(self.buf.is_empty());
         self.buf = storage;
@@ -71,7 +71,7 @@ impl ReadBuffer {
         self.end = 0;
     }
 
-    /// Detaches the storage if nothing is buffered (to return it to the pool).
+    /// Detaches the storage if nothing is buffered (to return it to the spares).
     pub fn detach_if_empty(&mut self) -> Option<Vec<u8>> {
         if self.is_empty() && !self.buf.is_empty() {
             self.start = 0;

@@ -16,6 +16,10 @@ pub struct ServerStats {
     pub accepted: u64,
     /// Connections open now.
     pub open: u64,
+    /// Of those, connections with request work in hand now: an exchange
+    /// (buffers, parsing state, the queue of answers). The others are idle
+    /// and keep only their socket and their place in a waiting list.
+    pub busy: u64,
     /// Connections closed (counted in the loop's close phase).
     pub closed: u64,
     /// Requests dispatched to handlers.
@@ -115,6 +119,14 @@ impl<S: Service> Engine<S> {
     /// A copy of the server's counters.
     pub(crate) fn stats(&self) -> ServerStats {
         let mut stats = self.stats.borrow().clone();
+        // Counted when asked (a walk over the connections), not kept up to
+        // date on every request.
+        stats.busy = self
+            .conns
+            .borrow()
+            .iter()
+            .filter(|(_, c)| c.ex.is_some())
+            .count() as u64;
         // Every handler's answer is counted once, by route and status;
         // the classes are added up from there when asked for.
         for by_status in self.route_stats.borrow().iter() {

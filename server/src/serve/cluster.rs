@@ -47,6 +47,7 @@ impl ClusterStats {
         for s in self.per_loop() {
             t.accepted += s.accepted;
             t.open += s.open;
+            t.busy += s.busy;
             t.closed += s.closed;
             t.requests += s.requests;
             for (a, b) in t.responses_by_class.iter_mut().zip(s.responses_by_class) {

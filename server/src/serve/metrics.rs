@@ -398,6 +398,12 @@ impl Collector for Snapshot {
         )?;
         gauge(
             e,
+            "phaseloop_connections_busy",
+            "Open connections with request work in hand (the rest are idle and hold no buffers).",
+            i64::try_from(s.busy).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            e,
             "phaseloop_connection_buffer_bytes",
             "Buffer memory held by connections.",
             as_gauge(self.buffered),
