@@ -67,12 +67,13 @@ def port_in_use(port):
         return False
 
 
-def start(name, port, data):
+def start(name, port, data, extra=()):
+    """Starts server `name` on `port` (`extra`: more demo-api arguments)."""
     if port_in_use(port):
         sys.exit(f"port {port} is already in use: stop whatever listens there first")
     if name == "phaseloop":
         cmd = [os.path.join(REL, "demo-api"), "--port", str(port), "--data-dir", data,
-               "--log-level", "error", "--keep-alive", "60"]
+               "--log-level", "error", "--keep-alive", "60", *extra]
     elif name == "floor":
         cmd = [os.path.join(REL, "floor"), str(port)]
     else:

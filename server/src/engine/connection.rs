@@ -222,3 +222,23 @@ impl Conns {
         Some(self.slab.remove(key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The budget of `docs/ARCHITECTURE.md` ("A connection's memory"): an
+    /// idle connection is its `Conn` in the slab, its loop registration
+    /// (24 bytes and a 32-byte callback), and nothing else. Whatever is
+    /// added here is paid by every idle connection: it belongs in the
+    /// exchange unless a sleeping connection needs it.
+    #[test]
+    fn an_idle_connection_fits_its_budget() {
+        assert!(
+            std::mem::size_of::<Conn>() <= 120,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+        assert!(std::mem::size_of::<Waiting>() <= 24);
+    }
+}
