@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks that the server crate's layers import one way only.
 
-The layers of server/src, lowest first: http (pure HTTP/1.1), engine (the
+The layers of server/src, lowest first: http (pure HTTP/1.1), client (the
+HTTP client on the loop: it uses http, never the server), engine (the
 connection engine on the loop), api (the app, handlers, responder), serve
 (binding, one server, cluster, supervisor). A file may use `crate::` paths
 of its own layer and the layers below it, never above. Every `crate::`
@@ -15,7 +16,7 @@ import os
 import re
 import sys
 
-ORDER = ["http", "engine", "api", "serve"]
+ORDER = ["http", "client", "engine", "api", "serve"]
 
 
 def root_names(src):

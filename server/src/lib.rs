@@ -37,6 +37,7 @@
 #![warn(missing_debug_implementations)]
 
 mod api;
+pub mod client;
 mod engine;
 pub mod http;
 mod serve;

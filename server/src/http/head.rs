@@ -465,7 +465,7 @@ fn valid_absolute_form(target: &[u8]) -> bool {
 
 /// RFC 9110 §8.6: `Content-Length = 1*DIGIT`; a list of identical values
 /// (`5, 5`) may be accepted as one.
-fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
+pub(super) fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
     let mut result: Option<u64> = None;
     for part in value.split(|b| *b == b',') {
         let digits = part.trim_ascii();

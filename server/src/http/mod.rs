@@ -6,6 +6,7 @@
 pub(crate) mod accept;
 mod blocks;
 mod chunked;
+pub(crate) mod client_role;
 #[cfg(feature = "http")]
 mod compat;
 pub(crate) mod cookie;
@@ -25,6 +26,9 @@ pub(crate) mod status;
 
 pub(crate) use blocks::find_byte;
 pub use chunked::ChunkedDecoder;
+pub use client_role::{
+    encode_request_head, parse_response_head, BadResponse, ParsedResponseHead, ResponseBodyFraming,
+};
 pub use cookie::{parse_cookies, Cookie, SameSite};
 pub use date::{format_imf_fixdate, parse_imf_fixdate, DateCache};
 pub use encode::{encode_cached, encode_continue, encode_head, ResponseFraming, ResponseHead};

@@ -1,0 +1,367 @@
+//! One client connection: connecting, writing a request, reading its
+//! response (head, then a body framed by length, chunks or the close).
+//! Pure state over a nonblocking socket; the agent (`agent.rs`) drives it
+//! from the connection's readiness events and decides what follows.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use mio::net::TcpStream;
+use phaseloop_core::{IoToken, TimerId};
+
+use super::{ClientError, ClientResponse, TimeoutKind};
+use crate::http::{parse_response_head, ChunkedDecoder, ResponseBodyFraming};
+
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The TCP handshake is under way.
+    Connecting,
+    /// Connected, waiting for a request (in its origin's idle list).
+    Idle,
+    /// Sending a request.
+    Writing,
+    /// Reading the response.
+    Reading,
+}
+
+/// How much of the response body is left.
+#[derive(Debug)]
+enum BodyLeft {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+/// What a readiness event led to.
+#[derive(Debug)]
+pub(crate) enum Progress {
+    /// Nothing final yet.
+    Pending,
+    /// Connected: the agent gives it a request (or makes it idle).
+    Connected,
+    /// The response is complete; the connection may be reused if `reuse`.
+    Done {
+        response: ClientResponse,
+        reuse: bool,
+    },
+    /// The exchange failed. `reached`: some of the request was written, so
+    /// the server may have acted on it.
+    Failed { error: ClientError, reached: bool },
+    /// An idle connection closed or misbehaved: drop it.
+    Dropped,
+}
+
+/// The limits a response is read under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadLimits {
+    pub max_head: usize,
+    pub max_body: u64,
+}
+
+pub(crate) struct ClientConn {
+    pub id: u64,
+    pub stream: TcpStream,
+    pub token: Option<IoToken>,
+    pub phase: Phase,
+    /// It has carried a response before (a reused keep-alive connection).
+    pub reused: bool,
+    /// Its timer (connect, head, request or idle deadline).
+    pub timer: Option<TimerId>,
+    /// Addresses still to try if this connect fails.
+    pub other_addrs: Vec<SocketAddr>,
+    out: Vec<u8>,
+    out_pos: usize,
+    inbuf: Vec<u8>,
+    head_request: bool,
+    wrote_any: bool,
+    response: Option<ClientResponse>,
+    keep_alive: bool,
+    body_left: Option<BodyLeft>,
+}
+
+impl ClientConn {
+    /// Starts connecting to `addr` (nonblocking: the handshake finishes in
+    /// the poll phase).
+    pub fn connect(id: u64, addr: SocketAddr, other_addrs: Vec<SocketAddr>) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr)?;
+        let _ = stream.set_nodelay(true);
+        Ok(ClientConn {
+            id,
+            stream,
+            token: None,
+            phase: Phase::Connecting,
+            reused: false,
+            timer: None,
+            other_addrs,
+            out: Vec::new(),
+            out_pos: 0,
+            inbuf: Vec::new(),
+            head_request: false,
+            wrote_any: false,
+            response: None,
+            keep_alive: false,
+            body_left: None,
+        })
+    }
+
+    /// Begins an exchange: the encoded request in `bytes` goes out next.
+    pub fn begin(&mut self, bytes: Vec<u8>, head_request: bool) {
+        self.out = bytes;
+        self.out_pos = 0;
+        self.inbuf.clear();
+        self.head_request = head_request;
+        self.wrote_any = false;
+        self.response = None;
+        self.body_left = None;
+        self.phase = Phase::Writing;
+    }
+
+    /// Whether any byte of the current request left.
+    pub fn reached(&self) -> bool {
+        self.wrote_any
+    }
+
+    /// The socket may be writable: finishes the handshake, or writes.
+    pub fn on_writable(&mut self) -> Progress {
+        match self.phase {
+            Phase::Connecting => self.finish_connect(),
+            Phase::Writing => self.write(),
+            _ => Progress::Pending,
+        }
+    }
+
+    fn finish_connect(&mut self) -> Progress {
+        match self.stream.take_error() {
+            Ok(Some(e)) | Err(e) => return self.connect_failed(&e),
+            Ok(None) => {}
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => Progress::Connected,
+            // Not connected yet: a later event says so.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Progress::Pending,
+            Err(e) => self.connect_failed(&e),
+        }
+    }
+
+    fn connect_failed(&self, e: &io::Error) -> Progress {
+        let error = match e.kind() {
+            io::ErrorKind::ConnectionRefused => ClientError::Refused,
+            io::ErrorKind::TimedOut => ClientError::Timeout(TimeoutKind::Connect),
+            _ => ClientError::Io(e.to_string()),
+        };
+        Progress::Failed {
+            error,
+            reached: false,
+        }
+    }
+
+    fn write(&mut self) -> Progress {
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return self.failed(ClientError::Reset),
+                Ok(n) => {
+                    self.out_pos += n;
+                    self.wrote_any = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Pending,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.failed(io_error(&e)),
+            }
+        }
+        self.out = Vec::new();
+        self.out_pos = 0;
+        self.phase = Phase::Reading;
+        Progress::Pending
+    }
+
+    fn failed(&self, error: ClientError) -> Progress {
+        Progress::Failed {
+            error,
+            reached: self.wrote_any,
+        }
+    }
+
+    /// The socket may be readable: reads what is there and goes on with
+    /// the response.
+    pub fn on_readable(&mut self, limits: ReadLimits) -> Progress {
+        let mut eof = false;
+        loop {
+            let len = self.inbuf.len();
+            self.inbuf.resize(len + READ_CHUNK, 0);
+            match self.stream.read(&mut self.inbuf[len..]) {
+                Ok(0) => {
+                    self.inbuf.truncate(len);
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    self.inbuf.truncate(len + n);
+                    if self.phase == Phase::Idle {
+                        // Bytes nobody asked for: the connection is not
+                        // to be trusted with another request.
+                        return Progress::Dropped;
+                    }
+                    // Read on to "would block" (or the end): the socket is
+                    // registered edge-triggered, and a FIN that came with
+                    // these bytes raises no new event. What is buffered is
+                    // bounded by the limits, checked as bytes are taken.
+                    if self.inbuf.len() as u64 > limits.max_body + limits.max_head as u64 {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.inbuf.truncate(len);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.inbuf.truncate(len),
+                Err(e) => {
+                    self.inbuf.truncate(len);
+                    if self.phase == Phase::Idle {
+                        return Progress::Dropped;
+                    }
+                    return self.failed(io_error(&e));
+                }
+            }
+        }
+        match self.phase {
+            Phase::Idle if eof => Progress::Dropped,
+            Phase::Reading => self.take_response(limits, eof),
+            // A response before the request is out: the server answered
+            // early (an error, say); read it all the same.
+            Phase::Writing if !self.inbuf.is_empty() || eof => {
+                self.phase = Phase::Reading;
+                self.take_response(limits, eof)
+            }
+            _ if eof => self.failed(ClientError::Reset),
+            _ => Progress::Pending,
+        }
+    }
+
+    /// Parses and decodes what is buffered.
+    fn take_response(&mut self, limits: ReadLimits, eof: bool) -> Progress {
+        loop {
+            if self.body_left.is_none() {
+                let head =
+                    match parse_response_head(&self.inbuf, self.head_request, limits.max_head) {
+                        Ok(Some(head)) => head,
+                        Ok(None) if eof => {
+                            return self.failed(if self.inbuf.is_empty() {
+                                ClientError::Reset
+                            } else {
+                                ClientError::BadResponse(
+                                    "the connection closed inside the response head".into(),
+                                )
+                            })
+                        }
+                        Ok(None) => return Progress::Pending,
+                        Err(e) => return self.failed(ClientError::BadResponse(e.0.into_owned())),
+                    };
+                self.inbuf.drain(..head.len);
+                // 1xx interim responses (but 101, which this client never
+                // asks for) are skipped: the final one follows.
+                if (100..200).contains(&head.status) {
+                    if head.status == 101 {
+                        return self.failed(ClientError::BadResponse(
+                            "an unrequested protocol switch".into(),
+                        ));
+                    }
+                    continue;
+                }
+                self.keep_alive = head.keep_alive;
+                self.body_left = Some(match head.framing {
+                    ResponseBodyFraming::None => BodyLeft::Length(0),
+                    ResponseBodyFraming::Length(n) if n > limits.max_body => {
+                        return self.failed(ClientError::BadResponse(format!(
+                            "response body of {n} bytes is over the limit of {}",
+                            limits.max_body
+                        )))
+                    }
+                    ResponseBodyFraming::Length(n) => BodyLeft::Length(n),
+                    ResponseBodyFraming::Chunked => BodyLeft::Chunked(ChunkedDecoder::new()),
+                    ResponseBodyFraming::UntilClose => BodyLeft::UntilClose,
+                });
+                self.response = Some(ClientResponse {
+                    status: head.status,
+                    fields: head.fields,
+                    body: Vec::new(),
+                });
+            }
+            return self.take_body(limits, eof);
+        }
+    }
+
+    fn take_body(&mut self, limits: ReadLimits, eof: bool) -> Progress {
+        let (Some(left), Some(response)) = (self.body_left.as_mut(), self.response.as_mut()) else {
+            return Progress::Pending;
+        };
+        let done = match left {
+            BodyLeft::Length(n) => {
+                let take = (*n).min(self.inbuf.len() as u64) as usize;
+                response.body.extend_from_slice(&self.inbuf[..take]);
+                self.inbuf.drain(..take);
+                *n -= take as u64;
+                *n == 0
+            }
+            BodyLeft::Chunked(decoder) => {
+                match decoder.decode(&self.inbuf, &mut response.body, limits.max_body) {
+                    Ok(used) => {
+                        self.inbuf.drain(..used);
+                        decoder.is_done()
+                    }
+                    Err(e) => {
+                        let reason = format!("bad chunked body: {}", e.message);
+                        return self.failed(ClientError::BadResponse(reason));
+                    }
+                }
+            }
+            BodyLeft::UntilClose => {
+                response.body.append(&mut self.inbuf);
+                if response.body.len() as u64 > limits.max_body {
+                    return self.failed(ClientError::BadResponse(format!(
+                        "response body over the limit of {} bytes",
+                        limits.max_body
+                    )));
+                }
+                eof
+            }
+        };
+        if !done {
+            if eof {
+                return self.failed(ClientError::BadResponse(
+                    "the connection closed inside the response body".into(),
+                ));
+            }
+            return Progress::Pending;
+        }
+        // Bytes after the response that nobody asked for: answer this one,
+        // but do not reuse the connection.
+        let reuse = self.keep_alive && !eof && self.inbuf.is_empty() && self.out.is_empty();
+        let response = self.response.take().expect("a response is being read");
+        self.body_left = None;
+        self.phase = Phase::Idle;
+        self.reused = true;
+        Progress::Done { response, reuse }
+    }
+}
+
+fn io_error(e: &io::Error) -> ClientError {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => ClientError::Reset,
+        io::ErrorKind::ConnectionRefused => ClientError::Refused,
+        _ => ClientError::Io(e.to_string()),
+    }
+}
+
+impl ClientConn {
+    /// The current response's head has been read.
+    pub fn has_head(&self) -> bool {
+        self.response.is_some()
+    }
+}
