@@ -54,6 +54,15 @@ struct Flags {
     /// supervisor, not by hand).
     #[arg(long, hide = true, value_parser = parse_slot)]
     worker_slot: Option<(usize, usize)>,
+    /// Where restaurant notifications go (a webhook, POST with the order
+    /// as JSON and an Idempotency-Key); by default this server's own
+    /// embedded restaurant, POST /restaurant/orders.
+    #[arg(long, env = "PHASELOOP_NOTIFY_URL")]
+    notify_url: Option<String>,
+    /// How long the notification circuit breaker stays open before it
+    /// lets a probe through, milliseconds.
+    #[arg(long, env = "PHASELOOP_BREAKER_COOL_DOWN_MS", default_value_t = 5000)]
+    breaker_cool_down_ms: u64,
     /// What to log to stderr (RUST_LOG, when set, takes its place: any
     /// tracing-subscriber filter); debug adds a line per request.
     #[arg(long, env = "PHASELOOP_LOG", default_value = "info",
@@ -85,6 +94,8 @@ pub struct Args {
     pub debug: bool,
     pub quiet: bool,
     pub log_level: String,
+    pub notify_url: Option<String>,
+    pub breaker_cool_down: Duration,
 }
 
 /// The flags, or exits: with the help or version text (status 0), or with
@@ -110,5 +121,7 @@ pub fn parse() -> Result<Args, String> {
         debug: matches!(f.log_level.as_str(), "debug" | "trace"),
         quiet: matches!(f.log_level.as_str(), "error" | "warn"),
         log_level: f.log_level,
+        notify_url: f.notify_url,
+        breaker_cool_down: Duration::from_millis(f.breaker_cool_down_ms.max(1)),
     })
 }

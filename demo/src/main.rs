@@ -10,7 +10,9 @@ mod files;
 mod journal;
 mod metrics;
 mod orders;
+mod outbox;
 mod primes;
+mod restaurant;
 mod users;
 
 use std::cell::RefCell;
@@ -32,8 +34,10 @@ GET  /slow                  answers after a 3 s timer; the loop serves others me
 GET  /plaintext             Hello, World! (TechEmpower)
 GET  /json                  {\"message\":\"Hello, World!\"} (TechEmpower)
 GET  /api/users/:id         validation, TTL cache, store read through the thread pool
-POST /api/orders            durable order (fsync) then a set_immediate notification
+POST /api/orders            durable order (fsync) then a webhook to the restaurant (outbox)
 GET  /api/orders/:id        an order and its notification status
+POST /restaurant/orders     the embedded restaurant: takes webhooks, once per key
+GET  /restaurant/orders     what the embedded restaurant received
 POST /api/hash              pbkdf2-sha512 (100,000 rounds) on the thread pool
 GET  /files/:name           static files via the pool, gzip via the pool
 GET  /primes?limit=N        CPU work on a worker thread: the loop stays free
@@ -61,7 +65,7 @@ pub fn pool_error(e: PoolError) -> Response {
     }
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -180,6 +184,7 @@ fn build_loop(
     slot: usize,
     slots: usize,
     index: orders::SharedIndex,
+    restaurant: restaurant::SharedReceiver,
     cluster: Option<ClusterStats>,
 ) -> std::io::Result<LoopParts> {
     let users_dir = args.data_dir.join("users");
@@ -189,10 +194,27 @@ fn build_loop(
     } else {
         orders::Sharing::Loops
     };
-    let (orders, unnotified) = orders::Orders::open(&args.data_dir, slot, slots, index, sharing)?;
+    let server_slot: Rc<RefCell<Option<Server>>> = Rc::default();
+    // Notifications go to --notify-url, else to this server's own
+    // restaurant (its address is known once it listens).
+    let target: outbox::Target = match &args.notify_url {
+        Some(url) => outbox::Target::Fixed(url.clone()),
+        None => {
+            let slot = server_slot.clone();
+            outbox::Target::ThisServer(Box::new(move || {
+                slot.borrow()
+                    .clone()
+                    .or_else(Cluster::server_on_this_thread)
+                    .map(|s| format!("http://{}/restaurant/orders", s.local_addr()))
+            }))
+        }
+    };
+    let outbox = outbox::Outbox::new(target, args.breaker_cool_down);
+    let (orders, unnotified) =
+        orders::Orders::open(&args.data_dir, slot, slots, index, sharing, outbox.clone())?;
+    outbox.attach(&orders);
     let users = Rc::new(users::Users::new(users_dir, args.cache_ttl));
     let primes = Rc::new(primes::Primes::start(lp)?);
-    let server_slot: Rc<RefCell<Option<Server>>> = Rc::default();
 
     let mut app = App::new();
     if args.debug {
@@ -204,6 +226,8 @@ fn build_loop(
         let (p, dir) = (primes.clone(), public_dir.clone());
         let public = ServeDir::new(public_dir.to_path_buf()).stream_above(files::WHOLE_MAX_LEN);
         let (m_users, m_orders, m_server) = (users.clone(), orders.clone(), server_slot.clone());
+        let m_outbox = outbox.clone();
+        let (r_take, r_show) = (restaurant.clone(), restaurant.clone());
         let m_cluster = cluster.clone();
         app.dashboard("/_loop", phaseloop::DashboardAccess::Loopback)
             .get_with("/", |_, _, res| res.text(200, INDEX))
@@ -240,6 +264,21 @@ fn build_loop(
             .post_with("/api/orders", move |lp, req, res| o1.create(lp, req, res))
             .body_limit(orders::ORDER_BODY_LIMIT)
             .get_with("/api/orders/:id", move |lp, req, res| o2.get(lp, req, res))
+            .post_with("/restaurant/orders", move |_, req, res| {
+                let taken = r_take
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(req.header("idempotency-key"), req.body());
+                match taken {
+                    Ok(new) => res.json(200, &json!({ "accepted": true, "duplicate": !new })),
+                    Err(message) => res.json_error(400, &message),
+                }
+            })
+            .body_limit(orders::ORDER_BODY_LIMIT * 2)
+            .get_with("/restaurant/orders", move |_, _, res| {
+                let summary = r_show.lock().unwrap_or_else(|e| e.into_inner()).summary();
+                res.json(200, &summary)
+            })
             .post_with("/api/hash", hash)
             .body_limit(4 * 1024)
             .get_with("/files/:name", move |lp, req, res| {
@@ -265,6 +304,8 @@ fn build_loop(
                     journal_pending: m_orders.journal_pending(),
                     journal_failures: m_orders.journal_failures(),
                     journals_damaged: m_orders.journals_damaged(),
+                    outbox: m_outbox.figures(),
+                    delivery_latency_ms: m_outbox.latency_ms.borrow().clone(),
                 };
                 let text = metrics::render(lp, &server, m_cluster.as_ref(), &demo);
                 res.send(
@@ -321,6 +362,7 @@ fn run(args: args::Args) -> std::io::Result<()> {
         slot,
         slots,
         orders::SharedIndex::default(),
+        restaurant::SharedReceiver::default(),
         None,
     )?;
     let LoopParts {
@@ -368,6 +410,7 @@ fn release_replay_memory() {
 /// main thread only waits for SIGINT/SIGTERM to drain them all.
 fn run_cluster(args: args::Args) -> std::io::Result<()> {
     let index = orders::SharedIndex::default();
+    let receiver = restaurant::SharedReceiver::default();
     let loops = args.loops;
     let factory_args = args.clone();
     let cluster = Cluster::start(args.addr, loops, server_config(&args), move |lp, info| {
@@ -377,6 +420,7 @@ fn run_cluster(args: args::Args) -> std::io::Result<()> {
             info.index,
             info.loops,
             index.clone(),
+            receiver.clone(),
             Some(info.stats.clone()),
         )
         .unwrap_or_else(|e| panic!("demo-api: loop {} failed to start: {e}", info.index));

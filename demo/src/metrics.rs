@@ -18,6 +18,10 @@ pub struct DemoFigures {
     pub journal_failures: u64,
     /// Journals of this loop refusing appends until repaired (0 or more).
     pub journals_damaged: u64,
+    /// The notification outbox's counters.
+    pub outbox: crate::outbox::OutboxFigures,
+    /// From an order's notification being scheduled to its delivery.
+    pub delivery_latency_ms: phaseloop::hdrhistogram::Histogram<u64>,
 }
 
 pub fn render(
@@ -84,6 +88,37 @@ pub fn render(
             "Journals refusing appends until repaired.",
             demo.journals_damaged,
         ),
+        counter(
+            "phaseloop_notification_retries",
+            "Notification attempts that failed and will be tried again.",
+            demo.outbox.retries,
+        ),
+        counter(
+            "phaseloop_notification_failures",
+            "Notifications the restaurant refused for good (a 4xx).",
+            demo.outbox.failed,
+        ),
+        gauge(
+            "phaseloop_notification_breaker_state",
+            "The restaurant endpoint's circuit breaker: 0 closed, 1 open, 2 half-open.",
+            demo.outbox.breaker,
+        ),
+        counter(
+            "phaseloop_notification_breaker_opened",
+            "Times the circuit breaker opened.",
+            demo.outbox.breaker_opened,
+        ),
+        gauge(
+            "phaseloop_notification_outbox_depth",
+            "Notifications waiting in memory: queued, waiting to retry, or being sent.",
+            demo.outbox.depth,
+        ),
     ];
-    phaseloop::metrics::render(lp, server, cluster, &extras)
+    let latency = phaseloop::metrics::ExtraHistogram {
+        name: "phaseloop_notification_delivery_seconds",
+        help: "From an order's notification being scheduled to its delivery.",
+        histogram: demo.delivery_latency_ms.clone(),
+        unit: 1e-3,
+    };
+    phaseloop::metrics::render_with_histograms(lp, server, cluster, &extras, &[latency])
 }

@@ -1,9 +1,11 @@
 //! Orders: validated, saved durably (fsync) before the 201, then the
-//! restaurant notified from `set_immediate` — durably too, and replayed after
-//! a crash so that every acknowledged order gets exactly one notification.
+//! restaurant notified from `set_immediate` by a webhook (`outbox.rs`),
+//! whose every outcome is journalled too, so that after a crash every
+//! acknowledged order's notification resumes until delivered (or refused
+//! for good).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -23,10 +25,64 @@ struct OrderId {
     id: u64,
 }
 
-/// The one field start-up needs from a notification record.
+/// A notification record: a delivery (`delivered_ms`), a final failure
+/// (`failed_ms`) or a failed attempt (`attempt`).
 #[derive(serde::Deserialize)]
 struct NotifiedOrder {
     order_id: u64,
+    #[serde(default)]
+    delivered_ms: Option<u64>,
+    #[serde(default)]
+    failed_ms: Option<u64>,
+    #[serde(default)]
+    attempt: Option<u32>,
+}
+
+impl NotifiedOrder {
+    /// The order's notification is over: delivered, or refused for good.
+    fn is_final(&self) -> bool {
+        self.delivered_ms.is_some() || self.failed_ms.is_some()
+    }
+
+    fn state(&self) -> Delivery {
+        if self.failed_ms.is_some() {
+            Delivery::Failed
+        } else {
+            Delivery::Delivered
+        }
+    }
+}
+
+/// Where an order's notification is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Not sent yet (or waiting for the breaker, or on disk past the
+    /// outbox's queue).
+    Pending,
+    /// An attempt is out.
+    Sending,
+    /// An attempt failed; the next waits for its backoff.
+    Retrying,
+    /// The restaurant took it (2xx).
+    Delivered,
+    /// The restaurant refused it for good (a 4xx).
+    Failed,
+}
+
+impl Delivery {
+    fn name(self) -> &'static str {
+        match self {
+            Delivery::Pending => "pending",
+            Delivery::Sending => "sending",
+            Delivery::Retrying => "retrying",
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+        }
+    }
+
+    fn is_final(self) -> bool {
+        matches!(self, Delivery::Delivered | Delivery::Failed)
+    }
 }
 
 /// The body limit of `POST /api/orders` (the seed's `express.json({limit: "10kb"})`).
@@ -37,9 +93,9 @@ pub struct Entry {
     slot: usize,
     offset: u64,
     len: u32,
-    notified: bool,
-    /// A notification append is under way: never start a second one.
-    notifying: bool,
+    /// Its notification's state, and its failed attempts.
+    delivery: Delivery,
+    attempts: u16,
     /// What happened to the order in this process, in order.
     timeline: Timeline,
 }
@@ -52,6 +108,7 @@ enum Event {
     SavedByAnotherWorker,
     Responded,
     Notified,
+    NotificationFailed,
 }
 
 impl Event {
@@ -62,6 +119,7 @@ impl Event {
             Event::SavedByAnotherWorker => "saved (by another worker)",
             Event::Responded => "responded",
             Event::Notified => "notified",
+            Event::NotificationFailed => "notification failed",
         }
     }
 }
@@ -136,6 +194,8 @@ pub struct Orders {
     next_id: Cell<u64>,
     pub notified: Cell<u64>,
     pub replayed: Cell<u64>,
+    /// Delivers the notifications.
+    outbox: Rc<crate::outbox::Outbox>,
 }
 
 fn now_ms() -> u64 {
@@ -189,12 +249,15 @@ fn read_orders(path: &Path, from: u64) -> std::io::Result<SlotOrders> {
     Ok(SlotOrders { records, scanned })
 }
 
-/// The order ids of the notification journal at `path` from `from` on.
-fn read_notes(path: &Path, from: u64) -> std::io::Result<(Vec<u64>, Scanned)> {
+/// The orders whose notification is over, with how, in the notification
+/// journal at `path` from `from` on.
+fn read_notes(path: &Path, from: u64) -> std::io::Result<(Vec<(u64, Delivery)>, Scanned)> {
     let mut ids = Vec::new();
     let scanned = crate::journal::scan_from(path, from, |_, _, payload| {
         if let Ok(note) = serde_json::from_slice::<NotifiedOrder>(payload) {
-            ids.push(note.order_id);
+            if note.is_final() {
+                ids.push((note.order_id, note.state()));
+            }
         }
     })?;
     Ok((ids, scanned))
@@ -212,7 +275,7 @@ struct TailPart<T> {
 /// order ids of notifications.
 struct Tail {
     orders: Vec<TailPart<Located>>,
-    notes: Vec<TailPart<u64>>,
+    notes: Vec<TailPart<(u64, Delivery)>>,
 }
 
 /// Reads what the other workers appended since `foreign` was read. A
@@ -254,12 +317,21 @@ fn read_tail(data_dir: &Path, foreign: &[Foreign]) -> Tail {
 }
 
 /// What `GET /api/orders/:id` answers for a stored record.
-fn order_view(id: u64, record: &Value, notified: bool, timeline: &[&str]) -> Value {
+fn order_view(
+    id: u64,
+    record: &Value,
+    delivery: Delivery,
+    attempts: u16,
+    timeline: &[&str],
+) -> Value {
     json!({
         "id": id,
         "order": record.get("order"),
         "created_ms": record.get("created_ms"),
-        "notification": if notified { "delivered" } else { "pending" },
+        "notification": delivery.name(),
+        // Attempts made: the failed ones, and the one out or that ended it.
+        "notification_attempts": attempts
+            + u16::from(matches!(delivery, Delivery::Sending | Delivery::Delivered | Delivery::Failed)),
         "timeline": timeline,
     })
 }
@@ -334,6 +406,7 @@ impl Orders {
         slots: usize,
         index: SharedIndex,
         sharing: Sharing,
+        outbox: Rc<crate::outbox::Outbox>,
     ) -> std::io::Result<(Rc<Orders>, Vec<u64>)> {
         let slots = slots.max(1);
         let (orders_path, notes_path) = Self::journal_paths(data_dir, slot);
@@ -352,10 +425,17 @@ impl Orders {
 
         // Notified orders: a notification may be on any slot's journal (an
         // unowned journal's orders are notified by slot 0).
-        let mut notified = HashSet::new();
+        let mut notified: HashMap<u64, Delivery> = HashMap::new();
+        let mut attempts: HashMap<u64, u16> = HashMap::new();
         let notes = Journal::open(notes_path, |_, _, payload| {
             if let Ok(note) = serde_json::from_slice::<NotifiedOrder>(payload) {
-                notified.insert(note.order_id);
+                if note.is_final() {
+                    notified.insert(note.order_id, note.state());
+                } else if let Some(n) = note.attempt {
+                    let n = u16::try_from(n).unwrap_or(u16::MAX);
+                    let a = attempts.entry(note.order_id).or_default();
+                    *a = (*a).max(n);
+                }
             }
         })?;
         let mut notes_read = HashMap::new();
@@ -367,12 +447,21 @@ impl Orders {
 
         let mut unnotified = Vec::new();
         let mut max_id = 0;
-        let entry = |slot: usize, offset: u64, len: u32, notified: bool, saved: Event| Entry {
+        let entry = |slot: usize,
+                     offset: u64,
+                     len: u32,
+                     delivery: Option<Delivery>,
+                     tries: u16,
+                     saved: Event| Entry {
             slot,
             offset,
             len,
-            notified,
-            notifying: false,
+            delivery: delivery.unwrap_or(if tries > 0 {
+                Delivery::Retrying
+            } else {
+                Delivery::Pending
+            }),
+            attempts: tries,
             timeline: Timeline::new(saved),
         };
         let orders = {
@@ -382,13 +471,21 @@ impl Orders {
                     return;
                 };
                 max_id = max_id.max(id);
-                let was_notified = notified.contains(&id);
-                if !was_notified {
+                let delivery = notified.get(&id).copied();
+                if delivery.is_none() {
                     unnotified.push(id);
                 }
+                let tries = attempts.get(&id).copied().unwrap_or(0);
                 index.insert(
                     id,
-                    entry(slot, offset, len, was_notified, Event::SavedBeforeRestart),
+                    entry(
+                        slot,
+                        offset,
+                        len,
+                        delivery,
+                        tries,
+                        Event::SavedBeforeRestart,
+                    ),
                 );
             })?
         };
@@ -408,13 +505,13 @@ impl Orders {
                 if !index_them {
                     continue;
                 }
-                let was_notified = notified.contains(&id);
-                if unowned && slot == 0 && !was_notified {
+                let delivery = notified.get(&id).copied();
+                if unowned && slot == 0 && delivery.is_none() {
                     unnotified.push(id);
                 }
                 index
                     .entry(id)
-                    .or_insert_with(|| entry(k, offset, len, was_notified, saved));
+                    .or_insert_with(|| entry(k, offset, len, delivery, 0, saved));
             }
             if sharing == Sharing::Processes && !unowned {
                 foreign.push(Foreign {
@@ -445,6 +542,7 @@ impl Orders {
                 next_id: Cell::new(first),
                 notified: Cell::new(0),
                 replayed: Cell::new(0),
+                outbox,
             }),
             unnotified,
         ))
@@ -497,8 +595,8 @@ impl Orders {
                                 slot: orders.slot,
                                 offset,
                                 len,
-                                notified: false,
-                                notifying: false,
+                                delivery: Delivery::Pending,
+                                attempts: 0,
                                 timeline: Timeline::new(Event::Saved),
                             },
                         );
@@ -532,49 +630,143 @@ impl Orders {
         }
     }
 
-    /// Delivers (records) the restaurant notification of order `id`, once.
+    /// Hands order `id`'s notification to the outbox.
     pub fn notify(self: &Rc<Self>, lp: &Loop, id: u64) {
-        {
-            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(entry) = index.get_mut(&id) else {
-                return;
-            };
-            if entry.notified || entry.notifying {
-                return;
+        self.outbox.enqueue(lp, id);
+    }
+
+    /// The outbox takes order `id` to send: false if its notification is
+    /// over, under way, or the order unknown here.
+    pub fn begin_delivery(&self, id: u64) -> bool {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        match index.get_mut(&id) {
+            Some(e) if matches!(e.delivery, Delivery::Pending | Delivery::Retrying) => {
+                e.delivery = Delivery::Sending;
+                true
             }
-            entry.notifying = true;
+            _ => false,
         }
-        let note = json!({ "order_id": id, "delivered_ms": now_ms() }).to_string();
-        let orders = self.clone();
-        self.notes.append(lp, note.as_bytes(), move |lp, result| {
-            let ok = result.is_ok();
-            if let Some(e) = orders
-                .index
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&id)
-            {
-                e.notifying = false;
-                e.notified = ok;
+    }
+
+    /// Order `id`'s webhook body: the order record without its outbox flag.
+    pub fn read_order(
+        &self,
+        lp: &Loop,
+        id: u64,
+        done: impl FnOnce(&Loop, Result<Vec<u8>, String>) + 'static,
+    ) {
+        let found = self
+            .index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|e| (e.slot, e.offset, e.len));
+        let Some((slot, offset, len)) = found else {
+            return done(lp, Err("order not found".into()));
+        };
+        let path = Self::journal_paths(&self.data_dir, slot).0;
+        crate::journal::read_record(lp, path, offset, len, move |lp, result| {
+            let body = result.map_err(|e| e.to_string()).map(|payload| {
+                let record: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+                json!({
+                    "id": id,
+                    "created_ms": record.get("created_ms"),
+                    "order": record.get("order"),
+                })
+                .to_string()
+                .into_bytes()
+            });
+            done(lp, body)
+        });
+    }
+
+    fn set_delivery(&self, id: u64, delivery: Delivery) -> u16 {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        match index.get_mut(&id) {
+            Some(e) => {
+                e.delivery = delivery;
+                e.attempts
             }
-            match result {
+            None => 0,
+        }
+    }
+
+    /// Order `id`'s attempt failed (`error`): journalled, counted; returns
+    /// the attempts so far.
+    pub fn attempt_failed(&self, lp: &Loop, id: u64, error: &str) -> u32 {
+        let attempts = {
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            match index.get_mut(&id) {
+                Some(e) => {
+                    e.delivery = Delivery::Retrying;
+                    e.attempts = e.attempts.saturating_add(1);
+                    e.attempts
+                }
+                None => 1,
+            }
+        };
+        let note =
+            json!({ "order_id": id, "attempt": attempts, "error": error, "at_ms": now_ms() });
+        // Informative: a lost attempt record only undercounts attempts.
+        self.notes
+            .append(lp, note.to_string().as_bytes(), |_, _| {});
+        u32::from(attempts)
+    }
+
+    /// Order `id`'s notification was delivered: journalled (then it is
+    /// never sent again, even after a restart).
+    pub fn delivered(self: &Rc<Self>, lp: &Loop, id: u64) {
+        let attempts = self.set_delivery(id, Delivery::Delivered);
+        let note = json!({ "order_id": id, "delivered_ms": now_ms(), "attempts": attempts + 1 });
+        self.note_final(lp, id, note.to_string(), Event::Notified);
+    }
+
+    /// Order `id`'s notification was refused for good (`error`).
+    pub fn delivery_failed(self: &Rc<Self>, lp: &Loop, id: u64, error: &str) {
+        let attempts = self.set_delivery(id, Delivery::Failed);
+        let note = json!({
+            "order_id": id, "failed_ms": now_ms(), "attempts": attempts + 1, "error": error
+        });
+        self.note_final(lp, id, note.to_string(), Event::NotificationFailed);
+    }
+
+    /// Appends a final note, again until it is saved: until then a restart
+    /// would send the notification again, which the receiver's key absorbs.
+    fn note_final(self: &Rc<Self>, lp: &Loop, id: u64, note: String, event: Event) {
+        let orders = self.clone();
+        let bytes = note.clone().into_bytes();
+        self.notes
+            .append(lp, &bytes, move |lp, result| match result {
                 Ok(_) => {
-                    orders.mark(id, Event::Notified);
-                    orders.notified.set(orders.notified.get() + 1);
+                    orders.mark(id, event);
+                    if event == Event::Notified {
+                        orders.notified.set(orders.notified.get() + 1);
+                    }
                 }
                 Err(e) => {
                     phaseloop_core::report!(
-                        warn,
-                        {},
-                        "demo-api: notification of order {id} failed ({e}); retrying"
-                    );
+                    warn,
+                    {},
+                    "demo-api: the notification record of order {id} was not saved ({e}); retrying"
+                );
                     let o = orders.clone();
                     lp.set_timeout(std::time::Duration::from_millis(100), move |lp| {
-                        o.notify(lp, id)
+                        o.note_final(lp, id, note, event)
                     });
                 }
-            }
-        });
+            });
+    }
+
+    /// Up to `limit` of this slot's orders whose notification waits (left
+    /// on disk by a full outbox queue).
+    pub fn pending_ids(&self, limit: usize) -> Vec<u64> {
+        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        index
+            .iter()
+            .filter(|(_, e)| e.slot == self.slot && e.delivery == Delivery::Pending)
+            .map(|(&id, _)| id)
+            .take(limit)
+            .collect()
     }
 
     /// Re-sends the notifications a crash left undelivered.
@@ -604,14 +796,14 @@ impl Orders {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
-            .map(|e| (e.slot, e.offset, e.len, e.notified, e.timeline));
-        let Some((slot, offset, len, notified, timeline)) = found else {
+            .map(|e| (e.slot, e.offset, e.len, e.delivery, e.attempts, e.timeline));
+        let Some((slot, offset, len, delivery, attempts, timeline)) = found else {
             if fresh || self.foreign.borrow().is_empty() {
                 return res.json_error(404, "Order not found");
             }
             return self.read_on(lp, id, res);
         };
-        if !notified && !fresh && self.foreign.borrow().iter().any(|f| f.slot == slot) {
+        if !delivery.is_final() && !fresh && self.foreign.borrow().iter().any(|f| f.slot == slot) {
             return self.read_on(lp, id, res);
         }
         let path = Self::journal_paths(&self.data_dir, slot).0;
@@ -629,7 +821,10 @@ impl Orders {
                         .remove(&id);
                     return res.json_error(404, "Order not found");
                 }
-                res.json(200, &order_view(id, &record, notified, &timeline.names()))
+                res.json(
+                    200,
+                    &order_view(id, &record, delivery, attempts, &timeline.names()),
+                )
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 res.send(crate::busy("server busy, retry"))
@@ -678,8 +873,8 @@ impl Orders {
                     slot,
                     offset,
                     len,
-                    notified: false,
-                    notifying: false,
+                    delivery: Delivery::Pending,
+                    attempts: 0,
                     timeline: Timeline::new(Event::SavedByAnotherWorker),
                 };
                 if restarted {
@@ -702,9 +897,9 @@ impl Orders {
             let Some(f) = foreign.iter_mut().find(|f| f.slot == slot) else {
                 continue;
             };
-            for id in ids {
+            for (id, delivery) in ids {
                 if let Some(e) = index.get_mut(&id) {
-                    e.notified = true;
+                    e.delivery = delivery;
                 }
             }
             if from == f.notes_read || (from == 0 && f.notes_read > 0) {

@@ -54,6 +54,27 @@ pub struct Extra {
     pub value: f64,
 }
 
+/// A histogram of the application's own (an hdrhistogram), rendered with
+/// the server's figures in seconds, on the buckets of
+/// [`EXTRA_HISTOGRAM_BUCKETS`].
+#[derive(Debug, Clone)]
+pub struct ExtraHistogram {
+    /// The metric's name (ending in `_seconds`, by convention).
+    pub name: &'static str,
+    /// Its help text.
+    pub help: &'static str,
+    /// The recorded values.
+    pub histogram: hdrhistogram::Histogram<u64>,
+    /// Seconds per recorded unit (`1e-3` for milliseconds).
+    pub unit: f64,
+}
+
+/// The buckets of an [`ExtraHistogram`], seconds: from a millisecond to
+/// ten minutes (work that waits and retries, not a request's latency).
+pub const EXTRA_HISTOGRAM_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0,
+];
+
 /// The kind of an [`Extra`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtraKind {
@@ -73,7 +94,28 @@ pub fn render(
     cluster: Option<&ClusterStats>,
     extras: &[Extra],
 ) -> String {
-    let snapshot = Snapshot::take(lp, server, cluster, extras);
+    render_with_histograms(lp, server, cluster, extras, &[])
+}
+
+/// [`render`], with histograms of the application's own after the rest.
+pub fn render_with_histograms(
+    lp: &Loop,
+    server: &Server,
+    cluster: Option<&ClusterStats>,
+    extras: &[Extra],
+    histograms: &[ExtraHistogram],
+) -> String {
+    let mut snapshot = Snapshot::take(lp, server, cluster, extras);
+    snapshot.extra_histograms = histograms
+        .iter()
+        .map(|h| {
+            (
+                h.name,
+                h.help,
+                buckets_on(&h.histogram, h.unit, &EXTRA_HISTOGRAM_BUCKETS),
+            )
+        })
+        .collect();
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
     let mut out = String::with_capacity(8 * 1024);
@@ -132,14 +174,25 @@ struct Snapshot {
     open_files: u64,
     per_loop: Vec<u64>,
     extras: Vec<Extra>,
+    /// (name, help, (sum in seconds, count, per-bucket counts)).
+    extra_histograms: Vec<(&'static str, &'static str, (f64, u64, Vec<(f64, u64)>))>,
 }
 
 /// An hdrhistogram as Prometheus buckets: (sum, count, per-bucket counts),
 /// its values in units of `unit` seconds.
 fn buckets(h: &hdrhistogram::Histogram<u64>, unit: f64) -> (f64, u64, Vec<(f64, u64)>) {
-    let mut out = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+    buckets_on(h, unit, &LATENCY_BUCKETS)
+}
+
+/// [`buckets`] on the bucket bounds `bounds` (seconds).
+fn buckets_on(
+    h: &hdrhistogram::Histogram<u64>,
+    unit: f64,
+    bounds: &[f64],
+) -> (f64, u64, Vec<(f64, u64)>) {
+    let mut out = Vec::with_capacity(bounds.len() + 1);
     let mut below = 0;
-    for bound in LATENCY_BUCKETS {
+    for &bound in bounds {
         let upto = h.count_between(0, (bound / unit) as u64);
         out.push((bound, upto - below));
         below = upto;
@@ -210,6 +263,7 @@ impl Snapshot {
                 c.per_loop().iter().map(|s| s.requests).collect()
             }),
             extras: extras.to_vec(),
+            extra_histograms: Vec::new(),
         }
     }
 }
@@ -498,6 +552,9 @@ impl Collector for Snapshot {
                 (ExtraKind::Gauge, true) => gauge(e, x.name, x.help, x.value as i64)?,
                 (ExtraKind::Gauge, false) => one(e, x.name, x.help, &ConstGauge::new(x.value))?,
             }
+        }
+        for (name, help, figures) in &self.extra_histograms {
+            histogram(e, name, help, figures)?;
         }
         Ok(())
     }
