@@ -174,9 +174,13 @@ struct Snapshot {
     open_files: u64,
     per_loop: Vec<u64>,
     extras: Vec<Extra>,
-    /// (name, help, (sum in seconds, count, per-bucket counts)).
-    extra_histograms: Vec<(&'static str, &'static str, (f64, u64, Vec<(f64, u64)>))>,
+    /// (name, help, its buckets).
+    extra_histograms: Vec<(&'static str, &'static str, Buckets)>,
 }
+
+/// A histogram as Prometheus takes it: (sum in seconds, count, per-bucket
+/// counts).
+type Buckets = (f64, u64, Vec<(f64, u64)>);
 
 /// An hdrhistogram as Prometheus buckets: (sum, count, per-bucket counts),
 /// its values in units of `unit` seconds.
