@@ -54,9 +54,9 @@ struct Flags {
     /// supervisor, not by hand).
     #[arg(long, hide = true, value_parser = parse_slot)]
     worker_slot: Option<(usize, usize)>,
-    /// Where restaurant notifications go (a webhook, POST with the order
-    /// as JSON and an Idempotency-Key); by default this server's own
-    /// embedded restaurant, POST /restaurant/orders.
+    /// The restaurant system notifications go to: a webhook, POST
+    /// {URL}/orders with the order as JSON and an Idempotency-Key; by
+    /// default this server's own embedded restaurant (/restaurant).
     #[arg(long, env = "PHASELOOP_NOTIFY_URL")]
     notify_url: Option<String>,
     /// How long the notification circuit breaker stays open before it

@@ -205,7 +205,7 @@ fn build_loop(
                 slot.borrow()
                     .clone()
                     .or_else(Cluster::server_on_this_thread)
-                    .map(|s| format!("http://{}/restaurant/orders", s.local_addr()))
+                    .map(|s| format!("http://{}/restaurant", s.local_addr()))
             }))
         }
     };

@@ -1,6 +1,7 @@
 //! The restaurant notification, delivered for real: a webhook
-//! (`POST {notify_url}` with the order as JSON and an `Idempotency-Key`,
-//! the order id) sent with the loop's HTTP client, from a durable outbox.
+//! (`POST {restaurant}/orders` with the order as JSON and an
+//! `Idempotency-Key`, the order id) sent with the loop's HTTP client, from
+//! a durable outbox.
 //!
 //! - The intent is on disk before the 201 (the order record says
 //!   `"notify": true`); every attempt's outcome is journalled
@@ -128,12 +129,13 @@ pub struct OutboxFigures {
     pub depth: u64,
 }
 
-/// Where notifications go.
+/// The restaurant system notifications go to: its base URL, to which
+/// `/orders` is added.
 pub enum Target {
-    /// A URL given (`--notify-url`).
+    /// A base URL given (`--notify-url`).
     Fixed(String),
-    /// This server's embedded restaurant, its URL known once the server
-    /// listens (`None` before).
+    /// This server's embedded restaurant (`http://ADDR/restaurant`), known
+    /// once the server listens (`None` before).
     ThisServer(Box<dyn Fn() -> Option<String>>),
 }
 
@@ -207,12 +209,13 @@ impl Outbox {
         })
     }
 
-    /// Where notifications go now.
+    /// Where notifications go now: `{restaurant}/orders`.
     fn url(&self) -> Option<String> {
-        match &self.target {
-            Target::Fixed(url) => Some(url.clone()),
-            Target::ThisServer(resolve) => resolve(),
-        }
+        let base = match &self.target {
+            Target::Fixed(url) => url.clone(),
+            Target::ThisServer(resolve) => resolve()?,
+        };
+        Some(format!("{}/orders", base.trim_end_matches('/')))
     }
 
     pub fn attach(&self, orders: &Rc<Orders>) {
