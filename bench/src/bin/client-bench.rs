@@ -8,7 +8,12 @@
 //!
 //! ```text
 //! client-bench --url http://127.0.0.1:3000/plaintext --concurrency 64 --seconds 5
+//! client-bench --url http://127.0.0.1:3000/plaintext --idle 10000   # bytes per idle pooled connection
 //! ```
+//!
+//! `--idle N` measures memory instead: N requests at once open N pooled
+//! connections, which then sit idle in the pool; it prints the process's
+//! RSS before and after, per connection.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -30,6 +35,69 @@ struct Flags {
     /// How long to run.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Measure the RSS of this many idle pooled connections instead.
+    #[arg(long)]
+    idle: Option<usize>,
+}
+
+/// The process's resident memory, KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `--idle n`: opens `n` pooled connections and leaves them idle.
+fn idle(url: &str, n: usize) {
+    // SAFETY: setrlimit with a filled struct; raising the soft limit to the hard one.
+    unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur = l.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+    let lp = Loop::new().expect("a loop");
+    let client = Client::new(ClientConfig {
+        max_sockets_per_origin: n,
+        max_waiting_per_origin: n,
+        idle_timeout: Duration::from_secs(600),
+        retries: 0,
+        ..ClientConfig::default()
+    });
+    // Warm-up: one connection, so what is made once exists already.
+    let answered = Rc::new(Cell::new(0u64));
+    let a = answered.clone();
+    client.send(&lp, ClientRequest::get(url), move |_, r| {
+        a.set(a.get() + u64::from(r.is_ok()))
+    });
+    lp.run(RunMode::Default);
+    let before = rss_kib();
+    for _ in 0..n {
+        let a = answered.clone();
+        client.send(&lp, ClientRequest::get(url), move |_, r| {
+            a.set(a.get() + u64::from(r.is_ok()))
+        });
+    }
+    lp.run(RunMode::Default);
+    let after = rss_kib();
+    // What the burst's requests and answers left free in the heap (the
+    // requests were all in flight at once) goes back to the system: the
+    // connections' own memory is what remains.
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe { libc::malloc_trim(0) };
+    let trimmed = rss_kib();
+    let open = client.idle_connections();
+    println!(
+        "{{\"client\":\"phaseloop\",\"answered\":{},\"idle_connections\":{open},\"rss_kib_before\":{before},\"rss_kib_after\":{after},\"rss_kib_after_trim\":{trimmed},\"bytes_per_idle_connection\":{:.0},\"after_trim\":{:.0}}}",
+        answered.get() - 1,
+        (after.saturating_sub(before) * 1024) as f64 / open.max(1) as f64,
+        (trimmed.saturating_sub(before) * 1024) as f64 / open.max(1) as f64
+    );
 }
 
 fn cpu_seconds() -> f64 {
@@ -66,6 +134,9 @@ fn next(lp: &Loop, run: Rc<Run>) {
 
 fn main() {
     let f = Flags::parse();
+    if let Some(n) = f.idle {
+        return idle(&f.url, n);
+    }
     let lp = Loop::new().expect("a loop");
     let run = Rc::new(Run {
         client: Client::new(ClientConfig {

@@ -57,7 +57,9 @@ struct OriginPool {
 struct Slot {
     conn: ClientConn,
     origin: Origin,
-    pending: Option<Pending>,
+    /// Its request (boxed: an idle pooled connection keeps 8 bytes here,
+    /// not a request's 184).
+    pending: Option<Box<Pending>>,
 }
 
 pub(crate) struct Agent {
@@ -207,7 +209,7 @@ fn connect(
     let key = agent.conns.insert(Slot {
         conn,
         origin,
-        pending: Some(pending),
+        pending: Some(Box::new(pending)),
     });
     let weak = Rc::downgrade(shared);
     let slot = &mut agent.conns[key];
@@ -235,7 +237,7 @@ fn connect(
                 shared,
                 lp,
                 slot.origin,
-                pending,
+                *pending,
                 ClientError::Io(e.to_string()),
             );
         }
@@ -286,7 +288,7 @@ fn start_exchange(shared: &Shared, lp: &Loop, key: usize, pending: Pending) {
             .now_ns()
             .saturating_add(head_timeout)
             .min(pending.deadline);
-        slot.pending = Some(pending);
+        slot.pending = Some(Box::new(pending));
         due
     };
     arm(shared, lp, key, due);
@@ -333,7 +335,7 @@ fn handle(shared: &Shared, lp: &Loop, key: usize, progress: Progress) {
                     return;
                 };
                 slot.conn.phase = Phase::Idle;
-                slot.pending.take()
+                slot.pending.take().map(|p| *p)
             };
             if let Some(pending) = pending {
                 start_exchange(shared, lp, key, pending);
@@ -346,7 +348,7 @@ fn handle(shared: &Shared, lp: &Loop, key: usize, progress: Progress) {
                 let Some(slot) = agent.conns.get_mut(key) else {
                     return;
                 };
-                (slot.pending.take(), slot.origin.clone())
+                (slot.pending.take().map(|p| *p), slot.origin.clone())
             };
             if reuse {
                 make_idle(shared, lp, key);
@@ -365,7 +367,7 @@ fn handle(shared: &Shared, lp: &Loop, key: usize, progress: Progress) {
                     return;
                 };
                 (
-                    slot.pending.take(),
+                    slot.pending.take().map(|p| *p),
                     slot.origin.clone(),
                     std::mem::take(&mut slot.conn.other_addrs),
                     slot.conn.phase == Phase::Connecting,

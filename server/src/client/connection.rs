@@ -189,17 +189,17 @@ impl ClientConn {
     /// the response.
     pub fn on_readable(&mut self, limits: ReadLimits) -> Progress {
         let mut eof = false;
+        // Read into scratch space on the stack, kept only as far as it is
+        // filled: an idle pooled connection holds no buffer.
+        let mut scratch = [0u8; READ_CHUNK];
         loop {
-            let len = self.inbuf.len();
-            self.inbuf.resize(len + READ_CHUNK, 0);
-            match self.stream.read(&mut self.inbuf[len..]) {
+            match self.stream.read(&mut scratch) {
                 Ok(0) => {
-                    self.inbuf.truncate(len);
                     eof = true;
                     break;
                 }
                 Ok(n) => {
-                    self.inbuf.truncate(len + n);
+                    self.inbuf.extend_from_slice(&scratch[..n]);
                     if self.phase == Phase::Idle {
                         // Bytes nobody asked for: the connection is not
                         // to be trusted with another request.
@@ -213,13 +213,9 @@ impl ClientConn {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.inbuf.truncate(len);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.inbuf.truncate(len),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.inbuf.truncate(len);
                     if self.phase == Phase::Idle {
                         return Progress::Dropped;
                     }
@@ -342,6 +338,8 @@ impl ClientConn {
         let reuse = self.keep_alive && !eof && self.inbuf.is_empty() && self.out.is_empty();
         let response = self.response.take().expect("a response is being read");
         self.body_left = None;
+        // Idle in the pool, it keeps no buffer.
+        self.inbuf = Vec::new();
         self.phase = Phase::Idle;
         self.reused = true;
         Progress::Done { response, reuse }
