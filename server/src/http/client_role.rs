@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::encode::push_field_lines;
 use super::head::parse_content_length;
 
 /// Why a response was refused: a readable reason.
@@ -177,12 +178,7 @@ pub fn encode_request_head(
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in fields {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
+    push_field_lines(out, fields.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
     if let Some(n) = body_len {
         out.extend_from_slice(b"Content-Length: ");
         out.extend_from_slice(n.to_string().as_bytes());

@@ -66,6 +66,20 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// Appends a `name: value` line per field (the caller checked both).
+#[inline(always)]
+pub(crate) fn push_field_lines<'f>(
+    out: &mut Vec<u8>,
+    fields: impl IntoIterator<Item = (&'f str, &'f [u8])>,
+) {
+    for (name, value) in fields {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Appends the status line and fields, through the blank line. `headers`
 /// are the handler's fields, already validated (no CR, LF or NUL).
 pub fn encode_head<'h>(
@@ -91,12 +105,7 @@ pub fn encode_head<'h>(
     }
     out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
+    push_field_lines(out, headers);
     // RFC 9110 §8.6: no Content-Length on 1xx and 204 responses.
     let bodiless_status = s < 200 || s == 204;
     match head.framing {
