@@ -503,3 +503,102 @@ fn an_async_handler_awaits_another_service() {
     assert!(r.starts_with("HTTP/1.1 502 "), "{r}");
     assert!(r.contains("connection refused"), "{r}");
 }
+
+#[test]
+fn a_streamed_response_comes_in_pieces_and_a_pause_holds_the_server_back() {
+    const TOTAL: usize = 32 << 20;
+    let written = Arc::new(AtomicUsize::new(0));
+    let w = written.clone();
+    let server = Scripted::start(1, move |_, mut s| {
+        read_request(&mut s);
+        s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {TOTAL}\r\n\r\n").as_bytes())
+            .unwrap();
+        let piece = vec![b'x'; 64 * 1024];
+        while w.load(Ordering::SeqCst) < TOTAL {
+            if s.write_all(&piece).is_err() {
+                return;
+            }
+            w.fetch_add(piece.len(), Ordering::SeqCst);
+        }
+    });
+    let client = Client::new(ClientConfig::default());
+    let events: Rc<RefCell<Vec<String>>> = Rc::default();
+    let received = Rc::new(std::cell::Cell::new(0usize));
+    let written_while_paused = Rc::new(std::cell::Cell::new(0usize));
+    let (e, r, wp, w) = (
+        events.clone(),
+        received.clone(),
+        written_while_paused.clone(),
+        written.clone(),
+    );
+    LOOP.with(|lp| {
+        client.send_streamed(
+            lp,
+            ClientRequest::get(&server.url("/big")),
+            move |lp, event, control| {
+                match event {
+                    phaseloop::client::ResponseEvent::Head(h) => {
+                        e.borrow_mut().push(format!("head {}", h.status))
+                    }
+                    phaseloop::client::ResponseEvent::Data(d) => {
+                        if r.get() == 0 {
+                            e.borrow_mut().push("data".into());
+                            // The consumer is slow: it pauses, and resumes after
+                            // 300 ms, noting what the server managed meanwhile.
+                            control.pause();
+                            let (control, wp, w) = (control.clone(), wp.clone(), w.clone());
+                            lp.set_timeout(Duration::from_millis(300), move |lp| {
+                                wp.set(w.load(Ordering::SeqCst));
+                                control.resume(lp);
+                            });
+                        }
+                        r.set(r.get() + d.len());
+                    }
+                    phaseloop::client::ResponseEvent::End => e.borrow_mut().push("end".into()),
+                    phaseloop::client::ResponseEvent::Error(err) => {
+                        e.borrow_mut().push(format!("error {err}"))
+                    }
+                }
+            },
+        );
+        lp.run(RunMode::Default);
+    });
+    assert_eq!(*events.borrow(), vec!["head 200", "data", "end"]);
+    assert_eq!(received.get(), TOTAL);
+    // While paused, the server could write only what the kernel's buffers
+    // hold, not the body.
+    let held = written_while_paused.get();
+    assert!(
+        held < TOTAL / 2,
+        "{held} of {TOTAL} bytes written while paused"
+    );
+}
+
+#[test]
+fn a_streamed_request_body_goes_out_chunked_piece_by_piece() {
+    fn app() -> App {
+        App::new().post("/count", |req: &mut phaseloop::Request, _| {
+            format!(
+                "{} bytes, {}",
+                req.body().len(),
+                req.header("transfer-encoding").unwrap_or("-")
+            )
+        })
+    }
+    let cfg = phaseloop::ServerConfig {
+        max_body: 4 << 20,
+        ..phaseloop::ServerConfig::default()
+    };
+    let server = TestServer::with_config(app, cfg);
+    let client = Client::new(ClientConfig::default());
+    let pulled = Rc::new(std::cell::Cell::new(0));
+    let p = pulled.clone();
+    let req =
+        ClientRequest::post(&format!("http://{}/count", server.addr)).body_stream(move || {
+            p.set(p.get() + 1);
+            (p.get() <= 100).then(|| vec![b'y'; 10_000])
+        });
+    let r = run_one(&client, req).unwrap();
+    assert_eq!(r.text(), "1000000 bytes, chunked");
+    assert_eq!(pulled.get(), 101, "100 pieces and the end");
+}

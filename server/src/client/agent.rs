@@ -19,6 +19,8 @@ use phaseloop_core::{dns, IoEvent, IoOutcome, Loop};
 use slab::Slab;
 
 use super::connection::{ClientConn, Phase, Progress, ReadLimits};
+use super::message::BodySource;
+use super::stream::{emit, ResponseEvent, SharedStream};
 use super::url::Target;
 use super::{ClientConfig, ClientError, ClientResponse, ClientStats, TimeoutKind};
 use crate::http::encode_request_head;
@@ -32,6 +34,10 @@ pub(crate) struct Pending {
     pub method: String,
     pub fields: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// A body given piece by piece instead.
+    pub source: Option<BodySource>,
+    /// A response taken piece by piece.
+    pub stream: Option<SharedStream>,
     pub idempotent: bool,
     pub done: Done,
     /// Tries so far (the first included).
@@ -57,6 +63,8 @@ struct OriginPool {
 struct Slot {
     conn: ClientConn,
     origin: Origin,
+    /// A streamed response's consumer paused the reading.
+    paused: bool,
     /// Its request (boxed: an idle pooled connection keeps 8 bytes here,
     /// not a request's 184).
     pending: Option<Box<Pending>>,
@@ -209,6 +217,7 @@ fn connect(
     let key = agent.conns.insert(Slot {
         conn,
         origin,
+        paused: false,
         pending: Some(Box::new(pending)),
     });
     let weak = Rc::downgrade(shared);
@@ -264,22 +273,39 @@ fn start_exchange(shared: &Shared, lp: &Loop, key: usize, pending: Pending) {
             return submit(shared, lp, pending);
         };
         let mut bytes = Vec::with_capacity(256 + pending.body.len());
-        let body_len = (!pending.body.is_empty()
-            || !matches!(
+        let streamed_body = pending.source.is_some();
+        let mut chunked = Vec::new();
+        let body_len = if streamed_body {
+            chunked.push(("Transfer-Encoding".to_owned(), b"chunked".to_vec()));
+            None
+        } else {
+            let bodiless = matches!(
                 pending.method.as_str(),
                 "GET" | "HEAD" | "DELETE" | "OPTIONS"
-            ))
-        .then_some(pending.body.len() as u64);
+            );
+            (!pending.body.is_empty() || !bodiless).then_some(pending.body.len() as u64)
+        };
+        let fields: Vec<(String, Vec<u8>)> =
+            pending.fields.iter().cloned().chain(chunked).collect();
         encode_request_head(
             &mut bytes,
             &pending.method,
             &pending.target.path,
             &pending.target.authority,
-            &pending.fields,
+            &fields,
             body_len,
         );
         bytes.extend_from_slice(&pending.body);
-        slot.conn.begin(bytes, pending.method == "HEAD");
+        slot.conn.begin(
+            bytes,
+            pending.method == "HEAD",
+            streamed_body,
+            pending.stream.is_some(),
+        );
+        slot.paused = false;
+        if let Some(stream) = &pending.stream {
+            stream.borrow().control.conn.set(Some((key, slot.conn.id)));
+        }
         if let Some(token) = slot.conn.token {
             // Busy connections keep the loop alive; idle ones do not.
             lp.ref_io(token);
@@ -315,6 +341,7 @@ fn on_event(shared: &Shared, lp: &Loop, key: usize, id: u64, ev: IoEvent) {
         }
         if matches!(progress, Progress::Pending)
             && slot.conn.phase != Phase::Connecting
+            && !slot.paused
             && (ev.readable || ev.read_closed || ev.error)
         {
             progress = slot.conn.on_readable(limits);
@@ -327,7 +354,26 @@ fn on_event(shared: &Shared, lp: &Loop, key: usize, id: u64, ev: IoEvent) {
 /// Acts on what an event (or a start) led to.
 fn handle(shared: &Shared, lp: &Loop, key: usize, progress: Progress) {
     match progress {
-        Progress::Pending => {}
+        Progress::Pending => stream_pieces(shared, lp, key),
+        Progress::NeedBody => {
+            let source = {
+                let agent = shared.borrow();
+                let Some(slot) = agent.conns.get(key) else {
+                    return;
+                };
+                slot.pending.as_ref().and_then(|p| p.source.clone())
+            };
+            // The producer runs with nothing borrowed: it may use the client.
+            let piece = source.and_then(|s| (s.0.borrow_mut())());
+            let progress = {
+                let mut agent = shared.borrow_mut();
+                match agent.conns.get_mut(key) {
+                    Some(slot) => slot.conn.body_piece(piece),
+                    None => return,
+                }
+            };
+            handle(shared, lp, key, progress);
+        }
         Progress::Connected => {
             let pending = {
                 let mut agent = shared.borrow_mut();
@@ -400,6 +446,72 @@ fn handle(shared: &Shared, lp: &Loop, key: usize, progress: Progress) {
     }
 }
 
+/// Hands a streamed response's head and body so far to its consumer, and
+/// reads on if the last read stopped at its cap.
+fn stream_pieces(shared: &Shared, lp: &Loop, key: usize) {
+    let (stream, head, data, more, id) = {
+        let mut agent = shared.borrow_mut();
+        let Some(slot) = agent.conns.get_mut(key) else {
+            return;
+        };
+        let Some(stream) = slot.pending.as_ref().and_then(|p| p.stream.clone()) else {
+            return;
+        };
+        let head = if std::mem::take(&mut slot.conn.head_fresh) {
+            slot.conn.head()
+        } else {
+            None
+        };
+        let data = slot.conn.take_data();
+        let more = slot.conn.more && !slot.paused;
+        (stream, head, data, more, slot.conn.id)
+    };
+    if let Some(head) = head {
+        emit(&stream, lp, ResponseEvent::Head(&head));
+    }
+    if !data.is_empty() {
+        emit(&stream, lp, ResponseEvent::Data(&data));
+    }
+    if more {
+        let weak = Rc::downgrade(shared);
+        lp.set_immediate(move |lp| {
+            if let Some(shared) = weak.upgrade() {
+                read_more(&shared, lp, key, id);
+            }
+        });
+    }
+}
+
+/// Sets whether connection `key` (still `id`) is paused; true if that
+/// changed it.
+pub(crate) fn set_paused(shared: &Shared, key: usize, id: u64, paused: bool) -> bool {
+    let mut agent = shared.borrow_mut();
+    match agent.conns.get_mut(key).filter(|s| s.conn.id == id) {
+        Some(slot) if slot.paused != paused => {
+            slot.paused = paused;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Reads connection `key` now (a resumed or capped stream: no event
+/// would say there is more).
+pub(crate) fn read_more(shared: &Shared, lp: &Loop, key: usize, id: u64) {
+    let progress = {
+        let mut agent = shared.borrow_mut();
+        let limits = agent.limits();
+        let Some(slot) = agent.conns.get_mut(key).filter(|s| s.conn.id == id) else {
+            return;
+        };
+        if slot.paused || slot.conn.phase != Phase::Reading {
+            return;
+        }
+        slot.conn.on_readable(limits)
+    };
+    handle(shared, lp, key, progress);
+}
+
 /// A failed request is sent again if that is safe and there is time: it
 /// never reached the server, or repeating it is harmless (an idempotent
 /// method), and it failed in a way another connection may not (not a bad
@@ -419,7 +531,12 @@ fn retry_or_fail(
             | ClientError::Io(_)
             | ClientError::Timeout(TimeoutKind::Connect)
     );
-    let safe = !reached || pending.idempotent;
+    // Nothing of a streamed response may be handed on twice.
+    let head_sent = pending
+        .stream
+        .as_ref()
+        .is_some_and(|s| s.borrow().head_sent);
+    let safe = (!reached || pending.idempotent) && !head_sent;
     if transient && safe && pending.attempts <= retries && lp.now_ns() < pending.deadline {
         pending.attempts += 1;
         shared.borrow_mut().stats.retries += 1;

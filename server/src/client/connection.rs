@@ -41,6 +41,9 @@ enum BodyLeft {
 pub(crate) enum Progress {
     /// Nothing final yet.
     Pending,
+    /// A streamed request body's next piece is wanted: the socket took
+    /// everything so far.
+    NeedBody,
     /// Connected: the agent gives it a request (or makes it idle).
     Connected,
     /// The response is complete; the connection may be reused if `reuse`.
@@ -59,8 +62,14 @@ pub(crate) enum Progress {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReadLimits {
     pub max_head: usize,
+    /// The largest body kept whole (a streamed body has no limit: its
+    /// consumer takes it piece by piece).
     pub max_body: u64,
 }
+
+/// What a streamed response reads per event at most before its consumer
+/// has it: the rest waits in the kernel (TCP's own backpressure).
+const STREAM_READ_MAX: usize = 256 * 1024;
 
 pub(crate) struct ClientConn {
     pub id: u64,
@@ -81,6 +90,15 @@ pub(crate) struct ClientConn {
     response: Option<ClientResponse>,
     keep_alive: bool,
     body_left: Option<BodyLeft>,
+    /// The request's body comes piece by piece (chunked) until its last.
+    body_streamed: bool,
+    /// The response's body goes to its consumer piece by piece.
+    pub streaming: bool,
+    /// A streamed response's head was parsed and not yet handed on.
+    pub head_fresh: bool,
+    /// The last read stopped at its cap, not at "would block": read again
+    /// (no new event will say so).
+    pub more: bool,
 }
 
 impl ClientConn {
@@ -105,11 +123,28 @@ impl ClientConn {
             response: None,
             keep_alive: false,
             body_left: None,
+            body_streamed: false,
+            streaming: false,
+            head_fresh: false,
+            more: false,
         })
     }
 
-    /// Begins an exchange: the encoded request in `bytes` goes out next.
-    pub fn begin(&mut self, bytes: Vec<u8>, head_request: bool) {
+    /// Begins an exchange: the encoded request in `bytes` goes out next
+    /// (then, if `body_streamed`, the pieces of its body as they are
+    /// given); `streaming`: the response's body is handed on piece by
+    /// piece.
+    pub fn begin(
+        &mut self,
+        bytes: Vec<u8>,
+        head_request: bool,
+        body_streamed: bool,
+        streaming: bool,
+    ) {
+        self.body_streamed = body_streamed;
+        self.streaming = streaming;
+        self.head_fresh = false;
+        self.more = false;
         self.out = bytes;
         self.out_pos = 0;
         self.inbuf.clear();
@@ -174,8 +209,47 @@ impl ClientConn {
         }
         self.out = Vec::new();
         self.out_pos = 0;
+        if self.body_streamed {
+            return Progress::NeedBody;
+        }
         self.phase = Phase::Reading;
         Progress::Pending
+    }
+
+    /// The next piece of a streamed request body (`None`: it has ended),
+    /// framed as a chunk; writes on.
+    pub fn body_piece(&mut self, piece: Option<Vec<u8>>) -> Progress {
+        match piece {
+            Some(data) if data.is_empty() => return Progress::NeedBody,
+            Some(data) => {
+                self.out
+                    .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                self.out.extend_from_slice(&data);
+                self.out.extend_from_slice(b"\r\n");
+            }
+            None => {
+                self.out.extend_from_slice(b"0\r\n\r\n");
+                self.body_streamed = false;
+            }
+        }
+        self.write()
+    }
+
+    /// A streamed response's body so far, handed on.
+    pub fn take_data(&mut self) -> Vec<u8> {
+        self.response
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.body))
+            .unwrap_or_default()
+    }
+
+    /// A streamed response's status and fields (its body comes apart).
+    pub fn head(&self) -> Option<ClientResponse> {
+        self.response.as_ref().map(|r| ClientResponse {
+            status: r.status,
+            fields: r.fields.clone(),
+            body: Vec::new(),
+        })
     }
 
     fn failed(&self, error: ClientError) -> Progress {
@@ -189,6 +263,7 @@ impl ClientConn {
     /// the response.
     pub fn on_readable(&mut self, limits: ReadLimits) -> Progress {
         let mut eof = false;
+        self.more = false;
         // Read into scratch space on the stack, kept only as far as it is
         // filled: an idle pooled connection holds no buffer.
         let mut scratch = [0u8; READ_CHUNK];
@@ -209,7 +284,13 @@ impl ClientConn {
                     // registered edge-triggered, and a FIN that came with
                     // these bytes raises no new event. What is buffered is
                     // bounded by the limits, checked as bytes are taken.
-                    if self.inbuf.len() as u64 > limits.max_body + limits.max_head as u64 {
+                    let cap = if self.streaming {
+                        STREAM_READ_MAX as u64
+                    } else {
+                        limits.max_body + limits.max_head as u64
+                    };
+                    if self.inbuf.len() as u64 > cap {
+                        self.more = true;
                         break;
                     }
                 }
@@ -270,7 +351,7 @@ impl ClientConn {
                 self.keep_alive = head.keep_alive;
                 self.body_left = Some(match head.framing {
                     ResponseBodyFraming::None => BodyLeft::Length(0),
-                    ResponseBodyFraming::Length(n) if n > limits.max_body => {
+                    ResponseBodyFraming::Length(n) if n > limits.max_body && !self.streaming => {
                         return self.failed(ClientError::BadResponse(format!(
                             "response body of {n} bytes is over the limit of {}",
                             limits.max_body
@@ -285,6 +366,7 @@ impl ClientConn {
                     fields: head.fields,
                     body: Vec::new(),
                 });
+                self.head_fresh = self.streaming;
             }
             return self.take_body(limits, eof);
         }
@@ -293,6 +375,13 @@ impl ClientConn {
     fn take_body(&mut self, limits: ReadLimits, eof: bool) -> Progress {
         let (Some(left), Some(response)) = (self.body_left.as_mut(), self.response.as_mut()) else {
             return Progress::Pending;
+        };
+        // A streamed body is handed on as it comes: what is kept is one
+        // read's worth, whatever its length.
+        let max_body = if self.streaming {
+            u64::MAX
+        } else {
+            limits.max_body
         };
         let done = match left {
             BodyLeft::Length(n) => {
@@ -303,7 +392,7 @@ impl ClientConn {
                 *n == 0
             }
             BodyLeft::Chunked(decoder) => {
-                match decoder.decode(&self.inbuf, &mut response.body, limits.max_body) {
+                match decoder.decode(&self.inbuf, &mut response.body, max_body) {
                     Ok(used) => {
                         self.inbuf.drain(..used);
                         decoder.is_done()
@@ -316,7 +405,7 @@ impl ClientConn {
             }
             BodyLeft::UntilClose => {
                 response.body.append(&mut self.inbuf);
-                if response.body.len() as u64 > limits.max_body {
+                if response.body.len() as u64 > max_body {
                     return self.failed(ClientError::BadResponse(format!(
                         "response body over the limit of {} bytes",
                         limits.max_body

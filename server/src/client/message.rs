@@ -1,8 +1,21 @@
 //! What a client sends and gets: [`ClientRequest`], [`ClientResponse`], and
 //! the typed [`ClientError`].
 
+use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 use std::time::Duration;
+
+/// A request body given piece by piece: called each time the socket has
+/// taken the previous piece; `None` ends the body.
+#[derive(Clone)]
+pub(crate) struct BodySource(pub Rc<RefCell<dyn FnMut() -> Option<Vec<u8>>>>);
+
+impl fmt::Debug for BodySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BodySource")
+    }
+}
 
 /// A request for [`Client`](super::Client): a method, an `http://` URL,
 /// header fields and a body.
@@ -12,6 +25,7 @@ pub struct ClientRequest {
     pub(crate) url: String,
     pub(crate) fields: Vec<(String, Vec<u8>)>,
     pub(crate) body: Vec<u8>,
+    pub(crate) source: Option<BodySource>,
     pub(crate) timeout: Option<Duration>,
 }
 
@@ -23,6 +37,7 @@ impl ClientRequest {
             url: url.to_owned(),
             fields: Vec::new(),
             body: Vec::new(),
+            source: None,
             timeout: None,
         }
     }
@@ -48,6 +63,17 @@ impl ClientRequest {
     /// Sets the body (sent with its `Content-Length`).
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> ClientRequest {
         self.body = body.into();
+        self
+    }
+
+    /// Streams the body: `next` is called for a piece each time the socket
+    /// has taken the one before (so a slow server slows the producer, and
+    /// nothing piles up), until it returns `None`. Sent with the chunked
+    /// coding. A streamed body is never sent twice: its request is tried
+    /// again only if nothing of it left.
+    pub fn body_stream(mut self, next: impl FnMut() -> Option<Vec<u8>> + 'static) -> ClientRequest {
+        self.source = Some(BodySource(Rc::new(RefCell::new(next))));
+        self.body.clear();
         self
     }
 

@@ -32,6 +32,7 @@
 mod agent;
 mod connection;
 mod message;
+mod stream;
 mod url;
 
 use std::cell::RefCell;
@@ -42,6 +43,7 @@ use std::time::Duration;
 use phaseloop_core::{oneshot, Loop};
 
 pub use message::{ClientError, ClientRequest, ClientResponse, TimeoutKind};
+pub use stream::{ResponseEvent, StreamControl};
 
 /// A client's limits and timeouts.
 #[derive(Debug, Clone)]
@@ -147,10 +149,58 @@ impl Client {
         req: ClientRequest,
         done: impl FnOnce(&Loop, Result<ClientResponse, ClientError>) + 'static,
     ) {
+        self.submit(lp, req, Box::new(done), None);
+    }
+
+    /// Sends `req` and hands its response over piece by piece: `on_event`
+    /// gets the head, each piece of the body as it arrives, then the end
+    /// or an error ([`ResponseEvent`]), with a [`StreamControl`] to pause
+    /// the reading (the server then waits on TCP's flow control) and
+    /// resume it. No limit applies to a streamed body. Once the head is
+    /// out, the request is never tried again.
+    pub fn send_streamed(
+        &self,
+        lp: &Loop,
+        req: ClientRequest,
+        on_event: impl FnMut(&Loop, ResponseEvent<'_>, &StreamControl) + 'static,
+    ) {
+        let state = Rc::new(RefCell::new(stream::StreamState {
+            sink: Box::new(on_event),
+            head_sent: false,
+            control: StreamControl {
+                agent: Rc::downgrade(&self.agent),
+                conn: Rc::new(std::cell::Cell::new(None)),
+            },
+        }));
+        let last = state.clone();
+        let done = move |lp: &Loop, result: Result<ClientResponse, ClientError>| match result {
+            Ok(mut response) => {
+                let body = std::mem::take(&mut response.body);
+                if !last.borrow().head_sent {
+                    stream::emit(&last, lp, ResponseEvent::Head(&response));
+                }
+                if !body.is_empty() {
+                    stream::emit(&last, lp, ResponseEvent::Data(&body));
+                }
+                stream::emit(&last, lp, ResponseEvent::End);
+            }
+            Err(e) => stream::emit(&last, lp, ResponseEvent::Error(e)),
+        };
+        self.submit(lp, req, Box::new(done), Some(state));
+    }
+
+    fn submit(
+        &self,
+        lp: &Loop,
+        req: ClientRequest,
+        done: agent::Done,
+        stream: Option<stream::SharedStream>,
+    ) {
         let timeout = req
             .timeout
             .unwrap_or(self.agent.borrow().cfg.request_timeout);
         let here = lp as *const Loop as usize;
+        let source = req.source.clone();
         let prepared = match self.home.get() {
             0 => {
                 self.home.set(here);
@@ -167,8 +217,10 @@ impl Client {
                 method,
                 fields,
                 body,
+                source,
+                stream,
                 idempotent,
-                done: Box::new(done),
+                done,
                 attempts: 1,
                 deadline: lp
                     .now_ns()
