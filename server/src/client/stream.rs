@@ -60,9 +60,12 @@ impl StreamControl {
     }
 }
 
+/// A streamed response's consumer.
+pub(crate) type Sink = Box<dyn FnMut(&Loop, ResponseEvent<'_>, &StreamControl)>;
+
 /// A streamed response's consumer and what it has been told.
 pub(crate) struct StreamState {
-    pub sink: Box<dyn FnMut(&Loop, ResponseEvent<'_>, &StreamControl)>,
+    pub sink: Sink,
     pub head_sent: bool,
     pub control: StreamControl,
 }
