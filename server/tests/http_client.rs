@@ -602,3 +602,36 @@ fn a_streamed_request_body_goes_out_chunked_piece_by_piece() {
     assert_eq!(r.text(), "1000000 bytes, chunked");
     assert_eq!(pulled.get(), 101, "100 pieces and the end");
 }
+
+#[test]
+fn a_connect_that_is_never_answered_times_out() {
+    // A listener whose accept queue is full and never drained: the
+    // kernel drops further SYNs, so a connect waits without an answer.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr: SocketAddr = socket.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue (a backlog of 0 still queues one or two).
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let client = Client::new(ClientConfig {
+        connect_timeout: Duration::from_millis(200),
+        retries: 1,
+        ..ClientConfig::default()
+    });
+    let started = Instant::now();
+    let r = run_one(&client, ClientRequest::get(&format!("http://{addr}/")));
+    assert_eq!(r, Err(ClientError::Timeout(TimeoutKind::Connect)));
+    // Tried twice (a connect that never succeeded reached no server).
+    assert_eq!(client.stats().connects, 2);
+    assert!(started.elapsed() + Duration::from_millis(10) >= Duration::from_millis(400));
+    drop(fillers);
+}
