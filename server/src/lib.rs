@@ -49,6 +49,10 @@ pub use api::handler::{Handler, Middleware, Next};
 pub use api::middleware;
 pub use api::responder::{BodyWriter, Responder, SendOn};
 pub use api::serve_dir::{ServeDir, ServeFile};
+/// Server-Sent Events: [`Responder::sse`]'s writer and events.
+pub mod sse {
+    pub use crate::api::sse::{SseEvent, SseWriter, SSE_KEEP_ALIVE};
+}
 pub use engine::config::{DataRate, ServerConfig};
 pub use engine::exchange::StreamError;
 pub use engine::limits::open_files_limit;

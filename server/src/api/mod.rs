@@ -13,3 +13,4 @@ mod path_table;
 pub(crate) mod responder;
 pub(crate) mod router;
 pub(crate) mod serve_dir;
+pub(crate) mod sse;

@@ -149,6 +149,18 @@ impl Responder {
         }
     }
 
+    /// Starts a stream of Server-Sent Events (`text/event-stream`), with a
+    /// keep-alive comment every [`SSE_KEEP_ALIVE`](crate::sse::SSE_KEEP_ALIVE).
+    pub fn sse(self, lp: &Loop) -> crate::sse::SseWriter {
+        self.sse_every(lp, crate::sse::SSE_KEEP_ALIVE)
+    }
+
+    /// [`Responder::sse`] with a keep-alive comment every `every`.
+    pub fn sse_every(self, lp: &Loop, every: std::time::Duration) -> crate::sse::SseWriter {
+        let body = self.stream(crate::api::sse::sse_response());
+        crate::api::sse::SseWriter::start(lp, body, every)
+    }
+
     /// True while the request still waits for this answer: the client is
     /// connected and no handler timeout answered in its place.
     pub fn is_awaited(&self) -> bool {

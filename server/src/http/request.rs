@@ -456,6 +456,12 @@ impl Request {
             .map(|(_, v)| v)
     }
 
+    /// The `Last-Event-ID` a reconnecting Server-Sent Events client sent:
+    /// the id of the last event it got.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.header("last-event-id")
+    }
+
     /// The first header field called `name`, if it is valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.header_bytes(name)
