@@ -36,6 +36,7 @@ GET  /json                  {\"message\":\"Hello, World!\"} (TechEmpower)
 GET  /api/users/:id         validation, TTL cache, store read through the thread pool
 POST /api/orders            durable order (fsync) then a webhook to the restaurant (outbox)
 GET  /api/orders/:id        an order and its notification status
+GET  /api/orders/:id/events the order's steps live (Server-Sent Events)
 POST /restaurant/orders     the embedded restaurant: takes webhooks, once per key
 GET  /restaurant/orders     what the embedded restaurant received
 POST /api/hash              pbkdf2-sha512 (100,000 rounds) on the thread pool
@@ -222,7 +223,12 @@ fn build_loop(
         app = app.wrap(middleware::request_id());
     }
     let app = {
-        let (u, o1, o2) = (users.clone(), orders.clone(), orders.clone());
+        let (u, o1, o2, o3) = (
+            users.clone(),
+            orders.clone(),
+            orders.clone(),
+            orders.clone(),
+        );
         let (p, dir) = (primes.clone(), public_dir.clone());
         let public = ServeDir::new(public_dir.to_path_buf()).stream_above(files::WHOLE_MAX_LEN);
         let (m_users, m_orders, m_server) = (users.clone(), orders.clone(), server_slot.clone());
@@ -264,6 +270,9 @@ fn build_loop(
             .post_with("/api/orders", move |lp, req, res| o1.create(lp, req, res))
             .body_limit(orders::ORDER_BODY_LIMIT)
             .get_with("/api/orders/:id", move |lp, req, res| o2.get(lp, req, res))
+            .get_with("/api/orders/:id/events", move |lp, req, res| {
+                o3.events(lp, req, res)
+            })
             .post_with("/restaurant/orders", move |_, req, res| {
                 let taken = r_take
                     .lock()

@@ -196,6 +196,9 @@ pub struct Orders {
     pub replayed: Cell<u64>,
     /// Delivers the notifications.
     outbox: Rc<crate::outbox::Outbox>,
+    /// Live subscribers to orders' steps (`GET /api/orders/:id/events`),
+    /// by order: on this loop, for orders whose steps happen on it.
+    watchers: RefCell<HashMap<u64, Vec<phaseloop::sse::SseWriter>>>,
 }
 
 fn now_ms() -> u64 {
@@ -334,6 +337,20 @@ fn order_view(
             + u16::from(matches!(delivery, Delivery::Sending | Delivery::Delivered | Delivery::Failed)),
         "timeline": timeline,
     })
+}
+
+/// Step `n` of an order (its `n`th timeline event) as an event: id `n`.
+fn step_event(
+    n: usize,
+    event: Event,
+    delivery: Delivery,
+    attempts: u16,
+) -> phaseloop::sse::SseEvent {
+    let data =
+        json!({ "step": event.name(), "notification": delivery.name(), "attempts": attempts });
+    phaseloop::sse::SseEvent::data(data.to_string())
+        .event("step")
+        .id(n)
 }
 
 /// Checks an order body; the error names the field.
@@ -543,6 +560,7 @@ impl Orders {
                 notified: Cell::new(0),
                 replayed: Cell::new(0),
                 outbox,
+                watchers: RefCell::new(HashMap::new()),
             }),
             unnotified,
         ))
@@ -620,14 +638,82 @@ impl Orders {
     }
 
     fn mark(&self, id: u64, event: Event) {
-        if let Some(e) = self
+        let step = {
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            index.get_mut(&id).map(|e| {
+                e.timeline.push(event);
+                (usize::from(e.timeline.len), e.delivery, e.attempts)
+            })
+        };
+        if let Some((n, delivery, attempts)) = step {
+            self.publish_step(id, n, event, delivery, attempts);
+        }
+    }
+
+    /// Tells order `id`'s subscribers its `n`th step; a final one (the
+    /// notification delivered or refused) ends their streams.
+    fn publish_step(&self, id: u64, n: usize, event: Event, delivery: Delivery, attempts: u16) {
+        let mut watchers = self.watchers.borrow_mut();
+        let Some(list) = watchers.get_mut(&id) else {
+            return;
+        };
+        let step = step_event(n, event, delivery, attempts);
+        // A subscriber gone (or too slow to take a few lines) is dropped.
+        list.retain(|w| w.send(&step).is_ok());
+        if matches!(event, Event::Notified | Event::NotificationFailed) || list.is_empty() {
+            watchers.remove(&id);
+        }
+    }
+
+    /// Tells order `id`'s subscribers where its notification is (no id:
+    /// a passing state, not a step a reconnecting client resumes after).
+    fn publish_delivery(&self, id: u64, delivery: Delivery, attempts: u16) {
+        let mut watchers = self.watchers.borrow_mut();
+        if let Some(list) = watchers.get_mut(&id) {
+            let data = json!({ "notification": delivery.name(), "attempts": attempts });
+            let event = phaseloop::sse::SseEvent::data(data.to_string()).event("delivery");
+            list.retain(|w| w.send(&event).is_ok());
+        }
+    }
+
+    /// `GET /api/orders/:id/events`: the order's steps so far (after the
+    /// client's `Last-Event-ID`), then each new one as it happens, as
+    /// Server-Sent Events; the stream ends with the notification's outcome.
+    pub fn events(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
+        let Some(id) = req.param("id").as_deref().and_then(crate::users::parse_id) else {
+            return res.json_error(400, "Invalid order ID");
+        };
+        let found = self
             .index
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&id)
-        {
-            e.timeline.push(event);
+            .get(&id)
+            .map(|e| (e.timeline, e.delivery, e.attempts));
+        let Some((timeline, delivery, attempts)) = found else {
+            return res.json_error(404, "Order not found");
+        };
+        let after: usize = req
+            .last_event_id()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let w = res.sse(lp);
+        let steps = &timeline.events[..usize::from(timeline.len)];
+        for (i, &event) in steps.iter().enumerate().skip(after) {
+            if w.send(&step_event(i + 1, event, delivery, attempts))
+                .is_err()
+            {
+                return;
+            }
         }
+        // Ended once the outcome is a step (the delivery state turns final
+        // a journal write before its step is recorded).
+        if steps
+            .iter()
+            .any(|e| matches!(e, Event::Notified | Event::NotificationFailed))
+        {
+            return w.finish();
+        }
+        self.watchers.borrow_mut().entry(id).or_default().push(w);
     }
 
     /// Hands order `id`'s notification to the outbox.
@@ -642,6 +728,9 @@ impl Orders {
         match index.get_mut(&id) {
             Some(e) if matches!(e.delivery, Delivery::Pending | Delivery::Retrying) => {
                 e.delivery = Delivery::Sending;
+                let attempts = e.attempts;
+                drop(index);
+                self.publish_delivery(id, Delivery::Sending, attempts);
                 true
             }
             _ => false,
@@ -680,6 +769,12 @@ impl Orders {
         });
     }
 
+    /// Order `id`'s failed attempts so far.
+    fn attempts(&self, id: u64) -> u16 {
+        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        index.get(&id).map_or(0, |e| e.attempts)
+    }
+
     fn set_delivery(&self, id: u64, delivery: Delivery) -> u16 {
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         match index.get_mut(&id) {
@@ -705,6 +800,7 @@ impl Orders {
                 None => 1,
             }
         };
+        self.publish_delivery(id, Delivery::Retrying, attempts);
         let note =
             json!({ "order_id": id, "attempt": attempts, "error": error, "at_ms": now_ms() });
         // Informative: a lost attempt record only undercounts attempts.
@@ -716,28 +812,50 @@ impl Orders {
     /// Order `id`'s notification was delivered: journalled (then it is
     /// never sent again, even after a restart).
     pub fn delivered(self: &Rc<Self>, lp: &Loop, id: u64) {
-        let attempts = self.set_delivery(id, Delivery::Delivered);
+        let attempts = self.attempts(id);
         let note = json!({ "order_id": id, "delivered_ms": now_ms(), "attempts": attempts + 1 });
-        self.note_final(lp, id, note.to_string(), Event::Notified);
+        self.note_final(
+            lp,
+            id,
+            note.to_string(),
+            Event::Notified,
+            Delivery::Delivered,
+        );
     }
 
     /// Order `id`'s notification was refused for good (`error`).
     pub fn delivery_failed(self: &Rc<Self>, lp: &Loop, id: u64, error: &str) {
-        let attempts = self.set_delivery(id, Delivery::Failed);
+        let attempts = self.attempts(id);
         let note = json!({
             "order_id": id, "failed_ms": now_ms(), "attempts": attempts + 1, "error": error
         });
-        self.note_final(lp, id, note.to_string(), Event::NotificationFailed);
+        self.note_final(
+            lp,
+            id,
+            note.to_string(),
+            Event::NotificationFailed,
+            Delivery::Failed,
+        );
     }
 
     /// Appends a final note, again until it is saved: until then a restart
     /// would send the notification again, which the receiver's key absorbs.
-    fn note_final(self: &Rc<Self>, lp: &Loop, id: u64, note: String, event: Event) {
+    /// Once saved, the order's state becomes `outcome` and `event` its
+    /// step: nothing says "delivered" before it is on disk.
+    fn note_final(
+        self: &Rc<Self>,
+        lp: &Loop,
+        id: u64,
+        note: String,
+        event: Event,
+        outcome: Delivery,
+    ) {
         let orders = self.clone();
         let bytes = note.clone().into_bytes();
         self.notes
             .append(lp, &bytes, move |lp, result| match result {
                 Ok(_) => {
+                    orders.set_delivery(id, outcome);
                     orders.mark(id, event);
                     if event == Event::Notified {
                         orders.notified.set(orders.notified.get() + 1);
@@ -751,7 +869,7 @@ impl Orders {
                 );
                     let o = orders.clone();
                     lp.set_timeout(std::time::Duration::from_millis(100), move |lp| {
-                        o.note_final(lp, id, note, event)
+                        o.note_final(lp, id, note, event, outcome)
                     });
                 }
             });

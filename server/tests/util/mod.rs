@@ -120,6 +120,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client on a stream already connected (and perhaps written to).
+    pub fn from_stream(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
         stream
