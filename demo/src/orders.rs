@@ -566,8 +566,14 @@ impl Orders {
         ))
     }
 
+    /// The shared order index (a loop that panicked holding it left it
+    /// whole: every change to it is one assignment or insert).
+    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn count(&self) -> usize {
-        self.index.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.index().len()
     }
 
     pub fn journal_pending(&self) -> usize {
@@ -603,21 +609,17 @@ impl Orders {
         self.orders
             .append(lp, &payload, move |lp, result| match result {
                 Ok((offset, len)) => {
-                    orders
-                        .index
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(
-                            id,
-                            Entry {
-                                slot: orders.slot,
-                                offset,
-                                len,
-                                delivery: Delivery::Pending,
-                                attempts: 0,
-                                timeline: Timeline::new(Event::Saved),
-                            },
-                        );
+                    orders.index().insert(
+                        id,
+                        Entry {
+                            slot: orders.slot,
+                            offset,
+                            len,
+                            delivery: Delivery::Pending,
+                            attempts: 0,
+                            timeline: Timeline::new(Event::Saved),
+                        },
+                    );
                     res.json(
                         201,
                         &json!({ "id": id, "status": "accepted", "notification": "scheduled" }),
@@ -639,7 +641,7 @@ impl Orders {
 
     fn mark(&self, id: u64, event: Event) {
         let step = {
-            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let mut index = self.index();
             index.get_mut(&id).map(|e| {
                 e.timeline.push(event);
                 (usize::from(e.timeline.len), e.delivery, e.attempts)
@@ -684,9 +686,7 @@ impl Orders {
             return res.json_error(400, "Invalid order ID");
         };
         let found = self
-            .index
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .index()
             .get(&id)
             .map(|e| (e.timeline, e.delivery, e.attempts));
         let Some((timeline, delivery, attempts)) = found else {
@@ -724,7 +724,7 @@ impl Orders {
     /// The outbox takes order `id` to send: false if its notification is
     /// over, under way, or the order unknown here.
     pub fn begin_delivery(&self, id: u64) -> bool {
-        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let mut index = self.index();
         match index.get_mut(&id) {
             Some(e) if matches!(e.delivery, Delivery::Pending | Delivery::Retrying) => {
                 e.delivery = Delivery::Sending;
@@ -744,12 +744,7 @@ impl Orders {
         id: u64,
         done: impl FnOnce(&Loop, Result<Vec<u8>, String>) + 'static,
     ) {
-        let found = self
-            .index
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .map(|e| (e.slot, e.offset, e.len));
+        let found = self.index().get(&id).map(|e| (e.slot, e.offset, e.len));
         let Some((slot, offset, len)) = found else {
             return done(lp, Err("order not found".into()));
         };
@@ -771,18 +766,13 @@ impl Orders {
 
     /// Order `id`'s failed attempts so far.
     fn attempts(&self, id: u64) -> u16 {
-        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.index();
         index.get(&id).map_or(0, |e| e.attempts)
     }
 
-    fn set_delivery(&self, id: u64, delivery: Delivery) -> u16 {
-        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        match index.get_mut(&id) {
-            Some(e) => {
-                e.delivery = delivery;
-                e.attempts
-            }
-            None => 0,
+    fn set_delivery(&self, id: u64, delivery: Delivery) {
+        if let Some(e) = self.index().get_mut(&id) {
+            e.delivery = delivery;
         }
     }
 
@@ -790,7 +780,7 @@ impl Orders {
     /// the attempts so far.
     pub fn attempt_failed(&self, lp: &Loop, id: u64, error: &str) -> u32 {
         let attempts = {
-            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let mut index = self.index();
             match index.get_mut(&id) {
                 Some(e) => {
                     e.delivery = Delivery::Retrying;
@@ -878,7 +868,7 @@ impl Orders {
     /// Up to `limit` of this slot's orders whose notification waits (left
     /// on disk by a full outbox queue).
     pub fn pending_ids(&self, limit: usize) -> Vec<u64> {
-        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.index();
         index
             .iter()
             .filter(|(_, e)| e.slot == self.slot && e.delivery == Delivery::Pending)
@@ -910,9 +900,7 @@ impl Orders {
     /// its state is read fresh). `fresh`: that read was just done.
     fn lookup(self: &Rc<Self>, lp: &Loop, id: u64, res: Responder, fresh: bool) {
         let found = self
-            .index
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .index()
             .get(&id)
             .map(|e| (e.slot, e.offset, e.len, e.delivery, e.attempts, e.timeline));
         let Some((slot, offset, len, delivery, attempts, timeline)) = found else {
@@ -932,11 +920,7 @@ impl Orders {
                 if record.get("id").and_then(Value::as_u64) != Some(id) {
                     // Another worker's record that was undone (or its
                     // journal rewritten by a restart) since it was read.
-                    orders
-                        .index
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id);
+                    orders.index().remove(&id);
                     return res.json_error(404, "Order not found");
                 }
                 res.json(
@@ -974,7 +958,7 @@ impl Orders {
     /// on; one that raced with another only adds what it found.
     fn merge(&self, tail: Tail) {
         let mut foreign = self.foreign.borrow_mut();
-        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let mut index = self.index();
         for TailPart {
             slot,
             from,
