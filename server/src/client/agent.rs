@@ -210,10 +210,11 @@ fn connect(
         }
     };
     agent.stats.connects += 1;
-    let due = lp
-        .now_ns()
-        .saturating_add(nanos(agent.cfg.connect_timeout))
-        .min(pending.deadline);
+    let due = Due::first(
+        lp.now_ns().saturating_add(nanos(agent.cfg.connect_timeout)),
+        TimeoutKind::Connect,
+        pending.deadline,
+    );
     let key = agent.conns.insert(Slot {
         conn,
         origin,
@@ -310,10 +311,11 @@ fn start_exchange(shared: &Shared, lp: &Loop, key: usize, pending: Pending) {
             // Busy connections keep the loop alive; idle ones do not.
             lp.ref_io(token);
         }
-        let due = lp
-            .now_ns()
-            .saturating_add(head_timeout)
-            .min(pending.deadline);
+        let due = Due::first(
+            lp.now_ns().saturating_add(head_timeout),
+            TimeoutKind::Head,
+            pending.deadline,
+        );
         slot.pending = Some(Box::new(pending));
         due
     };
@@ -597,7 +599,10 @@ fn make_idle(shared: &Shared, lp: &Loop, key: usize) {
         }
         let origin = slot.origin.clone();
         agent.origins.entry(origin).or_default().idle.push(key);
-        lp.now_ns().saturating_add(idle_timeout)
+        Due {
+            at: lp.now_ns().saturating_add(idle_timeout),
+            kind: None,
+        }
     };
     arm(shared, lp, key, due);
 }
@@ -623,8 +628,36 @@ fn close(shared: &Shared, lp: &Loop, key: usize) {
     debug_assert!(slot.pending.is_none());
 }
 
-/// Arms connection `key`'s timer for `due` (loop nanoseconds).
-fn arm(shared: &Shared, lp: &Loop, key: usize, due: u64) {
+/// A connection's next deadline: when (loop nanoseconds), and which
+/// timeout it is (`None`: an idle connection's).
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    at: u64,
+    kind: Option<TimeoutKind>,
+}
+
+impl Due {
+    /// The earlier of a stage's deadline (`at`, of `kind`) and the whole
+    /// request's.
+    fn first(at: u64, kind: TimeoutKind, request_deadline: u64) -> Due {
+        if request_deadline <= at {
+            Due {
+                at: request_deadline,
+                kind: Some(TimeoutKind::Request),
+            }
+        } else {
+            Due {
+                at,
+                kind: Some(kind),
+            }
+        }
+    }
+}
+
+/// Arms connection `key`'s timer for `due`; the timer knows which
+/// deadline it keeps, so its firing (at the loop's millisecond) needs no
+/// comparing of clocks.
+fn arm(shared: &Shared, lp: &Loop, key: usize, due: Due) {
     let weak: Weak<RefCell<Agent>> = Rc::downgrade(shared);
     let mut agent = shared.borrow_mut();
     let Some(slot) = agent.conns.get_mut(key) else {
@@ -634,57 +667,42 @@ fn arm(shared: &Shared, lp: &Loop, key: usize, due: u64) {
         lp.clear_timer(t);
     }
     let id = slot.conn.id;
-    let delay = Duration::from_nanos(due.saturating_sub(lp.now_ns()));
+    let delay = Duration::from_nanos(due.at.saturating_sub(lp.now_ns()));
     let timer = lp.set_timeout(delay, move |lp| {
         if let Some(shared) = weak.upgrade() {
-            on_timer(&shared, lp, key, id);
+            on_timer(&shared, lp, key, id, due.kind);
         }
     });
     lp.unref_timer(timer);
     slot.conn.timer = Some(timer);
 }
 
-/// Connection `key`'s deadline came: an idle one closes; a connecting or
-/// busy one fails its request (which may be tried again).
-fn on_timer(shared: &Shared, lp: &Loop, key: usize, id: u64) {
+/// Connection `key`'s deadline of `kind` came: an idle one closes; a
+/// connecting or busy one fails its request (which may be tried again),
+/// unless its head came in time (the body then has the request's time).
+fn on_timer(shared: &Shared, lp: &Loop, key: usize, id: u64, kind: Option<TimeoutKind>) {
     let progress = {
         let mut agent = shared.borrow_mut();
         let Some(slot) = agent.conns.get_mut(key).filter(|s| s.conn.id == id) else {
             return;
         };
         slot.conn.timer = None;
-        let now = lp.now_ns();
-        // Timers fire at whole loop milliseconds: up to one early.
-        let past_deadline = slot
-            .pending
-            .as_ref()
-            .is_some_and(|p| now.saturating_add(1_000_000) >= p.deadline);
-        match slot.conn.phase {
-            Phase::Idle if slot.pending.is_none() => {
+        match kind {
+            None => {
                 agent.stats.idle_closes += 1;
                 Progress::Dropped
             }
-            Phase::Connecting => Progress::Failed {
-                error: ClientError::Timeout(if past_deadline {
-                    TimeoutKind::Request
-                } else {
-                    TimeoutKind::Connect
-                }),
-                reached: false,
-            },
-            _ if past_deadline => Progress::Failed {
-                error: ClientError::Timeout(TimeoutKind::Request),
-                reached: slot.conn.reached(),
-            },
-            _ if slot.conn.has_head() => {
-                // The head came in time: the body has the rest of the
-                // request's time.
-                let due = slot.pending.as_ref().map_or(now, |p| p.deadline);
+            Some(TimeoutKind::Head) if slot.conn.has_head() => {
+                let deadline = slot.pending.as_ref().map_or(0, |p| p.deadline);
                 drop(agent);
+                let due = Due {
+                    at: deadline,
+                    kind: Some(TimeoutKind::Request),
+                };
                 return arm(shared, lp, key, due);
             }
-            _ => Progress::Failed {
-                error: ClientError::Timeout(TimeoutKind::Head),
+            Some(kind) => Progress::Failed {
+                error: ClientError::Timeout(kind),
                 reached: slot.conn.reached(),
             },
         }
