@@ -199,11 +199,6 @@ impl Conns {
         Some(which)
     }
 
-    /// Gives connection `key` (asleep) an exchange from `spares`.
-    pub fn wake(&mut self, key: usize, spares: &mut Spares) {
-        self.slab[key].wake(spares);
-    }
-
     /// [`Conn::sleep`]'s rarer way: connection `key` leaves its list for
     /// the idle one's tail, joining at `now`. Returns whether the idle
     /// list was empty (its timer is then to arm).

@@ -206,7 +206,7 @@ impl<S: Service> Engine<S> {
                 Which::Fresh => {
                     {
                         let mut conns = self.conns.borrow_mut();
-                        conns.wake(key, &mut self.spares.borrow_mut());
+                        conns[key].wake(&mut self.spares.borrow_mut());
                         conns.unlink(key);
                     }
                     self.time_out(lp, key, DeadlineKind::Header);

@@ -465,13 +465,14 @@ impl<S: Service> Engine<S> {
         if resume && self.drive(lp, key) == IoOutcome::Again {
             // Budget spent: the socket may still hold requests, and no new
             // edge will say so. Come back in the next tick.
-            // (It may have gone to sleep meanwhile: a nap comes first.)
+            // (The batch's end may have put it to sleep: nothing was
+            // buffered, but the socket may hold more.)
             let inner = self.clone();
             lp.defer(move |lp| {
                 let mut conns = inner.conns.borrow_mut();
                 if conns.contains(key) {
                     if conns[key].ex.is_none() {
-                        conns.wake(key, &mut inner.spares.borrow_mut());
+                        conns[key].wake(&mut inner.spares.borrow_mut());
                     }
                     drop(conns);
                     inner.drive(lp, key);

@@ -278,9 +278,8 @@ pub(crate) struct Ctx<'a, S> {
 }
 
 impl Exchange {
-    /// An exchange with nothing in it, for a connection that was idle:
-    /// `fresh` if it has not had a request yet (its head's time then counts
-    /// from `since`, the accept), else idle since `since`.
+    /// An exchange with nothing in it, as a spare ([`Exchange::wake`]
+    /// readies it for a connection).
     pub fn new() -> Exchange {
         Exchange {
             peer: None,
