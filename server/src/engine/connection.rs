@@ -172,9 +172,7 @@ impl Conns {
         } else {
             self.slab[tail as usize].waiting.next = k;
         }
-        let list = self.list(which);
-        list.tail = k;
-        list.len += 1;
+        self.list(which).tail = k;
         tail == NIL
     }
 
@@ -195,7 +193,6 @@ impl Conns {
         } else {
             self.slab[next as usize].waiting.prev = prev;
         }
-        self.list(which).len -= 1;
         Some(which)
     }
 

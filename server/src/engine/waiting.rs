@@ -65,11 +65,10 @@ impl Waiting {
     };
 }
 
-/// One waiting list: its ends, its length and its timer.
+/// One waiting list: its ends and its timer.
 pub(crate) struct WaitList {
     pub head: u32,
     pub tail: u32,
-    pub len: usize,
     /// Armed for the head's deadline as it was when armed; lazy: a head
     /// that left makes it fire early, and it re-arms for the new head.
     pub timer: Option<TimerId>,
@@ -80,7 +79,6 @@ impl WaitList {
         WaitList {
             head: NIL,
             tail: NIL,
-            len: 0,
             timer: None,
         }
     }
