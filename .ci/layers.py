@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Checks that the server crate's layers import one way only.
 
-The layers of server/src, lowest first: http (pure HTTP/1.1), client (the
-HTTP client on the loop: it uses http, never the server), engine (the
+The layers of server/src, lowest first: http (pure HTTP/1.1), pg (the
+PostgreSQL client on the loop: it uses http for the handler's Error, never
+the HTTP client or the server), client (the HTTP client on the loop: it
+uses http, never the server), engine (the
 connection engine on the loop), api (the app, handlers, responder), serve
 (binding, one server, cluster, supervisor). A file may use `crate::` paths
 of its own layer and the layers below it, never above. Every `crate::`
@@ -16,7 +18,7 @@ import os
 import re
 import sys
 
-ORDER = ["http", "client", "engine", "api", "serve"]
+ORDER = ["http", "pg", "client", "engine", "api", "serve"]
 
 
 def root_names(src):

@@ -40,6 +40,8 @@ mod api;
 pub mod client;
 mod engine;
 pub mod http;
+#[cfg(feature = "postgres")]
+pub mod pg;
 mod serve;
 
 pub use api::app::App;

@@ -1,0 +1,695 @@
+//! The PostgreSQL client and pool against a real PostgreSQL (see
+//! `util/pg.rs`: the cluster `.ci/run` started, or one this process starts).
+
+#[path = "util/pg.rs"]
+mod pg_server;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pg_server::{shared, PgServer, MD5_USER, SCRAM_USER};
+use phaseloop::pg::{PgError, PgTimeout, Pool, PoolConfig, Uuid};
+use phaseloop::Json;
+use phaseloop_core::{Loop, RunMode};
+
+/// Runs `make()`'s future on a fresh loop until the loop has nothing
+/// left (idle pool connections do not keep it alive) and returns its
+/// output.
+fn on_loop<F: Future + 'static>(make: impl FnOnce() -> F + 'static) -> F::Output
+where
+    F::Output: 'static,
+{
+    let lp = Loop::new().unwrap();
+    let out = Rc::new(RefCell::new(None));
+    let slot = out.clone();
+    lp.run_main(move |lp| {
+        lp.spawn(async move {
+            let v = make().await;
+            *slot.borrow_mut() = Some(v);
+        })
+    });
+    lp.run(RunMode::Default);
+    let v = out.borrow_mut().take();
+    v.expect("the future finished before the loop ran dry")
+}
+
+/// A table name no other test uses.
+fn table(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn pool(url: &str, tune: impl FnOnce(&mut PoolConfig)) -> Pool {
+    let mut cfg = PoolConfig::new(url).unwrap();
+    tune(&mut cfg);
+    Pool::new(cfg)
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+struct Doc {
+    kind: String,
+    n: i64,
+}
+
+#[test]
+fn every_type_round_trips_as_a_parameter_and_a_column() {
+    let server = shared();
+    let url = server.url.clone();
+    on_loop(move || async move {
+        let pool = pool(&url, |_| {});
+        let when = UNIX_EPOCH + Duration::from_micros(1_765_000_000_123_456);
+        let id = Uuid::from_bytes([
+            0x1b, 0x4e, 0x28, 0xba, 0x2f, 0xa1, 0x11, 0xd2, 0x88, 0x3f, 0, 0xb0, 0xd0, 0x22, 0x43,
+            0x7e,
+        ]);
+        let doc = serde_json::json!({"kind": "pizza", "n": 3});
+        let row = pool
+            .query_one(
+                "SELECT $1::int2 AS a, $2::int4 AS b, $3::int8 AS c, $4::float4 AS d, $5::float8 AS e, \
+                 $6::bool AS f, $7::text AS g, $8::varchar AS h, $9::bytea AS i, $10::uuid AS j, \
+                 $11::json AS k, $12::jsonb AS l, $13::timestamptz AS m, $14::numeric AS n, \
+                 $15::int4 AS o, $16::text AS p",
+                &[
+                    &-12i16,
+                    &2_000_000_000i32,
+                    &-9_000_000_000_000i64,
+                    &1.5f32,
+                    &-2.25e100f64,
+                    &true,
+                    &"héllo \u{1F355}",
+                    &String::from("varchar"),
+                    &vec![0u8, 255, 10, 13],
+                    &id,
+                    &doc,
+                    &Json(Doc { kind: "sushi".into(), n: 7 }),
+                    &when,
+                    &"12345678901234567890.0100",
+                    &None::<i32>,
+                    &Some("x"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<i16>("a").unwrap(), -12);
+        assert_eq!(row.get::<i32>("b").unwrap(), 2_000_000_000);
+        assert_eq!(row.get::<i64>("c").unwrap(), -9_000_000_000_000);
+        assert_eq!(row.get::<f32>("d").unwrap(), 1.5);
+        assert_eq!(row.get::<f64>("e").unwrap(), -2.25e100);
+        assert!(row.get::<bool>("f").unwrap());
+        assert_eq!(row.get::<String>("g").unwrap(), "héllo \u{1F355}");
+        assert_eq!(row.get::<String>("h").unwrap(), "varchar");
+        assert_eq!(row.get::<Vec<u8>>("i").unwrap(), vec![0u8, 255, 10, 13]);
+        assert_eq!(row.get::<Uuid>("j").unwrap(), id);
+        assert_eq!(row.get::<serde_json::Value>("k").unwrap(), doc);
+        assert_eq!(
+            row.get::<Json<Doc>>("l").unwrap().0,
+            Doc {
+                kind: "sushi".into(),
+                n: 7
+            }
+        );
+        assert_eq!(row.get::<SystemTime>("m").unwrap(), when);
+        assert_eq!(row.get::<String>("n").unwrap(), "12345678901234567890.0100");
+        assert_eq!(row.get::<Option<i32>>("o").unwrap(), None);
+        assert_eq!(row.get::<Option<String>>(15).unwrap().as_deref(), Some("x"));
+        // A NULL read as a non-Option, a type that does not fit, a missing
+        // column: typed errors that name the column.
+        let e = row.get::<i32>("o").unwrap_err();
+        assert!(
+            matches!(&e, PgError::Conversion(m) if m.contains("\"o\"") && m.contains("NULL")),
+            "{e}"
+        );
+        let e = row.get::<i32>("g").unwrap_err();
+        assert!(
+            matches!(&e, PgError::Conversion(m) if m.contains("text")),
+            "{e}"
+        );
+        assert!(matches!(row.get::<i32>("zz"), Err(PgError::Conversion(_))));
+        // Widening reads: int2 as i64, int4 as f64.
+        assert_eq!(row.get::<i64>("a").unwrap(), -12);
+
+        // The same values through a table, and a row mapped into a struct.
+        let t = table("types");
+        pool.execute(
+            &format!(
+                "CREATE TABLE {t} (id uuid PRIMARY KEY, name text NOT NULL, price numeric(10,2), \
+                      at timestamptz, meta jsonb, score float8, tags bytea)"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+        let n = pool
+            .execute(
+                &format!("INSERT INTO {t} VALUES ($1, $2, $3, $4, $5, $6, $7), ($8, $9, NULL, NULL, NULL, NULL, NULL)"),
+                &[&id, &"margherita", &"9.50", &when, &doc, &0.5f64, &b"ab".as_slice(),
+                  &Uuid::nil(), &"empty"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        #[derive(Debug, serde::Deserialize)]
+        struct Item {
+            id: String,
+            name: String,
+            price: Option<String>,
+            at: Option<String>,
+            meta: Option<serde_json::Value>,
+            score: Option<f64>,
+            tags: Option<Vec<u8>>,
+        }
+        let rows = pool
+            .query(&format!("SELECT * FROM {t} ORDER BY name DESC"), &[])
+            .await
+            .unwrap();
+        let items: Vec<Item> = rows.iter().map(|r| r.deserialize().unwrap()).collect();
+        assert_eq!(items[0].id, "1b4e28ba-2fa1-11d2-883f-00b0d022437e");
+        assert_eq!(items[0].name, "margherita");
+        assert_eq!(items[0].price.as_deref(), Some("9.50"));
+        assert_eq!(items[0].at.as_deref(), Some("2025-12-06T05:46:40.123456Z"));
+        assert_eq!(items[0].meta, Some(doc.clone()));
+        assert_eq!(items[0].score, Some(0.5));
+        assert_eq!(items[0].tags.as_deref(), Some(&b"ab"[..]));
+        assert_eq!(items[1].name, "empty");
+        assert!(items[1].price.is_none() && items[1].meta.is_none() && items[1].tags.is_none());
+    });
+}
+
+#[test]
+fn pipelined_queries_answer_in_order_and_an_error_fails_only_its_own() {
+    let server = shared();
+    let url = server.url.clone();
+    on_loop(move || async move {
+        let pool = pool(&url, |c| c.max = 1);
+        let conn = pool.connection().await.unwrap();
+        // Queued before any is awaited: they leave in one write and their
+        // answers come back in order.
+        let mut pending = Vec::new();
+        for i in 0..100i64 {
+            let sql = if i % 3 == 0 {
+                "SELECT $1::int8 * 2 AS v"
+            } else {
+                "SELECT $1::int8 + 1000 AS v"
+            };
+            pending.push(conn.query(sql, &[&i]));
+        }
+        let bad = conn.query("SELECT 1 / ($1::int4 - 5) AS v", &[&5i32]);
+        let after_bad = conn.query("SELECT $1::text AS v", &[&"still fine"]);
+        for (i, p) in pending.into_iter().enumerate() {
+            let i = i as i64;
+            let rows = p.await.unwrap();
+            let want = if i % 3 == 0 { i * 2 } else { i + 1000 };
+            assert_eq!(rows[0].get::<i64>("v").unwrap(), want, "query {i}");
+        }
+        let e = bad.await.unwrap_err();
+        assert_eq!(e.code(), Some("22012"), "{e}");
+        assert!(e.db().unwrap().message.contains("division by zero"));
+        let rows = after_bad.await.unwrap();
+        assert_eq!(rows[0].get::<String>(0).unwrap(), "still fine");
+        assert!(conn.backend_pid().is_some());
+        drop(conn);
+
+        // A unique violation carries its constraint and detail.
+        let t = table("uniq");
+        pool.execute(
+            &format!("CREATE TABLE {t} (email text CONSTRAINT {t}_email UNIQUE)"),
+            &[],
+        )
+        .await
+        .unwrap();
+        pool.execute(&format!("INSERT INTO {t} VALUES ($1)"), &[&"a@x"])
+            .await
+            .unwrap();
+        let e = pool
+            .execute(&format!("INSERT INTO {t} VALUES ($1)"), &[&"a@x"])
+            .await
+            .unwrap_err();
+        let db = e.db().expect("a server error");
+        assert_eq!(db.code, "23505");
+        assert_eq!(
+            db.constraint.as_deref(),
+            Some(format!("{t}_email").as_str())
+        );
+        assert!(db.detail.as_deref().unwrap_or("").contains("a@x"), "{db:?}");
+        assert_eq!(phaseloop::Error::from(e).status().as_u16(), 409);
+
+        // Bad parameters fail before they are sent, naming the parameter;
+        // the connection goes on.
+        let e = pool
+            .query("SELECT $1::int4", &[&5_000_000_000i64])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, PgError::Conversion(m) if m.contains("$1") && m.contains("int4")),
+            "{e}"
+        );
+        let e = pool
+            .query("SELECT $1::int4, $2::int4", &[&1i32])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, PgError::Conversion(m) if m.contains("2 parameters")),
+            "{e}"
+        );
+        let e = pool.query("SELEKT 1", &[]).await.unwrap_err();
+        assert_eq!(e.code(), Some("42601"));
+        let rows = pool.query("SELECT 41 + 1 AS v", &[]).await.unwrap();
+        assert_eq!(rows[0].get::<i32>("v").unwrap(), 42);
+        let stats = pool.stats();
+        assert_eq!(stats.total, 1, "{stats:?}");
+        let class = |c: &str| {
+            stats
+                .errors_by_class
+                .iter()
+                .find(|(k, _)| k == c)
+                .map(|(_, n)| *n)
+        };
+        assert_eq!(class("22"), Some(1), "{stats:?}");
+        assert_eq!(class("23"), Some(1), "{stats:?}");
+        assert_eq!(class("42"), Some(1), "{stats:?}");
+        assert!(stats.query_time.count >= 100);
+    });
+}
+
+#[test]
+fn simple_queries_run_scripts_and_return_text_rows() {
+    let server = shared();
+    let url = server.url.clone();
+    on_loop(move || async move {
+        let pool = pool(&url, |_| {});
+        let t = table("script");
+        let rows = pool
+            .simple_query(&format!(
+                "CREATE TABLE {t} (n int, s text); INSERT INTO {t} VALUES (1, 'one'), (2, NULL); \
+                 SELECT n, s FROM {t} ORDER BY n"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].get::<i32>("n").unwrap(), 1);
+        assert_eq!(rows[0].get::<String>("s").unwrap(), "one");
+        assert_eq!(rows[1].get::<Option<String>>("s").unwrap(), None);
+        let e = pool
+            .simple_query("SELECT 1; SELECT nope")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("42703"));
+    });
+}
+
+#[test]
+fn the_callback_api_and_the_unix_socket_and_tcp_both_work() {
+    let server = shared();
+    for url in [server.url.clone(), server.tcp_url.clone()] {
+        let lp = Loop::new().unwrap();
+        let got = Rc::new(RefCell::new(None));
+        let slot = got.clone();
+        let pool = pool(&url, |_| {});
+        lp.run_main(|lp| {
+            pool.query_with(
+                lp,
+                "SELECT $1::text || '!' AS v",
+                &[&"hi"],
+                move |_, rows| {
+                    *slot.borrow_mut() = Some(rows.unwrap()[0].get::<String>("v").unwrap());
+                },
+            )
+        });
+        lp.run(RunMode::Default);
+        assert_eq!(got.borrow().as_deref(), Some("hi!"), "{url}");
+    }
+}
+
+#[test]
+fn scram_md5_and_a_wrong_password() {
+    let server = shared();
+    let roles = server.psql(&format!(
+        "SELECT count(*) FROM pg_roles WHERE rolname IN ('{}', '{}')",
+        SCRAM_USER.0, MD5_USER.0
+    ));
+    assert_eq!(
+        roles, "2",
+        "the server lacks the test roles: start it with load-tests/pg/cluster.sh"
+    );
+    for (user, password) in [SCRAM_USER, MD5_USER] {
+        let url = server.url_for(user, password);
+        let got = on_loop(move || async move {
+            let pool = pool(&url, |_| {});
+            let row = pool
+                .query_one("SELECT current_user::text AS u", &[])
+                .await?;
+            row.get::<String>("u")
+        });
+        assert_eq!(got.unwrap(), user);
+    }
+    let stored = server.psql(&format!(
+        "SELECT left(rolpassword, 6) FROM pg_authid WHERE rolname IN ('{}', '{}') ORDER BY rolname",
+        MD5_USER.0, SCRAM_USER.0
+    ));
+    let kinds: Vec<&str> = stored.lines().collect();
+    assert!(
+        kinds.len() == 2 && kinds[0].starts_with("md5") && kinds[1] == "SCRAM-",
+        "{stored}"
+    );
+    let url = server.url_for(SCRAM_USER.0, "wrong");
+    let e = on_loop(
+        move || async move { pool(&url, |_| {}).query("SELECT 1", &[]).await.unwrap_err() },
+    );
+    assert!(matches!(&e, PgError::Auth(m) if m.contains("28P01")), "{e}");
+}
+
+#[test]
+fn a_full_pool_is_a_typed_error_in_time_and_a_queue_past_its_bound_is_refused() {
+    let server = shared();
+    let url = server.url.clone();
+    on_loop(move || async move {
+        let pool = pool(&url, |c| {
+            c.max = 2;
+            c.acquire_timeout = Duration::from_millis(200);
+            c.max_waiting = 1;
+        });
+        let a = pool.connection().await.unwrap();
+        let b = pool.connection().await.unwrap();
+        let started = Instant::now();
+        let waiting = pool.connection();
+        // The queue holds one: the next caller is refused at once.
+        let refused = pool.connection().await.unwrap_err();
+        assert_eq!(refused, PgError::PoolFull);
+        assert!(refused.is_unavailable());
+        let e = waiting.await.unwrap_err();
+        let waited = started.elapsed();
+        assert_eq!(e, PgError::PoolTimeout(Duration::from_millis(200)));
+        assert!(waited >= Duration::from_millis(190), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        let http = phaseloop::Error::from(e);
+        assert_eq!(http.status().as_u16(), 503);
+        let stats = pool.stats();
+        assert_eq!((stats.total, stats.in_use, stats.waiting), (2, 2, 0));
+        assert_eq!((stats.acquire_timeouts, stats.refused), (1, 1));
+        // A returned connection goes to the next caller.
+        let next = pool.connection();
+        drop(a);
+        let c = next.await.unwrap();
+        assert_eq!(c.query("SELECT 1", &[]).await.unwrap().len(), 1);
+        drop((b, c));
+        assert_eq!(pool.stats().idle, 2);
+    });
+}
+
+#[test]
+fn transactions_commit_roll_back_and_a_dropped_one_rolls_back() {
+    let server = shared();
+    let url = server.url.clone();
+    let t = table("tx");
+    let t2 = t.clone();
+    on_loop(move || async move {
+        let t = t2;
+        let pool = pool(&url, |c| c.max = 1);
+        pool.execute(&format!("CREATE TABLE {t} (n int)"), &[])
+            .await
+            .unwrap();
+        let tx = pool.transaction().await.unwrap();
+        tx.execute(&format!("INSERT INTO {t} VALUES (1)"), &[])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let tx = pool.transaction().await.unwrap();
+        tx.execute(&format!("INSERT INTO {t} VALUES (2)"), &[])
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        let tx = pool.transaction().await.unwrap();
+        tx.execute(&format!("INSERT INTO {t} VALUES (3)"), &[])
+            .await
+            .unwrap();
+        drop(tx); // no commit: rolled back before the connection is reused
+                  // A connection handed back inside a transaction it began itself is
+                  // rolled back too.
+        let conn = pool.connection().await.unwrap();
+        conn.simple_query(&format!("BEGIN; INSERT INTO {t} VALUES (4)"))
+            .await
+            .unwrap();
+        drop(conn);
+        // A failed transaction's COMMIT is an error, not a success.
+        let tx = pool.transaction().await.unwrap();
+        let _ = tx.execute("SELECT 1/0", &[]).await.unwrap_err();
+        let e = tx.commit().await.unwrap_err();
+        assert_eq!(e.code(), Some("25P02"), "{e}");
+        let rows = pool
+            .query(&format!("SELECT n FROM {t} ORDER BY n"), &[])
+            .await
+            .unwrap();
+        let ns: Vec<i32> = rows.iter().map(|r| r.get("n").unwrap()).collect();
+        assert_eq!(ns, vec![1]);
+        assert_eq!(
+            pool.stats().connects,
+            1,
+            "the one connection served throughout"
+        );
+    });
+    let open = server.psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND query LIKE '%{t}%'"
+    ));
+    assert_eq!(open, "0");
+}
+
+#[test]
+fn a_statement_past_its_timeout_is_cancelled_on_the_server() {
+    let server = shared();
+    let url = server.url.clone();
+    let marker = table("slow");
+    let m = marker.clone();
+    let (e, then) = on_loop(move || async move {
+        let pool = pool(&url, |c| {
+            c.max = 1;
+            c.statement_timeout = Some(Duration::from_millis(300));
+        });
+        let e = pool
+            .query(&format!("SELECT pg_sleep(60), '{m}'"), &[])
+            .await
+            .unwrap_err();
+        // The same connection serves the next statement.
+        let then = pool.query("SELECT 7 AS v", &[]).await.unwrap()[0].get::<i32>("v");
+        assert_eq!(pool.stats().connects, 1);
+        (e, then)
+    });
+    assert_eq!(
+        e,
+        PgError::Timeout(PgTimeout::Statement, Duration::from_millis(300))
+    );
+    assert_eq!(e.code(), Some("57014"));
+    assert_eq!(then.unwrap(), 7);
+    let running = server.psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(60), ''{marker}''%' AND pid <> pg_backend_pid()"
+    ));
+    assert_eq!(running, "0", "the statement still runs on the server");
+}
+
+#[test]
+fn a_terminated_backend_fails_its_query_and_the_pool_heals() {
+    let server = shared();
+    let url = server.url.clone();
+    let marker = table("victim");
+    let psql_server: &'static PgServer = server;
+    let m = marker.clone();
+    on_loop(move || async move {
+        let pool = pool(&url, |c| c.max = 2);
+        let conn = pool.connection().await.unwrap();
+        let pid = conn.backend_pid().unwrap();
+        let sleeping = conn.query(&format!("SELECT pg_sleep(30), '{m}'"), &[]);
+        // Terminate it from outside (psql, a thread: the loop goes on).
+        let killer = std::thread::spawn(move || {
+            for _ in 0..200 {
+                let active = psql_server.psql(&format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'active'"
+                ));
+                if active == "1" {
+                    return psql_server.psql(&format!("SELECT pg_terminate_backend({pid})"));
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            "never active".into()
+        });
+        let e = sleeping.await.unwrap_err();
+        assert_eq!(killer.join().unwrap(), "t");
+        assert_eq!(e.code(), Some("57P01"), "{e}");
+        assert!(e.is_unavailable());
+        // The next statement on the broken connection fails at once, typed.
+        let e2 = conn.query("SELECT 1", &[]).await.unwrap_err();
+        assert!(matches!(e2, PgError::Db(_) | PgError::Closed(_)), "{e2}");
+        drop(conn);
+        let stats = pool.stats();
+        assert_eq!((stats.total, stats.broken), (0, 1), "{stats:?}");
+        // The pool heals: a new connection, a new backend.
+        let conn = pool.connection().await.unwrap();
+        assert_ne!(conn.backend_pid(), Some(pid));
+        assert_eq!(conn.query("SELECT 1", &[]).await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn an_idle_connection_closed_by_the_server_is_replaced() {
+    let server = shared();
+    let url = server.url.clone();
+    let psql_server: &'static PgServer = server;
+    on_loop(move || async move {
+        let pool = pool(&url, |c| c.max = 1);
+        let pid = {
+            let conn = pool.connection().await.unwrap();
+            conn.backend_pid().unwrap()
+        };
+        assert_eq!(pool.stats().idle, 1);
+        let killed = std::thread::spawn(move || {
+            psql_server.psql(&format!("SELECT pg_terminate_backend({pid})"))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(killed, "t");
+        // The loop hears the close while the connection idles.
+        for _ in 0..500 {
+            if pool.stats().idle == 0 {
+                break;
+            }
+            phaseloop_core::sleep(Duration::from_millis(10)).await;
+        }
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.idle, stats.total, stats.broken),
+            (0, 0, 1),
+            "{stats:?}"
+        );
+        let rows = pool
+            .query("SELECT pg_backend_pid() AS p", &[])
+            .await
+            .unwrap();
+        assert_ne!(rows[0].get::<i32>("p").unwrap(), pid);
+    });
+}
+
+#[test]
+fn idle_connections_close_after_the_idle_timeout() {
+    let server = shared();
+    let url = server.url.clone();
+    on_loop(move || async move {
+        let pool = pool(&url, |c| c.idle_timeout = Duration::from_millis(200));
+        let (a, b) = (
+            pool.connection().await.unwrap(),
+            pool.connection().await.unwrap(),
+        );
+        drop((a, b));
+        assert_eq!(pool.stats().idle, 2);
+        phaseloop_core::sleep(Duration::from_millis(600)).await;
+        let stats = pool.stats();
+        assert_eq!((stats.idle, stats.total), (0, 0), "{stats:?}");
+    });
+}
+
+#[test]
+fn the_statement_cache_evicts_and_stays_correct() {
+    let server = shared();
+    let url = server.url.clone();
+    on_loop(move || async move {
+        let pool = pool(&url, |c| {
+            c.max = 1;
+            c.statement_cache = 3;
+        });
+        let conn = pool.connection().await.unwrap();
+        let mut pending = Vec::new();
+        for round in 0..3 {
+            for k in 0..8i64 {
+                let sql = format!("SELECT $1::int8 + {k} AS v");
+                pending.push((round * 100 + k + k, conn.query(&sql, &[&(round * 100 + k)])));
+            }
+        }
+        for (want, p) in pending {
+            assert_eq!(p.await.unwrap()[0].get::<i64>("v").unwrap(), want);
+        }
+        let prepared = conn
+            .query("SELECT count(*) AS n FROM pg_prepared_statements", &[])
+            .await
+            .unwrap()[0]
+            .get::<i64>("n")
+            .unwrap();
+        assert!(prepared <= 3, "{prepared} statements kept");
+    });
+}
+
+#[test]
+fn a_restart_of_postgresql_under_load_fails_queries_then_they_succeed_again() {
+    let server = PgServer::start();
+    let url = server.tcp_url.clone();
+    let phase = std::sync::Arc::new(AtomicUsize::new(0)); // 0 load, 1 stopped, 2 restarted, 3 end
+    let log = std::sync::Arc::new(std::sync::Mutex::new(
+        Vec::<(usize, Result<(), String>)>::new(),
+    ));
+    let (p2, l2) = (phase.clone(), log.clone());
+    let runner = std::thread::spawn(move || {
+        on_loop(move || async move {
+            let pool = pool(&url, |c| {
+                c.max = 4;
+                c.connect_timeout = Duration::from_millis(500);
+                c.acquire_timeout = Duration::from_millis(500);
+            });
+            while p2.load(Ordering::SeqCst) < 3 {
+                // Four at a time, as a loaded service would.
+                let qs: Vec<_> = (0..4).map(|_| pool.query("SELECT 1 AS one", &[])).collect();
+                for q in qs {
+                    let r = q.await.map(|_| ()).map_err(|e| {
+                        assert!(e.is_unavailable(), "not a typed outage: {e:?}");
+                        e.to_string()
+                    });
+                    l2.lock().unwrap().push((p2.load(Ordering::SeqCst), r));
+                }
+                phaseloop_core::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    });
+    let count = |phase: usize, ok: bool| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, r)| *p == phase && r.is_ok() == ok)
+            .count()
+    };
+    let wait_for = |what: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !what() {
+            if start.elapsed() > Duration::from_secs(60) {
+                let log = log.lock().unwrap();
+                panic!(
+                    "timed out; the last outcomes: {:?}",
+                    &log[log.len().saturating_sub(10)..]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for(&|| count(0, true) >= 40);
+    // The phase moves before the server does: an outcome is logged under
+    // the phase current when it arrived.
+    phase.store(1, Ordering::SeqCst);
+    server.stop();
+    wait_for(&|| count(1, false) >= 8);
+    phase.store(2, Ordering::SeqCst);
+    server.start_again();
+    wait_for(&|| count(2, true) >= 40);
+    phase.store(3, Ordering::SeqCst);
+    runner.join().unwrap();
+    assert_eq!(count(0, false), 0, "no failure before the stop");
+    let log = log.lock().unwrap();
+    // After the restart, once a query succeeded, all later ones did.
+    let after: Vec<bool> = log
+        .iter()
+        .filter(|(p, _)| *p == 2)
+        .map(|(_, r)| r.is_ok())
+        .collect();
+    let first_ok = after.iter().position(|ok| *ok).unwrap();
+    assert!(after[first_ok..].iter().all(|ok| *ok), "{after:?}");
+}
