@@ -3,6 +3,8 @@
 
 #[path = "util/pg.rs"]
 mod pg_server;
+#[path = "util/mod.rs"]
+mod util;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -692,4 +694,64 @@ fn a_restart_of_postgresql_under_load_fails_queries_then_they_succeed_again() {
         .collect();
     let first_ok = after.iter().position(|ok| *ok).unwrap();
     assert!(after[first_ok..].iter().all(|ok| *ok), "{after:?}");
+}
+
+thread_local! {
+    /// The HTTP test's pool: one connection, a short wait.
+    static ONE: Pool = pool(&shared().url, |c| {
+        c.max = 1;
+        c.acquire_timeout = Duration::from_millis(100);
+    });
+}
+
+fn database_app() -> phaseloop::App<()> {
+    phaseloop::App::new()
+        .get_async("/slow", |_req, _| async {
+            let pool = ONE.with(Pool::clone);
+            pool.query("SELECT pg_sleep(1.5)", &[]).await?;
+            Ok::<_, phaseloop::Error>("slept")
+        })
+        .get_async("/users/:id", |req, _| {
+            let pool = ONE.with(Pool::clone);
+            let id = req.param_as::<i64>("id");
+            async move {
+                let row = pool.query_one("SELECT $1::int8 AS id", &[&id?]).await?;
+                Ok::<_, phaseloop::Error>(Json(serde_json::json!({ "id": row.get::<i64>("id")? })))
+            }
+        })
+}
+
+#[test]
+fn a_handler_answers_503_with_retry_after_when_the_pool_is_busy() {
+    let _ = shared();
+    let server = util::TestServer::start(database_app);
+    let mut fine = server.connect();
+    fine.send(b"GET /users/7 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = fine.response();
+    assert_eq!(util::status_of(&r), "HTTP/1.1 200 OK", "{r}");
+    assert_eq!(util::body_of(&r), "{\"id\":7}");
+    // One connection, held by /slow for 1.5 s: /users waits 100 ms, then 503.
+    let mut slow = server.connect();
+    slow.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    fine.send(b"GET /users/8 HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n");
+    let r = fine.response();
+    assert_eq!(
+        util::status_of(&r),
+        "HTTP/1.1 503 Service Unavailable",
+        "{r}"
+    );
+    assert!(
+        r.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"),
+        "{r}"
+    );
+    assert!(
+        util::body_of(&r).contains("no PostgreSQL connection was free within 100ms"),
+        "{r}"
+    );
+    let r = slow.response();
+    assert_eq!(util::status_of(&r), "HTTP/1.1 200 OK", "{r}");
+    // Free again: answered.
+    fine.send(b"GET /users/9 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(util::body_of(&fine.response()), "{\"id\":9}");
 }

@@ -70,7 +70,11 @@ impl Responder {
 
     /// The response `error` becomes for `req`, by the app's renderer.
     pub fn render_error(&self, req: &Request, error: Error) -> Response {
-        self.render(error.status(), error.message(), req.accepts_json())
+        let response = self.render(error.status(), error.message(), req.accepts_json());
+        match error.retry_after_secs() {
+            Some(secs) => response.header("retry-after", secs.to_string()),
+            None => response,
+        }
     }
 
     /// Sends `response`, rendering an error's body as JSON or text.

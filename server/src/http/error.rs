@@ -44,6 +44,8 @@ impl std::error::Error for HttpError {}
 pub struct Error {
     status: StatusCode,
     message: Cow<'static, str>,
+    /// Seconds for a `Retry-After` field (a 503 or 429 that will pass).
+    retry_after: Option<u32>,
 }
 
 impl Error {
@@ -52,7 +54,19 @@ impl Error {
         Error {
             status: status.into(),
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The answer says when to try again: `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u32) -> Error {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// The `Retry-After` seconds, if set.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        self.retry_after
     }
 
     /// 400: the request is malformed.
@@ -98,7 +112,11 @@ impl Error {
 
     /// The response it becomes, before the app's renderer makes its body.
     pub fn into_response(self) -> Response {
-        Response::unrendered_error(self.status, self.message.into_owned())
+        let response = Response::unrendered_error(self.status, self.message.into_owned());
+        match self.retry_after {
+            Some(secs) => response.header("retry-after", secs.to_string()),
+            None => response,
+        }
     }
 }
 

@@ -168,6 +168,10 @@ pub(crate) struct Conn {
     /// transaction, `E` in a failed one.
     pub tx_status: u8,
     flush_scheduled: bool,
+    /// Registered for writable events too: only while connecting, starting
+    /// or holding output the socket would not take (otherwise every ACK
+    /// would wake the loop for nothing).
+    wants_writable: bool,
     /// Why it broke, once it has.
     pub broken: Option<PgError>,
     /// Runs once when the queue empties (the pool's return path).
@@ -314,6 +318,7 @@ fn start(lp: &Loop, opts: OpenOptions, target: Target, opening: Rc<Opening>) {
             key: None,
             tx_status: b'I',
             flush_scheduled: false,
+            wants_writable: true,
             broken: None,
             on_drained: None,
             on_broken: None,
@@ -752,6 +757,7 @@ impl Conn {
                 self.tx_status = body.status();
                 if self.phase == Phase::Starting {
                     self.phase = Phase::Ready;
+                    self.flush(lp, after);
                     if let Some(opening) = self.opening.take() {
                         if let Some(me) = self.me.upgrade() {
                             // Run `finish` after the borrow: it hands the
@@ -1026,7 +1032,8 @@ impl Conn {
         self.barrier = true;
     }
 
-    /// Writes the output buffer until the socket would block.
+    /// Writes the output buffer until the socket would block; asks for
+    /// writable events only while output waits.
     fn flush(&mut self, lp: &Loop, after: &mut Vec<After>) {
         while !self.out.is_empty() {
             match self.socket.write(&self.out) {
@@ -1038,9 +1045,23 @@ impl Conn {
                     )
                 }
                 Ok(n) => self.out.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(lp, PgError::Closed(e.to_string()), after),
+            }
+        }
+        let want = !self.out.is_empty() || self.phase != Phase::Ready;
+        if want != self.wants_writable {
+            if let Some(token) = self.token {
+                let interest = if want {
+                    mio::Interest::READABLE | mio::Interest::WRITABLE
+                } else {
+                    mio::Interest::READABLE
+                };
+                if let Err(e) = lp.reregister_io(token, &mut self.socket, interest) {
+                    return self.fail(lp, PgError::Closed(e.to_string()), after);
+                }
+                self.wants_writable = want;
             }
         }
     }

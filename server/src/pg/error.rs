@@ -181,13 +181,19 @@ impl fmt::Display for PgError {
 impl std::error::Error for PgError {}
 
 impl From<PgError> for crate::http::Error {
-    /// 503 for an unreachable or overloaded database (the client may come
-    /// back), 409 for a unique or exclusion violation, 500 otherwise; the
-    /// message names the cause without the query's values.
+    /// 503 with `Retry-After` for an unreachable or overloaded database
+    /// (1 s when the pool is busy, 5 s when the database cannot be
+    /// reached), 409 for a unique or exclusion violation, 500 otherwise;
+    /// the message names the cause without the query's values.
     fn from(e: PgError) -> Self {
         use crate::http::Error;
         if e.is_unavailable() {
-            return Error::unavailable(format!("the database is unavailable: {e}"));
+            let wait = match e {
+                PgError::PoolFull | PgError::PoolTimeout(_) => 1,
+                _ => 5,
+            };
+            return Error::unavailable(format!("the database is unavailable: {e}"))
+                .retry_after(wait);
         }
         match e.code() {
             Some("23505") | Some("23P01") => Error::conflict(e.to_string()),
