@@ -1,11 +1,12 @@
 // The seed's GET /api/users/:id on Express with pg's Pool (the seed's
 // settings and its queryDatabase helper), without the cache, so every
 // request reads PostgreSQL: the peer of bench/src/bin/pg-users.rs.
-// Usage: node pg-users.js PORT DATABASE_URL
+// Usage: node pg-users.js PORT DATABASE_URL [SQL]
 const express = require("express");
 const { Pool } = require("pg");
 
-const [port, url] = process.argv.slice(2);
+const [port, url, sqlArg] = process.argv.slice(2);
+const sql = sqlArg || "SELECT id, name, email FROM users WHERE id = $1";
 const pool = new Pool({
   connectionString: url,
   max: 20,
@@ -31,10 +32,7 @@ app.get("/api/users/:id", async (req, res) => {
     if (!userId) {
       return res.status(400).json({ error: "Invalid user ID" });
     }
-    const rows = await queryDatabase(
-      "SELECT id, name, email FROM users WHERE id = $1",
-      [userId]
-    );
+    const rows = await queryDatabase(sql, [userId]);
     if (rows.length === 0) {
       return res.status(404).json({ error: "User not found" });
     }

@@ -11,7 +11,10 @@
 # time, every thread's, from /proc/<pid>/task/*/schedstat) and p99. Then the medians, and phaseloop's
 # requests per CPU-second over each peer's. Finally pipelining on one
 # connection: queries per second awaited one at a time and 64 in flight.
-# Usage: load-tests/pg/side_by_side.sh [ROUNDS] [SECONDS] [CONNECTIONS]
+# PG_PAUSE_MS=2 makes each query take 2 ms more in PostgreSQL (a pg_sleep
+# in the select list): a slower query, where four blocking threads cap the
+# throughput at 4 / latency and the loop's 20 connections do not.
+# Usage: [PG_PAUSE_MS=N] load-tests/pg/side_by_side.sh [ROUNDS] [SECONDS] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-5}; secs=${2:-4}; conns=${3:-64}
@@ -37,11 +40,18 @@ ids = list(range(1, 10001)); random.seed(7); random.shuffle(ids)
 print('\n'.join(f'/api/users/{i}' for i in ids))" > "$work/paths"
 url=$PHASELOOP_PG_TCP_URL
 port=3301
-declare -A cmd=(
-  [phaseloop]="target/release/pg-users --port $port --database $url"
-  [node]="node load-tests/node/pg-users.js $port $url"
-  [blocking]="target/release/pg-users --port $port --database $url --blocking"
-)
+sql="SELECT id, name, email FROM users WHERE id = \$1"
+if [ -n "${PG_PAUSE_MS:-}" ]; then
+  sql="SELECT id, name, email, pg_sleep($PG_PAUSE_MS / 1000.0)::text AS pause FROM users WHERE id = \$1"
+fi
+echo "query: $sql"
+start_server() { # NAME -> runs it on CPU 0 in the background
+  case $1 in
+    phaseloop) exec taskset -c 0 target/release/pg-users --port $port --database "$url" --sql "$sql" ;;
+    node) exec taskset -c 0 node load-tests/node/pg-users.js $port "$url" "$sql" ;;
+    blocking) exec taskset -c 0 target/release/pg-users --port $port --database "$url" --sql "$sql" --blocking ;;
+  esac
+}
 order=(phaseloop node blocking)
 # All of a process's CPU time, every thread's (the blocking design works on
 # its pool threads; /proc/<pid>/schedstat alone is the main thread's).
@@ -49,8 +59,7 @@ cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}
 for round in $(seq "$rounds"); do
   for k in 0 1 2; do
     name=${order[$(( (k + round) % 3 ))]}
-    # shellcheck disable=SC2086 # the command is words on purpose
-    taskset -c 0 ${cmd[$name]} >/dev/null 2>"$work/$name.err" &
+    start_server "$name" >/dev/null 2>"$work/$name.err" &
     pid=$!; pids=("$pid")
     for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/api/users/1" && break; sleep 0.1; done
     # Warm the pool (20 connections) before measuring.

@@ -77,7 +77,7 @@ fn every_type_round_trips_as_a_parameter_and_a_column() {
                 "SELECT $1::int2 AS a, $2::int4 AS b, $3::int8 AS c, $4::float4 AS d, $5::float8 AS e, \
                  $6::bool AS f, $7::text AS g, $8::varchar AS h, $9::bytea AS i, $10::uuid AS j, \
                  $11::json AS k, $12::jsonb AS l, $13::timestamptz AS m, $14::numeric AS n, \
-                 $15::int4 AS o, $16::text AS p",
+                 $15::int4 AS o, $16::text AS p, $17::numeric AS q",
                 &[
                     &-12i16,
                     &2_000_000_000i32,
@@ -95,6 +95,7 @@ fn every_type_round_trips_as_a_parameter_and_a_column() {
                     &"12345678901234567890.0100",
                     &None::<i32>,
                     &Some("x"),
+                    &"-0.000012",
                 ],
             )
             .await
@@ -119,6 +120,7 @@ fn every_type_round_trips_as_a_parameter_and_a_column() {
         );
         assert_eq!(row.get::<SystemTime>("m").unwrap(), when);
         assert_eq!(row.get::<String>("n").unwrap(), "12345678901234567890.0100");
+        assert_eq!(row.get::<String>("q").unwrap(), "-0.000012");
         assert_eq!(row.get::<Option<i32>>("o").unwrap(), None);
         assert_eq!(row.get::<Option<String>>(15).unwrap().as_deref(), Some("x"));
         // A NULL read as a non-Option, a type that does not fit, a missing
@@ -277,6 +279,30 @@ fn pipelined_queries_answer_in_order_and_an_error_fails_only_its_own() {
         assert_eq!(class("23"), Some(1), "{stats:?}");
         assert_eq!(class("42"), Some(1), "{stats:?}");
         assert!(stats.query_time.count >= 100);
+    });
+}
+
+#[test]
+fn a_statement_whose_table_changed_is_prepared_afresh() {
+    let server = shared();
+    let url = server.url.clone();
+    on_loop(move || async move {
+        let pool = pool(&url, |c| c.max = 1);
+        let t = table("altered");
+        pool.simple_query(&format!("CREATE TABLE {t} (a int); INSERT INTO {t} VALUES (1)"))
+            .await
+            .unwrap();
+        let select = format!("SELECT * FROM {t}");
+        assert_eq!(pool.query(&select, &[]).await.unwrap()[0].len(), 1);
+        pool.execute(&format!("ALTER TABLE {t} ADD COLUMN b int DEFAULT 2"), &[])
+            .await
+            .unwrap();
+        // The cached plan's result type changed: that call fails (0A000),
+        // the statement leaves the cache, and the next call sees both columns.
+        let e = pool.query(&select, &[]).await.unwrap_err();
+        assert_eq!(e.code(), Some("0A000"), "{e}");
+        let rows = pool.query(&select, &[]).await.unwrap();
+        assert_eq!((rows[0].get::<i32>("a").unwrap(), rows[0].get::<i32>("b").unwrap()), (1, 2));
     });
 }
 

@@ -35,6 +35,9 @@ struct Args {
     /// Queries on the thread pool through a blocking driver.
     #[arg(long)]
     blocking: bool,
+    /// The query (one int4 parameter, the id; columns id, name, email).
+    #[arg(long, default_value = BY_ID)]
+    sql: String,
     /// Pool size (the seed's 20).
     #[arg(long, default_value_t = 20)]
     max: usize,
@@ -59,18 +62,20 @@ fn main() {
         return pipeline(&args.database, n);
     }
     let app = if args.blocking {
-        blocking_app(args.database.clone())
+        blocking_app(args.database.clone(), args.sql.clone())
     } else {
         let mut cfg = PoolConfig::new(&args.database).expect("a postgres:// URL");
         cfg.max = args.max;
         let pool = Pool::new(cfg);
+        let sql: std::rc::Rc<str> = args.sql.clone().into();
         App::new().get_async("/api/users/:id", move |req, _| {
             let pool = pool.clone();
+            let sql = sql.clone();
             let id = req.param_as::<i32>("id");
             async move {
                 let id = id.map_err(|_| Error::bad_request("Invalid user ID"))?;
                 let row = pool
-                    .query_opt(BY_ID, &[&id])
+                    .query_opt(&sql, &[&id])
                     .await?
                     .ok_or_else(|| Error::not_found("User not found"))?;
                 Ok::<_, Error>(Json(User {
@@ -98,17 +103,17 @@ thread_local! {
     static BLOCKING: RefCell<Option<BlockingConn>> = const { RefCell::new(None) };
 }
 
-fn blocking_app(url: String) -> App<()> {
+fn blocking_app(url: String, sql: String) -> App<()> {
     App::new().get_with("/api/users/:id", move |lp, req, res| {
         let Ok(id) = req.param_as::<i32>("id") else {
             return res.json_error(400, "Invalid user ID");
         };
-        let url = url.clone();
+        let (url, sql) = (url.clone(), sql.clone());
         Job::new(Lane::Fs, move || {
             BLOCKING.with(|c| {
                 let mut c = c.borrow_mut();
                 if c.is_none() {
-                    *c = Some(BlockingConn::connect(&url)?);
+                    *c = Some(BlockingConn::connect(&url, &sql)?);
                 }
                 let result = c.as_mut().unwrap().user(id);
                 if result.is_err() {
@@ -134,7 +139,7 @@ struct BlockingConn {
 }
 
 impl BlockingConn {
-    fn connect(url: &str) -> Result<BlockingConn, String> {
+    fn connect(url: &str, sql: &str) -> Result<BlockingConn, String> {
         let cfg = phaseloop::pg::ConnectConfig::from_url(url).map_err(|e| e.to_string())?;
         let phaseloop::pg::PgHost::Tcp(host) = &cfg.host else {
             return Err("TCP only".into());
@@ -153,7 +158,7 @@ impl BlockingConn {
         frontend::startup_message(params.iter().copied(), &mut c.out).unwrap();
         c.send()?;
         c.until_ready(|_| Ok(()))?;
-        frontend::parse("by_id", BY_ID, [23u32], &mut c.out).unwrap();
+        frontend::parse("by_id", sql, [23u32], &mut c.out).map_err(|e| e.to_string())?;
         frontend::sync(&mut c.out);
         c.send()?;
         c.until_ready(|_| Ok(()))?;

@@ -184,6 +184,17 @@ pub(crate) struct Conn {
     recorder: Option<Recorder>,
 }
 
+impl Drop for Conn {
+    /// A connection let go without `close` (its pool dropped, say): its
+    /// registration goes with it, so the loop holds no dead source.
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            let socket = &mut self.socket;
+            let _ = Loop::with_current(|lp| lp.deregister_io(token, socket));
+        }
+    }
+}
+
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
@@ -810,19 +821,26 @@ impl Conn {
     /// A ReadyForQuery ended the front op's Sync group.
     fn complete_front(&mut self, lp: &Loop, after: &mut Vec<After>) -> Result<(), PgError> {
         if self.in_flight == 0 {
-            return Err(PgError::Protocol(
-                "ReadyForQuery with nothing in flight".into(),
-            ));
+            return Err(PgError::Protocol("ReadyForQuery with nothing in flight".into()));
         }
         let Some(mut op) = self.ops.pop_front() else {
-            return Err(PgError::Protocol(
-                "ReadyForQuery with nothing queued".into(),
-            ));
+            return Err(PgError::Protocol("ReadyForQuery with nothing queued".into()));
         };
         self.in_flight -= 1;
         if let Some(t) = op.timer.take() {
             lp.clear_timer(t);
         }
+        let result = match op.error {
+            Some(PgError::Db(e)) if e.code == "57014" && op.cancelled.is_some() => Err(
+                PgError::Timeout(PgTimeout::Statement, op.cancelled.unwrap_or_default()),
+            ),
+            Some(e) => Err(e),
+            None => Ok(Outcome {
+                rows: op.rows,
+                affected: op.affected,
+                tag: op.tag,
+            }),
+        };
         match op.work {
             Work::Prepare {
                 sql,
@@ -831,32 +849,9 @@ impl Conn {
                 columns,
             } => {
                 self.barrier = false;
-                match op.error {
-                    Some(e) => {
-                        // The statement cannot be prepared: every query still
-                        // waiting for it fails the same way.
-                        let mut i = self.in_flight;
-                        while i < self.ops.len() {
-                            let same = matches!(&self.ops[i].work, Work::Query { sql: s, .. } if *s == sql);
-                            if same {
-                                if let Some(mut failed) = self.ops.remove(i) {
-                                    if let Some(t) = failed.timer.take() {
-                                        lp.clear_timer(t);
-                                    }
-                                    if let Work::Query {
-                                        done: Some(done), ..
-                                    } = failed.work
-                                    {
-                                        self.record(lp, failed.queued_ns, e.code());
-                                        after.push(After::Op(done, Err(e.clone())));
-                                    }
-                                }
-                            } else {
-                                i += 1;
-                            }
-                        }
-                    }
-                    None => {
+                match result {
+                    Err(e) => self.fail_waiting_for(lp, &sql, &e, after),
+                    Ok(_) => {
                         self.uses += 1;
                         let statement = Statement {
                             name,
@@ -868,27 +863,20 @@ impl Conn {
                     }
                 }
             }
-            Work::Query { done, .. } | Work::Simple { done, .. } => {
-                let result = match op.error {
-                    Some(PgError::Db(e)) if e.code == "57014" && op.cancelled.is_some() => Err(
-                        PgError::Timeout(PgTimeout::Statement, op.cancelled.unwrap_or_default()),
-                    ),
-                    Some(e) => Err(e),
-                    None => Ok(Outcome {
-                        rows: op.rows,
-                        affected: op.affected,
-                        tag: op.tag,
-                    }),
-                };
-                self.record(
-                    lp,
-                    op.queued_ns,
-                    result.as_ref().err().and_then(PgError::code),
-                );
-                if let Some(done) = done {
-                    after.push(After::Op(done, result));
+            Work::Query { done, sql, .. } => {
+                // A statement the server no longer accepts (its plan's
+                // result type changed under it, or it is gone) is prepared
+                // afresh next time.
+                if let Err(e) = &result {
+                    if matches!(e.code(), Some("0A000" | "26000")) {
+                        if let Some(s) = self.statements.remove(&sql) {
+                            let _ = frontend::close(b'S', &s.name, &mut self.out);
+                        }
+                    }
                 }
+                self.answer(lp, op.queued_ns, done, result, after);
             }
+            Work::Simple { done, .. } => self.answer(lp, op.queued_ns, done, result, after),
         }
         if self.ops.is_empty() {
             if let Some(hook) = self.on_drained.take() {
@@ -896,6 +884,41 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// A statement could not be prepared: every query still waiting for it
+    /// fails the same way.
+    fn fail_waiting_for(&mut self, lp: &Loop, sql: &Rc<str>, e: &PgError, after: &mut Vec<After>) {
+        let mut i = self.in_flight;
+        while i < self.ops.len() {
+            if !matches!(&self.ops[i].work, Work::Query { sql: s, .. } if s == sql) {
+                i += 1;
+                continue;
+            }
+            if let Some(mut failed) = self.ops.remove(i) {
+                if let Some(t) = failed.timer.take() {
+                    lp.clear_timer(t);
+                }
+                if let Work::Query { done, .. } = failed.work {
+                    self.answer(lp, failed.queued_ns, done, Err(e.clone()), after);
+                }
+            }
+        }
+    }
+
+    /// Records a statement's figures and queues its caller's callback.
+    fn answer(
+        &self,
+        lp: &Loop,
+        queued_ns: u64,
+        done: Option<Done>,
+        result: Result<Outcome, PgError>,
+        after: &mut Vec<After>,
+    ) {
+        self.record(lp, queued_ns, result.as_ref().err().and_then(PgError::code));
+        if let Some(done) = done {
+            after.push(After::Op(done, result));
+        }
     }
 
     fn record(&self, lp: &Loop, queued_ns: u64, code: Option<&str>) {

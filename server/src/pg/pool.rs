@@ -656,6 +656,7 @@ fn release(inner: &Rc<RefCell<PoolInner>>, lp: &Loop, conn: Shared) {
         )
     };
     if broken {
+        connection::close(&conn, lp, "broken");
         let open_more = {
             let mut p = inner.borrow_mut();
             p.total -= 1;

@@ -647,7 +647,7 @@ mod tests {
             "-12345"
         );
         assert_eq!(
-            numeric_to_text(&numeric(1, -2, 0, 6, &[12])).unwrap(),
+            numeric_to_text(&numeric(1, -2, 0, 6, &[1200])).unwrap(),
             "0.000012"
         );
         assert_eq!(numeric_to_text(&numeric(0, 0, 0, 0, &[])).unwrap(), "0");
