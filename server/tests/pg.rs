@@ -279,6 +279,9 @@ fn pipelined_queries_answer_in_order_and_an_error_fails_only_its_own() {
         assert_eq!(class("23"), Some(1), "{stats:?}");
         assert_eq!(class("42"), Some(1), "{stats:?}");
         assert!(stats.query_time.count >= 100);
+        let h = pool.histograms();
+        assert_eq!(h.query_us.len(), stats.queries);
+        assert_eq!(h.wait_us.len(), stats.acquired);
     });
 }
 
@@ -289,9 +292,11 @@ fn a_statement_whose_table_changed_is_prepared_afresh() {
     on_loop(move || async move {
         let pool = pool(&url, |c| c.max = 1);
         let t = table("altered");
-        pool.simple_query(&format!("CREATE TABLE {t} (a int); INSERT INTO {t} VALUES (1)"))
-            .await
-            .unwrap();
+        pool.simple_query(&format!(
+            "CREATE TABLE {t} (a int); INSERT INTO {t} VALUES (1)"
+        ))
+        .await
+        .unwrap();
         let select = format!("SELECT * FROM {t}");
         assert_eq!(pool.query(&select, &[]).await.unwrap()[0].len(), 1);
         pool.execute(&format!("ALTER TABLE {t} ADD COLUMN b int DEFAULT 2"), &[])
@@ -302,7 +307,13 @@ fn a_statement_whose_table_changed_is_prepared_afresh() {
         let e = pool.query(&select, &[]).await.unwrap_err();
         assert_eq!(e.code(), Some("0A000"), "{e}");
         let rows = pool.query(&select, &[]).await.unwrap();
-        assert_eq!((rows[0].get::<i32>("a").unwrap(), rows[0].get::<i32>("b").unwrap()), (1, 2));
+        assert_eq!(
+            (
+                rows[0].get::<i32>("a").unwrap(),
+                rows[0].get::<i32>("b").unwrap()
+            ),
+            (1, 2)
+        );
     });
 }
 

@@ -38,6 +38,10 @@ struct Args {
     /// The query (one int4 parameter, the id; columns id, name, email).
     #[arg(long, default_value = BY_ID)]
     sql: String,
+    /// The handler is an `async` function (default: a callback, the shape
+    /// of the blocking variant's handler).
+    #[arg(long = "async")]
+    use_async: bool,
     /// Pool size (the seed's 20).
     #[arg(long, default_value_t = 20)]
     max: usize,
@@ -68,6 +72,9 @@ fn main() {
         cfg.max = args.max;
         let pool = Pool::new(cfg);
         let sql: std::rc::Rc<str> = args.sql.clone().into();
+        if !args.use_async {
+            return serve(args.port, callback_app(pool, sql));
+        }
         App::new().get_async("/api/users/:id", move |req, _| {
             let pool = pool.clone();
             let sql = sql.clone();
@@ -86,7 +93,11 @@ fn main() {
             }
         })
     };
-    let addr = format!("127.0.0.1:{}", args.port).parse().unwrap();
+    serve(args.port, app);
+}
+
+fn serve(port: u16, app: App<()>) {
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let lp = Loop::new().unwrap();
     let server = phaseloop::Server::bind(&lp, addr, app, ServerConfig::default()).unwrap();
     let _keep = server;
@@ -95,6 +106,28 @@ fn main() {
 
 fn pgerr(e: phaseloop::pg::PgError) -> Error {
     e.into()
+}
+
+/// The route with `Pool::query_with`: a callback, as the blocking variant.
+fn callback_app(pool: Pool, sql: std::rc::Rc<str>) -> App<()> {
+    App::new().get_with("/api/users/:id", move |lp, req, res| {
+        let Ok(id) = req.param_as::<i32>("id") else {
+            return res.json_error(400, "Invalid user ID");
+        };
+        pool.query_with(lp, &sql, &[&id], move |_, rows| match rows {
+            Ok(rows) => match rows.first() {
+                Some(row) => match (row.get("id"), row.get("name"), row.get("email")) {
+                    (Ok(id), Ok(name), Ok(email)) => res.json(200, &User { id, name, email }),
+                    _ => res.json_error(500, "a row that does not fit"),
+                },
+                None => res.json_error(404, "User not found"),
+            },
+            Err(e) => {
+                let e = pgerr(e);
+                res.json_error(e.status(), e.message())
+            }
+        });
+    })
 }
 
 // ----- the blocking design ----------------------------------------------

@@ -38,6 +38,8 @@ use super::{cancel, ConnectConfig, PgError};
 
 /// Bytes read per event at most before other sources get their turn.
 const READ_BUDGET: usize = 256 * 1024;
+/// Bytes one `read` asks for.
+const READ_CHUNK: usize = 16 * 1024;
 /// Statements one connection may hold queued (sent or not) at most.
 pub(crate) const MAX_QUEUED: usize = 1024;
 
@@ -153,6 +155,12 @@ pub(crate) struct Conn {
     scram: Option<sasl::ScramSha256>,
     out: BytesMut,
     inbuf: BytesMut,
+    /// What one `read` fills (initialised once; its bytes are copied on
+    /// into `inbuf`, whose parsed messages keep their part of it).
+    chunk: Box<[u8]>,
+    /// Bind's parameters are encoded here first (the message puts their
+    /// formats before them); kept between statements.
+    scratch: Scratch,
     ops: VecDeque<Op>,
     /// The first `in_flight` ops have been written.
     in_flight: usize,
@@ -318,6 +326,8 @@ fn start(lp: &Loop, opts: OpenOptions, target: Target, opening: Rc<Opening>) {
             scram: None,
             out: BytesMut::with_capacity(1024),
             inbuf: BytesMut::with_capacity(8 * 1024),
+            chunk: vec![0; READ_CHUNK].into_boxed_slice(),
+            scratch: Scratch::default(),
             ops: VecDeque::new(),
             in_flight: 0,
             barrier: false,
@@ -508,14 +518,7 @@ impl Conn {
         let mut read = 0;
         let mut outcome = IoOutcome::Drained;
         loop {
-            if self.inbuf.capacity() - self.inbuf.len() < 4096 {
-                self.inbuf.reserve(16 * 1024);
-            }
-            let spare = self.inbuf.spare_capacity_mut();
-            // SAFETY: `read` only writes into the buffer; the bytes it
-            // reports are initialised before `set_len` covers them.
-            let buf = unsafe { &mut *(spare as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
-            match self.socket.read(buf) {
+            match self.socket.read(&mut self.chunk) {
                 Ok(0) => {
                     self.handle_messages(lp, after);
                     let e = PgError::Closed("the server closed the connection".into());
@@ -523,9 +526,14 @@ impl Conn {
                     return IoOutcome::Drained;
                 }
                 Ok(n) => {
-                    // SAFETY: `read` initialised `n` more bytes.
-                    unsafe { self.inbuf.set_len(self.inbuf.len() + n) };
+                    self.inbuf.extend_from_slice(&self.chunk[..n]);
                     read += n;
+                    // A short read emptied the socket: the next byte brings
+                    // a new edge (save the read that would say WouldBlock),
+                    // unless the peer closed, whose 0 must still be read.
+                    if n < self.chunk.len() && !event.read_closed {
+                        break;
+                    }
                     if read >= READ_BUDGET {
                         outcome = IoOutcome::Again;
                         break;
@@ -821,10 +829,14 @@ impl Conn {
     /// A ReadyForQuery ended the front op's Sync group.
     fn complete_front(&mut self, lp: &Loop, after: &mut Vec<After>) -> Result<(), PgError> {
         if self.in_flight == 0 {
-            return Err(PgError::Protocol("ReadyForQuery with nothing in flight".into()));
+            return Err(PgError::Protocol(
+                "ReadyForQuery with nothing in flight".into(),
+            ));
         }
         let Some(mut op) = self.ops.pop_front() else {
-            return Err(PgError::Protocol("ReadyForQuery with nothing queued".into()));
+            return Err(PgError::Protocol(
+                "ReadyForQuery with nothing queued".into(),
+            ));
         };
         self.in_flight -= 1;
         if let Some(t) = op.timer.take() {
@@ -940,6 +952,7 @@ impl Conn {
                     statements,
                     out,
                     uses,
+                    scratch,
                     ..
                 } = &mut *self;
                 match &mut ops[i].work {
@@ -954,7 +967,7 @@ impl Conn {
                             statement.last_used = *uses;
                             *columns = Some(statement.columns.clone());
                             let mark = out.len();
-                            match encode_bind(statement, params, out) {
+                            match encode_bind(statement, params, scratch, out) {
                                 Ok(()) => Step::Written,
                                 Err(e) => {
                                     out.truncate(mark);
@@ -1196,7 +1209,12 @@ impl Conn {
 
 /// Bind (the statement's parameter types decide each value's encoding;
 /// all results in the binary format), Execute, Sync.
-fn encode_bind(statement: &Statement, params: &[Value], out: &mut BytesMut) -> Result<(), PgError> {
+fn encode_bind(
+    statement: &Statement,
+    params: &[Value],
+    scratch: &mut Scratch,
+    out: &mut BytesMut,
+) -> Result<(), PgError> {
     if params.len() != statement.params.len() {
         return Err(PgError::Conversion(format!(
             "the statement takes {} parameters, {} given",
@@ -1205,24 +1223,29 @@ fn encode_bind(statement: &Statement, params: &[Value], out: &mut BytesMut) -> R
         )));
     }
     // Formats first (the message's layout), so encode into scratch space.
-    let mut scratch = BytesMut::new();
-    let mut formats = Vec::with_capacity(params.len());
-    let mut spans = Vec::with_capacity(params.len());
+    let Scratch {
+        bytes,
+        formats,
+        spans,
+    } = scratch;
+    bytes.clear();
+    formats.clear();
+    spans.clear();
     for (i, (value, &ty)) in params.iter().zip(&statement.params).enumerate() {
-        let start = scratch.len();
-        let format = types::encode(value, ty, &mut scratch)
+        let start = bytes.len();
+        let format = types::encode(value, ty, bytes)
             .map_err(|m| PgError::Conversion(format!("parameter ${}: {m}", i + 1)))?;
         formats.push(format.unwrap_or(types::BINARY_FORMAT));
-        spans.push(format.map(|_| start..scratch.len()));
+        spans.push(format.map(|_| start..bytes.len()));
     }
     let bound = frontend::bind(
         "",
         &statement.name,
-        formats,
+        formats.iter().copied(),
         spans.iter(),
         |span, buf| match span {
             Some(r) => {
-                buf.extend_from_slice(&scratch[r.clone()]);
+                buf.extend_from_slice(&bytes[r.clone()]);
                 Ok(postgres_protocol::IsNull::No)
             }
             None => Ok(postgres_protocol::IsNull::Yes),
@@ -1239,4 +1262,12 @@ fn encode_bind(statement: &Statement, params: &[Value], out: &mut BytesMut) -> R
     frontend::execute("", 0, out).map_err(|e| PgError::Conversion(e.to_string()))?;
     frontend::sync(out);
     Ok(())
+}
+
+/// Space Bind's parameters are encoded in before the message is written.
+#[derive(Default)]
+struct Scratch {
+    bytes: BytesMut,
+    formats: Vec<i16>,
+    spans: Vec<Option<std::ops::Range<usize>>>,
 }

@@ -60,6 +60,6 @@ pub mod types;
 
 pub use config::{ConnectConfig, PgHost, PoolConfig};
 pub use error::{DbError, PgError, PgTimeout};
-pub use pool::{Pool, PoolStats, PooledConn, TimeSummary, Transaction};
+pub use pool::{Pool, PoolHistograms, PoolStats, PooledConn, TimeSummary, Transaction};
 pub use row::{Column, ColumnIndex, Row};
 pub use types::{oid, FromSql, ToSql, Uuid, Value};

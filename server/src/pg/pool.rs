@@ -159,6 +159,16 @@ pub struct PoolStats {
     pub query_time: TimeSummary,
 }
 
+/// The pool's time distributions, whole (for a metrics exporter:
+/// `phaseloop::metrics::ExtraHistogram` takes them with `unit: 1e-6`).
+#[derive(Debug, Clone)]
+pub struct PoolHistograms {
+    /// How long callers waited for a connection, microseconds.
+    pub wait_us: Histogram<u64>,
+    /// How long statements took, queued to answered, microseconds.
+    pub query_us: Histogram<u64>,
+}
+
 /// A connection checked out of the pool; it goes back when dropped
 /// (settled first if it holds a transaction or queued statements).
 /// Statements on one connection run in the order they are called, and
@@ -362,6 +372,16 @@ impl Pool {
                 .collect(),
             wait_time: TimeSummary::of(&f.wait_us),
             query_time: TimeSummary::of(&f.query_us),
+        }
+    }
+
+    /// The wait and query time histograms (a copy).
+    pub fn histograms(&self) -> PoolHistograms {
+        let p = self.inner.borrow();
+        let f = p.figures.borrow();
+        PoolHistograms {
+            wait_us: f.wait_us.clone(),
+            query_us: f.query_us.clone(),
         }
     }
 
