@@ -63,6 +63,14 @@ struct Flags {
     /// lets a probe through, milliseconds.
     #[arg(long, env = "PHASELOOP_BREAKER_COOL_DOWN_MS", default_value_t = 5000)]
     breaker_cool_down_ms: u64,
+    /// PostgreSQL for users, orders and the notification outbox
+    /// (postgres://user:password@host:port/database); without it the
+    /// embedded file store is used. Migrations run at start-up.
+    #[arg(long, env = "DATABASE_URL")]
+    database: Option<String>,
+    /// Connections per loop to PostgreSQL at most (the seed's 20).
+    #[arg(long, env = "PHASELOOP_DB_POOL_MAX", default_value_t = 20)]
+    db_pool_max: usize,
     /// What to log to stderr (RUST_LOG, when set, takes its place: any
     /// tracing-subscriber filter); debug adds a line per request.
     #[arg(long, env = "PHASELOOP_LOG", default_value = "info",
@@ -96,6 +104,8 @@ pub struct Args {
     pub log_level: String,
     pub notify_url: Option<String>,
     pub breaker_cool_down: Duration,
+    pub database: Option<String>,
+    pub db_pool_max: usize,
 }
 
 /// The flags, or exits: with the help or version text (status 0), or with
@@ -123,5 +133,7 @@ pub fn parse() -> Result<Args, String> {
         log_level: f.log_level,
         notify_url: f.notify_url,
         breaker_cool_down: Duration::from_millis(f.breaker_cool_down_ms.max(1)),
+        database: f.database.filter(|d| !d.is_empty()),
+        db_pool_max: f.db_pool_max.max(1),
     })
 }

@@ -11,6 +11,7 @@ mod journal;
 mod metrics;
 mod orders;
 mod outbox;
+mod pg_store;
 mod primes;
 mod restaurant;
 mod users;
@@ -198,23 +199,34 @@ fn build_loop(
     let server_slot: Rc<RefCell<Option<Server>>> = Rc::default();
     // Notifications go to --notify-url, else to this server's own
     // restaurant (its address is known once it listens).
-    let target: outbox::Target = match &args.notify_url {
-        Some(url) => outbox::Target::Fixed(url.clone()),
-        None => {
-            let slot = server_slot.clone();
-            outbox::Target::ThisServer(Box::new(move || {
-                slot.borrow()
-                    .clone()
-                    .or_else(Cluster::server_on_this_thread)
-                    .map(|s| format!("http://{}/restaurant", s.local_addr()))
-            }))
+    let target = || -> outbox::Target {
+        match &args.notify_url {
+            Some(url) => outbox::Target::Fixed(url.clone()),
+            None => {
+                let slot = server_slot.clone();
+                outbox::Target::ThisServer(Box::new(move || {
+                    slot.borrow()
+                        .clone()
+                        .or_else(Cluster::server_on_this_thread)
+                        .map(|s| format!("http://{}/restaurant", s.local_addr()))
+                }))
+            }
         }
     };
-    let outbox = outbox::Outbox::new(target, args.breaker_cool_down);
+    // With --database, users, orders and their notifications live in
+    // PostgreSQL (pg_store.rs); the file journals stay unused.
+    let pg = match &args.database {
+        Some(url) => Some(
+            pg_store::PgDemo::new(url, args.db_pool_max, target(), slot)
+                .map_err(std::io::Error::other)?,
+        ),
+        None => None,
+    };
+    let outbox = outbox::Outbox::new(target(), args.breaker_cool_down);
     let (orders, unnotified) =
         orders::Orders::open(&args.data_dir, slot, slots, index, sharing, outbox.clone())?;
     outbox.attach(&orders);
-    let users = Rc::new(users::Users::new(users_dir, args.cache_ttl));
+    let users = Rc::new(users::Users::new(users_dir, args.cache_ttl, pg.clone()));
     let primes = Rc::new(primes::Primes::start(lp)?);
 
     let mut app = App::new();
@@ -235,6 +247,9 @@ fn build_loop(
         let m_outbox = outbox.clone();
         let (r_take, r_show) = (restaurant.clone(), restaurant.clone());
         let m_cluster = cluster.clone();
+        let (pg_create, pg_get, pg_health, pg_events) =
+            (pg.clone(), pg.clone(), pg.clone(), pg.clone());
+        let m_pg = pg.clone();
         app.dashboard("/_loop", phaseloop::DashboardAccess::Loopback)
             .get_with("/", |_, _, res| res.text(200, INDEX))
             .post_with("/echo", |_, mut req, res| {
@@ -245,8 +260,17 @@ fn build_loop(
                         .body(body),
                 )
             })
-            .get_with("/health", |_, _, res| {
-                res.json(200, &json!({ "status": "healthy", "timestamp": now_ms() }))
+            .get_with("/health", move |_, _, res| match &pg_health {
+                // Answered from the last query's outcome: no query, at once.
+                Some(pg) => res.json(
+                    200,
+                    &json!({
+                        "status": if pg.is_up() { "healthy" } else { "degraded" },
+                        "timestamp": now_ms(),
+                        "checks": pg.health(),
+                    }),
+                ),
+                None => res.json(200, &json!({ "status": "healthy", "timestamp": now_ms() })),
             })
             .get_with("/fast", |_, _, res| res.text(200, "Fast response"))
             .get_with("/slow", |lp, _, res| {
@@ -267,10 +291,20 @@ fn build_loop(
                 )
             })
             .get_with("/api/users/:id", move |lp, req, res| u.get(lp, req, res))
-            .post_with("/api/orders", move |lp, req, res| o1.create(lp, req, res))
+            .post_with("/api/orders", move |lp, req, res| match &pg_create {
+                Some(pg) => pg.create(lp, req, res),
+                None => o1.create(lp, req, res),
+            })
             .body_limit(orders::ORDER_BODY_LIMIT)
-            .get_with("/api/orders/:id", move |lp, req, res| o2.get(lp, req, res))
+            .get_with("/api/orders/:id", move |lp, req, res| match &pg_get {
+                Some(pg) => pg.get(lp, req, res),
+                None => o2.get(lp, req, res),
+            })
             .get_with("/api/orders/:id/events", move |lp, req, res| {
+                if pg_events.is_some() {
+                    return res
+                        .json_error(501, "order events are not served in PostgreSQL mode yet");
+                }
                 o3.events(lp, req, res)
             })
             .post_with("/restaurant/orders", move |_, req, res| {
@@ -303,17 +337,26 @@ fn build_loop(
                 else {
                     return res.json_error(503, "starting up");
                 };
+                let mut outbox = m_outbox.figures();
+                let mut notifications = m_orders.notified.get();
+                if let Some(pg) = &m_pg {
+                    // In PostgreSQL mode the deliverer is pg_store's.
+                    let (delivered, retries, failed) = pg.figures();
+                    notifications = delivered;
+                    outbox.retries = retries;
+                    outbox.failed = failed;
+                }
                 let demo = metrics::DemoFigures {
                     cache_hits: m_users.hits.get(),
                     cache_misses: m_users.misses.get(),
                     store_reads: m_users.store_reads.get(),
                     orders: m_orders.count(),
-                    notifications: m_orders.notified.get(),
+                    notifications,
                     replayed: m_orders.replayed.get(),
                     journal_pending: m_orders.journal_pending(),
                     journal_failures: m_orders.journal_failures(),
                     journals_damaged: m_orders.journals_damaged(),
-                    outbox: m_outbox.figures(),
+                    outbox,
                     delivery_latency_ms: m_outbox.latency_ms.borrow().clone(),
                 };
                 let text = metrics::render(lp, &server, m_cluster.as_ref(), &demo);
@@ -325,6 +368,12 @@ fn build_loop(
             })
     };
 
+    if let Some(pg) = &pg {
+        // Due notifications (this instance's, another's, retries) are
+        // looked for from the first tick on.
+        let pg = pg.clone();
+        lp.set_immediate(move |lp| pg.start(lp));
+    }
     Ok(LoopParts {
         app,
         orders,
@@ -348,6 +397,15 @@ fn run(args: args::Args) -> std::io::Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     users::init_store(&args.data_dir)?;
     files::init_public(&args.data_dir)?;
+    if let Some(url) = &args.database {
+        // Every instance (and every worker) runs them; the advisory lock
+        // makes them take turns, and what is applied is applied once.
+        let applied =
+            pg_store::migrate(url, Duration::from_secs(30)).map_err(std::io::Error::other)?;
+        if !args.quiet {
+            println!("demo-api: database ready ({applied} migrations applied)");
+        }
+    }
     if args.workers > 0 {
         return run_supervisor(args);
     }

@@ -1,5 +1,6 @@
 //! Users: an embedded file-backed store (one JSON file per user, read
-//! through the thread pool) behind a TTL cache on the loop.
+//! through the thread pool), or PostgreSQL's `users` table (`--database`),
+//! behind a TTL cache on the loop.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,6 +26,8 @@ pub struct Users {
     cache: RefCell<HashMap<u64, CachedUser>>,
     /// Requests waiting for a store read already under way (one read per id).
     waiting: RefCell<HashMap<u64, Vec<Responder>>>,
+    /// The store is PostgreSQL's `users` table (`--database`), not files.
+    pg: Option<Rc<crate::pg_store::PgDemo>>,
     pub hits: std::cell::Cell<u64>,
     pub misses: std::cell::Cell<u64>,
     pub store_reads: std::cell::Cell<u64>,
@@ -74,10 +77,11 @@ pub fn parse_id(raw: &str) -> Option<u64> {
 }
 
 impl Users {
-    pub fn new(dir: PathBuf, ttl: Duration) -> Users {
+    pub fn new(dir: PathBuf, ttl: Duration, pg: Option<Rc<crate::pg_store::PgDemo>>) -> Users {
         Users {
             dir,
             ttl,
+            pg,
             cache: RefCell::new(HashMap::new()),
             waiting: RefCell::new(HashMap::new()),
             hits: Default::default(),
@@ -136,23 +140,32 @@ impl Users {
         self.waiting.borrow_mut().insert(id, vec![res]);
         self.store_reads.set(self.store_reads.get() + 1);
         let users = self.clone();
-        fs::read_file(self.dir.join(format!("{id}.json"))).run(lp, move |lp, result| {
+        let finish = move |lp: &Loop, found: Result<Option<Vec<u8>>, Response>| {
             let waiters = users.waiting.borrow_mut().remove(&id).unwrap_or_default();
-            let response = match result {
-                Ok(Ok(bytes)) => {
+            let response = match found {
+                Ok(Some(bytes)) => {
                     let json: Rc<[u8]> = bytes.into();
                     users.insert(lp, id, json.clone());
                     json_bytes(200, &json)
                 }
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Response::json_error(404, "User not found")
-                }
-                Ok(Err(e)) => Response::json_error(500, &format!("user store: {e}")),
-                Err(e) => crate::pool_error(e),
+                Ok(None) => Response::json_error(404, "User not found"),
+                Err(response) => response,
             };
             for waiter in waiters {
                 waiter.send(response.clone());
             }
+        };
+        if let Some(pg) = &self.pg {
+            return pg.read_user(lp, id, finish);
+        }
+        fs::read_file(self.dir.join(format!("{id}.json"))).run(lp, move |lp, result| {
+            let found = match result {
+                Ok(Ok(bytes)) => Ok(Some(bytes)),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Ok(Err(e)) => Err(Response::json_error(500, &format!("user store: {e}"))),
+                Err(e) => Err(crate::pool_error(e)),
+            };
+            finish(lp, found)
         });
     }
 }

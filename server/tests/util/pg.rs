@@ -149,18 +149,16 @@ impl PgServer {
     /// Runs `sql` through psql as the superuser over the Unix socket;
     /// its output, unaligned, tuples only.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_db("postgres", sql)
+    }
+
+    /// [`PgServer::psql`] in database `db`.
+    pub fn psql_db(&self, db: &str, sql: &str) -> String {
         run(
             Command::new(self.bin.join("psql"))
                 .arg("-h")
                 .arg(&self.socket_dir)
-                .args([
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                ])
+                .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
                 .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]),
             "psql",
         )

@@ -1,0 +1,468 @@
+//! The demo on PostgreSQL (`--database postgres://…`, or `DATABASE_URL`):
+//! users, orders and the notification outbox in tables, so that any number
+//! of instances (behind a load balancer) share them.
+//!
+//! - Schema: versioned migrations at start-up, under an advisory lock, so
+//!   running them twice is harmless and two instances starting at once
+//!   take turns.
+//! - Orders: the order and its outbox row are written by one statement
+//!   (one transaction); the 201 comes after its commit, with an id from the
+//!   database's sequence (unique across instances).
+//! - Delivery: any instance claims due outbox rows with
+//!   `FOR UPDATE SKIP LOCKED`, marking them with a lease (`claimed_until`)
+//!   so no other instance sends them meanwhile; a lease that runs out (its
+//!   instance died mid-delivery) lets another take the row. So each
+//!   notification is delivered at least once, and the restaurant dedups by
+//!   its `Idempotency-Key` (the order id).
+//! - The database down: requests that need it get 503 with `Retry-After`
+//!   (the pool's timeouts bound the wait); `/health` says `degraded` at
+//!   once, from the last query's outcome, without asking the database.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use phaseloop::client::{Client, ClientConfig, ClientRequest};
+use phaseloop::pg::{PgError, Pool, PoolConfig};
+use phaseloop::{Request, Responder, Response};
+use phaseloop_core::{Loop, RunMode, TimerId};
+use serde_json::{json, Value};
+
+use crate::outbox::Target;
+
+/// The advisory lock migrations run under (any constant other code does
+/// not use).
+const MIGRATION_LOCK: i64 = 7_270_001;
+
+/// The migrations, in order; each runs once, in the same transaction as
+/// its row in `schema_migrations`.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL);
+     INSERT INTO users (id, name, email)
+       SELECT i, n || ' ' || i, lower(n) || i || '@example.com'
+       FROM generate_series(1, 100) AS i,
+            LATERAL (SELECT (ARRAY['Ada', 'Grace', 'Linus', 'Barbara', 'Ken', 'Margaret',
+                                   'Dennis', 'Frances', 'Edsger', 'Radia'])[(i - 1) % 10 + 1] AS n) AS names;
+     CREATE TABLE orders (
+       id bigserial PRIMARY KEY,
+       body jsonb NOT NULL,
+       created_at timestamptz NOT NULL DEFAULT now());
+     CREATE TABLE outbox (
+       order_id bigint PRIMARY KEY REFERENCES orders (id),
+       state text NOT NULL DEFAULT 'pending',
+       attempts int NOT NULL DEFAULT 0,
+       next_attempt_at timestamptz NOT NULL DEFAULT now(),
+       claimed_by text,
+       claimed_until timestamptz,
+       last_error text,
+       delivered_at timestamptz);
+     CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';",
+)];
+
+/// Outbox rows one claim takes at most.
+const CLAIM_BATCH: i64 = 32;
+/// How long a claimed row is this instance's to deliver.
+const LEASE: &str = "30 seconds";
+/// How often each loop looks for due rows it was not told about (another
+/// instance's, retries come due, leases run out).
+const POLL: Duration = Duration::from_millis(250);
+/// A delivery attempt's time limit.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the migrations not yet applied; how many it applied. Waits up to
+/// `patience` for the database to accept connections.
+pub fn migrate(url: &str, patience: Duration) -> Result<usize, String> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match migrate_once(url) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.is_unavailable() && std::time::Instant::now() < deadline => {
+                eprintln!("demo-api: waiting for the database: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(format!("migrations failed: {e}")),
+        }
+    }
+}
+
+fn migrate_once(url: &str) -> Result<usize, PgError> {
+    let mut cfg = PoolConfig::new(url)?;
+    cfg.max = 1;
+    // Another instance may hold the lock for its whole migration.
+    cfg.statement_timeout = Some(Duration::from_secs(120));
+    let lp = Loop::new().map_err(|e| PgError::Connect(e.to_string()))?;
+    let out = Rc::new(Cell::new(None));
+    let slot = out.clone();
+    lp.run_main(move |lp| {
+        lp.spawn(async move {
+            let pool = Pool::new(cfg);
+            let run = async {
+                let tx = pool.transaction().await?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                    .await?;
+                tx.simple_query(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version int PRIMARY KEY,
+                       applied_at timestamptz NOT NULL DEFAULT now())",
+                )
+                .await?;
+                let done = tx
+                    .query("SELECT version FROM schema_migrations", &[])
+                    .await?;
+                let done: Vec<i32> = done.iter().filter_map(|r| r.get("version").ok()).collect();
+                let mut applied = 0;
+                for (version, sql) in MIGRATIONS {
+                    if done.contains(version) {
+                        continue;
+                    }
+                    tx.simple_query(sql).await?;
+                    tx.execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)",
+                        &[version],
+                    )
+                    .await?;
+                    applied += 1;
+                }
+                tx.commit().await?;
+                Ok::<usize, PgError>(applied)
+            };
+            slot.set(Some(run.await));
+        })
+    });
+    lp.run(RunMode::Default);
+    out.take()
+        .unwrap_or_else(|| Err(PgError::Closed("the migration did not finish".into())))
+}
+
+/// One loop's view of the database: its pool, its deliverer.
+pub struct PgDemo {
+    pub pool: Pool,
+    client: Client,
+    target: Target,
+    /// Who claims rows (`pid:loop`), for `outbox.claimed_by`.
+    instance: String,
+    /// The last statement reached the database.
+    db_up: Cell<bool>,
+    claiming: Cell<bool>,
+    /// A kick came while a claim was out: claim again after it.
+    again: Cell<bool>,
+    in_flight: Cell<usize>,
+    poll: Cell<Option<TimerId>>,
+    pub delivered: Cell<u64>,
+    pub retries: Cell<u64>,
+    pub failed: Cell<u64>,
+}
+
+/// A 503 with `Retry-After` for an unreachable or busy database, else the
+/// error's own status.
+fn db_error(e: PgError) -> Response {
+    let error = phaseloop::Error::from(e);
+    let response = Response::json_error(error.status(), error.message());
+    match error.retry_after_secs() {
+        Some(secs) => response.header("Retry-After", secs.to_string()),
+        None => response,
+    }
+}
+
+impl PgDemo {
+    /// A loop's pool (`max` connections) and deliverer to `target`.
+    pub fn new(url: &str, max: usize, target: Target, slot: usize) -> Result<Rc<PgDemo>, String> {
+        let mut cfg = PoolConfig::new(url).map_err(|e| e.to_string())?;
+        cfg.max = max;
+        // Fail fast when the database is gone: a request waits at most
+        // this long for a connection before its 503.
+        cfg.connect_timeout = Duration::from_secs(1);
+        cfg.acquire_timeout = Duration::from_secs(1);
+        Ok(Rc::new(PgDemo {
+            pool: Pool::new(cfg),
+            client: Client::new(ClientConfig {
+                max_sockets_per_origin: 16,
+                retries: 0,
+                ..ClientConfig::default()
+            }),
+            target,
+            instance: format!("{}:{slot}", std::process::id()),
+            db_up: Cell::new(true),
+            claiming: Cell::new(false),
+            again: Cell::new(false),
+            in_flight: Cell::new(0),
+            poll: Cell::new(None),
+            delivered: Cell::new(0),
+            retries: Cell::new(0),
+            failed: Cell::new(0),
+        }))
+    }
+
+    /// Starts the periodic look for due rows (unreferenced: it does not
+    /// keep the loop alive).
+    pub fn start(self: &Rc<Self>, lp: &Loop) {
+        let me = Rc::downgrade(self);
+        let id = lp.set_interval(POLL, move |lp| {
+            if let Some(me) = me.upgrade() {
+                me.kick(lp);
+            }
+        });
+        lp.unref_timer(id);
+        self.poll.set(Some(id));
+        self.kick(lp);
+    }
+
+    fn note<T>(&self, result: &Result<T, PgError>) {
+        match result {
+            Ok(_) => self.db_up.set(true),
+            Err(e) if e.is_unavailable() => self.db_up.set(false),
+            Err(_) => self.db_up.set(true),
+        }
+    }
+
+    /// `/health`'s database part, from the last outcome (no query).
+    pub fn health(&self) -> Value {
+        let stats = self.pool.stats();
+        json!({
+            "database": if self.db_up.get() { "up" } else { "down" },
+            "pool": { "total": stats.total, "idle": stats.idle, "in_use": stats.in_use,
+                      "waiting": stats.waiting },
+        })
+    }
+
+    /// The database was reachable at the last statement.
+    pub fn is_up(&self) -> bool {
+        self.db_up.get()
+    }
+
+    /// `GET /api/users/:id`'s store read: the user's JSON, or `None`.
+    pub fn read_user(
+        self: &Rc<Self>,
+        lp: &Loop,
+        id: u64,
+        done: impl FnOnce(&Loop, Result<Option<Vec<u8>>, Response>) + 'static,
+    ) {
+        let Ok(id) = i64::try_from(id) else {
+            lp.set_immediate(move |lp| done(lp, Ok(None)));
+            return;
+        };
+        let me = self.clone();
+        self.pool.query_with(
+            lp,
+            "SELECT id, name, email FROM users WHERE id = $1",
+            &[&id],
+            move |lp, rows| {
+                me.note(&rows);
+                let result = match rows {
+                    Ok(rows) => match rows.first().map(|r| r.to_json()) {
+                        None => Ok(None),
+                        Some(Ok(map)) => Ok(Some(Value::Object(map).to_string().into_bytes())),
+                        Some(Err(e)) => Err(Response::json_error(500, &e.to_string())),
+                    },
+                    Err(e) => Err(db_error(e)),
+                };
+                done(lp, result)
+            },
+        );
+    }
+
+    /// `POST /api/orders`: the order and its outbox row in one statement
+    /// (one transaction); 201 after the commit; the delivery kicked from
+    /// `set_immediate`, as the seed schedules its notification.
+    pub fn create(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
+        let body: Value = match crate::json_body(&req) {
+            Ok(v) => v,
+            Err(bad) => return res.send(bad),
+        };
+        if let Err(message) = crate::orders::validate(&body) {
+            return res.json_error(400, &message);
+        }
+        let me = self.clone();
+        self.pool.query_with(
+            lp,
+            "WITH o AS (INSERT INTO orders (body) VALUES ($1) RETURNING id)
+             INSERT INTO outbox (order_id) SELECT id FROM o RETURNING order_id",
+            &[&body],
+            move |lp, rows| {
+                me.note(&rows);
+                let id = rows.and_then(|rows| match rows.first() {
+                    Some(row) => row.get::<i64>("order_id"),
+                    None => Err(PgError::Protocol("no id returned".into())),
+                });
+                match id {
+                    Ok(id) => {
+                        res.json(
+                            201,
+                            &json!({ "id": id, "status": "accepted", "notification": "scheduled" }),
+                        );
+                        let me = me.clone();
+                        lp.set_immediate(move |lp| me.kick(lp));
+                    }
+                    Err(e) => res.send(db_error(e)),
+                }
+            },
+        );
+    }
+
+    /// `GET /api/orders/:id`.
+    pub fn get(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
+        let Some(id) = req
+            .param("id")
+            .as_deref()
+            .and_then(crate::users::parse_id)
+            .and_then(|id| i64::try_from(id).ok())
+        else {
+            return res.json_error(400, "Invalid order ID");
+        };
+        let me = self.clone();
+        self.pool.query_with(
+            lp,
+            "SELECT o.id, o.body, (extract(epoch FROM o.created_at) * 1000)::int8 AS created_ms,
+                    x.state, x.attempts, x.last_error
+             FROM orders o JOIN outbox x ON x.order_id = o.id WHERE o.id = $1",
+            &[&id],
+            move |_, rows| {
+                me.note(&rows);
+                match rows {
+                    Ok(rows) => match rows.first() {
+                        None => res.json_error(404, "Order not found"),
+                        Some(row) => {
+                            let view = (|| {
+                                Ok::<_, PgError>(json!({
+                                    "id": row.get::<i64>("id")?,
+                                    "order": row.get::<Value>("body")?,
+                                    "created_ms": row.get::<i64>("created_ms")?,
+                                    "notification": row.get::<String>("state")?,
+                                    "notification_attempts": row.get::<i32>("attempts")?,
+                                    "last_error": row.get::<Option<String>>("last_error")?,
+                                }))
+                            })();
+                            match view {
+                                Ok(v) => res.json(200, &v),
+                                Err(e) => res.json_error(500, &e.to_string()),
+                            }
+                        }
+                    },
+                    Err(e) => res.send(db_error(e)),
+                }
+            },
+        );
+    }
+
+    /// Claims due outbox rows (unless a claim is out) and sends them.
+    pub fn kick(self: &Rc<Self>, lp: &Loop) {
+        if self.claiming.get() {
+            self.again.set(true);
+            return;
+        }
+        // Bounded work: at most two batches out at once per loop.
+        if self.in_flight.get() >= 2 * CLAIM_BATCH as usize {
+            return;
+        }
+        self.claiming.set(true);
+        let me = self.clone();
+        let sql = format!(
+            "UPDATE outbox SET claimed_by = $1, claimed_until = now() + interval '{LEASE}',
+                    attempts = attempts + 1
+             WHERE order_id IN (
+               SELECT order_id FROM outbox
+               WHERE state = 'pending' AND next_attempt_at <= now()
+                 AND (claimed_until IS NULL OR claimed_until < now())
+               ORDER BY order_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING order_id, attempts,
+               (SELECT jsonb_build_object('id', o.id, 'order', o.body,
+                  'created_ms', (extract(epoch FROM o.created_at) * 1000)::int8)
+                FROM orders o WHERE o.id = order_id) AS record"
+        );
+        self.pool.query_with(
+            lp,
+            &sql,
+            &[&self.instance, &CLAIM_BATCH],
+            move |lp, rows| {
+                me.note(&rows);
+                me.claiming.set(false);
+                let rows = rows.unwrap_or_default();
+                let full = rows.len() as i64 == CLAIM_BATCH;
+                for row in rows {
+                    if let (Ok(id), Ok(record)) =
+                        (row.get::<i64>("order_id"), row.get::<Value>("record"))
+                    {
+                        me.send(lp, id, record);
+                    }
+                }
+                if full || me.again.replace(false) {
+                    me.kick(lp);
+                }
+            },
+        );
+    }
+
+    fn send(self: &Rc<Self>, lp: &Loop, id: i64, record: Value) {
+        let url = match &self.target {
+            Target::Fixed(url) => Some(url.clone()),
+            Target::ThisServer(resolve) => resolve(),
+        };
+        let Some(base) = url else {
+            return self.settle(lp, id, Err("the server is not listening yet".into()));
+        };
+        let url = format!("{}/orders", base.trim_end_matches('/'));
+        let req = ClientRequest::post(&url)
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", id.to_string())
+            .body(record.to_string().into_bytes())
+            .timeout(DELIVERY_TIMEOUT);
+        self.in_flight.set(self.in_flight.get() + 1);
+        let me = self.clone();
+        self.client.send(lp, req, move |lp, result| {
+            me.in_flight.set(me.in_flight.get() - 1);
+            me.settle(lp, id, result.map(|r| r.status).map_err(|e| e.to_string()));
+        });
+    }
+
+    /// Records an attempt's outcome: delivered, refused for good (a 4xx
+    /// other than 408/429), or due again after a backoff doubling from
+    /// 100 ms to 60 s. A failure to record it leaves the lease to run
+    /// out: the row is sent again (the restaurant dedups).
+    fn settle(self: &Rc<Self>, lp: &Loop, id: i64, outcome: Result<u16, String>) {
+        let (sql, error): (&str, Option<String>) = match outcome {
+            Ok(status) if (200..300).contains(&status) => {
+                self.delivered.set(self.delivered.get() + 1);
+                (
+                    "UPDATE outbox SET state = 'delivered', delivered_at = now(),
+                            claimed_until = NULL, last_error = $2
+                     WHERE order_id = $1 AND claimed_by = $3",
+                    None,
+                )
+            }
+            Ok(status) if (400..500).contains(&status) && status != 408 && status != 429 => {
+                self.failed.set(self.failed.get() + 1);
+                (
+                    "UPDATE outbox SET state = 'failed', claimed_until = NULL, last_error = $2
+                     WHERE order_id = $1 AND claimed_by = $3",
+                    Some(format!("refused with {status}")),
+                )
+            }
+            other => {
+                self.retries.set(self.retries.get() + 1);
+                let why = match other {
+                    Ok(status) => format!("status {status}"),
+                    Err(e) => e,
+                };
+                (
+                    "UPDATE outbox SET claimed_until = NULL, last_error = $2,
+                            next_attempt_at = now() + least(interval '60 seconds',
+                              interval '100 milliseconds' * (2 ^ least(attempts - 1, 20)) * random())
+                     WHERE order_id = $1 AND claimed_by = $3",
+                    Some(why),
+                )
+            }
+        };
+        let me = self.clone();
+        self.pool
+            .query_with(lp, sql, &[&id, &error, &self.instance], move |lp, r| {
+                me.note(&r);
+                me.kick(lp);
+            });
+    }
+
+    /// Delivery figures for `/metrics`: delivered, retried, failed.
+    pub fn figures(&self) -> (u64, u64, u64) {
+        (self.delivered.get(), self.retries.get(), self.failed.get())
+    }
+}
