@@ -63,6 +63,11 @@ struct Flags {
     /// lets a probe through, milliseconds.
     #[arg(long, env = "PHASELOOP_BREAKER_COOL_DOWN_MS", default_value_t = 5000)]
     breaker_cool_down_ms: u64,
+    /// On SIGTERM, how long idle keep-alive connections stay open (a
+    /// request on one is still answered, with Connection: close),
+    /// milliseconds; behind nginx, above its upstream keepalive_timeout.
+    #[arg(long, env = "PHASELOOP_DRAIN_GRACE_MS", default_value_t = 0)]
+    drain_grace_ms: u64,
     /// PostgreSQL for users, orders and the notification outbox
     /// (postgres://user:password@host:port/database); without it the
     /// embedded file store is used. Migrations run at start-up.
@@ -106,6 +111,7 @@ pub struct Args {
     pub breaker_cool_down: Duration,
     pub database: Option<String>,
     pub db_pool_max: usize,
+    pub drain_grace: Duration,
 }
 
 /// The flags, or exits: with the help or version text (status 0), or with
@@ -135,5 +141,6 @@ pub fn parse() -> Result<Args, String> {
         breaker_cool_down: Duration::from_millis(f.breaker_cool_down_ms.max(1)),
         database: f.database.filter(|d| !d.is_empty()),
         db_pool_max: f.db_pool_max.max(1),
+        drain_grace: Duration::from_millis(f.drain_grace_ms),
     })
 }

@@ -386,6 +386,7 @@ fn build_loop(
 fn server_config(args: &args::Args) -> ServerConfig {
     ServerConfig {
         keep_alive_timeout: args.keep_alive,
+        drain_idle_grace: args.drain_grace,
         handler_timeout: args.handler_timeout,
         // Workers of process mode share the port.
         reuse_port: args.worker_slot.is_some(),

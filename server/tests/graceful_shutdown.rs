@@ -126,3 +126,42 @@ fn done_runs_as_a_next_tick_as_in_node() {
         ["sync", "close", "tick", "promise", "immediate"]
     );
 }
+
+#[test]
+fn with_a_drain_grace_an_idle_connection_is_still_answered_then_closed() {
+    let cfg = phaseloop::ServerConfig {
+        drain_idle_grace: Duration::from_millis(400),
+        ..Default::default()
+    };
+    let server = TestServer::with_config(app, cfg);
+    let mut idle = server.connect();
+    idle.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(idle.response(), text_response("200 OK", "ok", ""));
+    let mut quiet = server.connect();
+    quiet.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(quiet.response(), text_response("200 OK", "ok", ""));
+
+    let (tx, rx) = mpsc::channel();
+    server.on_loop(move |lp, s| {
+        s.shutdown(lp, Duration::from_secs(5), move |_| {
+            tx.send("done").unwrap()
+        });
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        std::net::TcpStream::connect(server.addr).is_err(),
+        "no longer accepting"
+    );
+    // A proxy's request on its idle keep-alive connection, sent as the
+    // shutdown began: answered, and told the connection closes.
+    idle.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        idle.response(),
+        text_response("200 OK", "ok", "").replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+    );
+    assert!(idle.closed());
+    // The connection that stayed idle is closed when the grace ends, and
+    // the shutdown completes.
+    assert!(quiet.closed());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "done");
+}

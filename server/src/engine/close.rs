@@ -64,28 +64,26 @@ impl<S: Service> Engine<S> {
         if let Some(t) = self.date_timer.take() {
             lp.clear_timer(t);
         }
+        let grace = self.cfg.drain_idle_grace;
         let keys: Vec<usize> = self.conns.borrow().iter().map(|(k, _)| k).collect();
         for key in keys {
-            let idle = {
-                let mut conns = self.conns.borrow_mut();
-                match conns[key].exchange() {
-                    None => true,
-                    Some(ex) => {
-                        // In-flight requests finish; their last response
-                        // says close.
-                        ex.close_after_queue = true;
-                        if !matches!(ex.reading, Reading::Body(_)) {
-                            ex.reading = Reading::Stopped;
-                        }
-                        !ex.in_flight()
-                            && ex.unsent() == 0
-                            && !matches!(ex.reading, Reading::Body(_))
-                    }
-                }
-            };
-            if idle {
+            if self.mark_draining(key, !grace.is_zero()) && grace.is_zero() {
                 self.close_conn(lp, key);
             }
+        }
+        if !grace.is_zero() {
+            // Idle connections get the grace: requests on them are still
+            // answered (with close); those idle when it ends are closed.
+            let inner = self.clone();
+            let timer = lp.set_timeout(grace, move |lp| {
+                let keys: Vec<usize> = inner.conns.borrow().iter().map(|(k, _)| k).collect();
+                for key in keys {
+                    if inner.mark_draining(key, false) {
+                        inner.close_conn(lp, key);
+                    }
+                }
+            });
+            lp.unref_timer(timer);
         }
         if self.conns.borrow().is_empty() {
             // As Node's server 'close': a next tick once nothing is open.
@@ -101,6 +99,29 @@ impl<S: Service> Engine<S> {
             }
         });
         lp.unref_timer(force);
+    }
+
+    /// Marks connection `key` to close after what it has in flight (its
+    /// last response says close), and unless `keep_reading` to take no
+    /// new request; true if it is idle now (nothing in flight, nothing
+    /// unsent, no body arriving).
+    fn mark_draining(&self, key: usize, keep_reading: bool) -> bool {
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key) else {
+            return false;
+        };
+        match conn.exchange() {
+            None => true,
+            Some(ex) => {
+                // In-flight requests finish; their last response says close.
+                ex.close_after_queue = true;
+                let body = matches!(ex.reading, Reading::Body(_));
+                if !keep_reading && !body {
+                    ex.reading = Reading::Stopped;
+                }
+                !ex.in_flight() && ex.unsent() == 0 && !body
+            }
+        }
     }
 
     fn finish_shutdown(&self, lp: &Loop) {

@@ -88,6 +88,8 @@ pub const DEFAULT_ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// [`crate::serve_cluster`] on SIGINT/SIGTERM before what is still open is
 /// closed.
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// [`ServerConfig::drain_idle_grace`]: idle connections close at once.
+pub const DEFAULT_DRAIN_IDLE_GRACE: Duration = Duration::ZERO;
 
 /// Settings of a [`crate::Server`].
 #[derive(Debug, Clone)]
@@ -139,6 +141,15 @@ pub struct ServerConfig {
     /// How long [`crate::serve`] and [`crate::serve_cluster`] let
     /// in-flight requests finish after SIGINT or SIGTERM.
     pub shutdown_deadline: Duration,
+    /// During a graceful shutdown, how long idle keep-alive connections
+    /// stay open: a request arriving on one is answered (with
+    /// `Connection: close`) instead of meeting a closed socket. Zero (the
+    /// default, as Node's `server.close()` with `closeIdleConnections`):
+    /// idle connections close at once. Behind a proxy that reuses upstream
+    /// connections (nginx's `keepalive`), set it above the proxy's upstream
+    /// `keepalive_timeout`, so the proxy, not the server, closes them and
+    /// never sends a request on a connection being closed.
+    pub drain_idle_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -163,6 +174,7 @@ impl Default for ServerConfig {
             min_body_rate: Some(DEFAULT_MIN_BODY_RATE),
             min_response_rate: Some(DEFAULT_MIN_RESPONSE_RATE),
             shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
+            drain_idle_grace: DEFAULT_DRAIN_IDLE_GRACE,
         }
     }
 }

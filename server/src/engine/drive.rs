@@ -51,6 +51,13 @@ impl<S: Service> Engine<S> {
                 // Bytes (or the end) arrived for a connection asleep: it
                 // takes an exchange to read them with.
                 conn.wake(&mut self.spares.borrow_mut());
+                if self.shutting_down.get() {
+                    // Draining (a grace for idle connections): this
+                    // request is answered, and its response says close.
+                    if let Some(ex) = conn.exchange() {
+                        ex.close_after_queue = true;
+                    }
+                }
             }
             let Some(ex) = conn.exchange() else {
                 return IoOutcome::Drained;
@@ -473,6 +480,11 @@ impl<S: Service> Engine<S> {
                 if conns.contains(key) {
                     if conns[key].ex.is_none() {
                         conns[key].wake(&mut inner.spares.borrow_mut());
+                        if inner.shutting_down.get() {
+                            if let Some(ex) = conns[key].exchange() {
+                                ex.close_after_queue = true;
+                            }
+                        }
                     }
                     drop(conns);
                     inner.drive(lp, key);
