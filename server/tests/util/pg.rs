@@ -71,6 +71,27 @@ fn run(cmd: &mut Command, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Installs Debian's PostgreSQL once if it is missing (`cluster.sh
+/// install`: apt-get, as root or through sudo), so the README's test
+/// command works on a fresh machine; if that fails, the test fails saying
+/// what to do.
+fn ensure_installed() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let present = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .any(|e| e.path().join("bin/initdb").exists())
+            })
+            .unwrap_or(false);
+        if !present && std::env::var_os("PHASELOOP_PG_BIN").is_none() {
+            eprintln!("PostgreSQL is not installed: installing Debian's package for the tests");
+            let status = Command::new("bash").arg(script()).arg("install").status();
+            assert!(matches!(status, Ok(s) if s.success()), "{MISSING}");
+        }
+    });
+}
+
 fn cluster(args: &[&str], dir: &Path) -> String {
     run(
         Command::new("bash").arg(script()).args(args).arg(dir),
@@ -98,6 +119,7 @@ impl PgServer {
     /// Starts a private cluster (stopped and removed when dropped, or when
     /// this process ends).
     pub fn start() -> PgServer {
+        ensure_installed();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("phaseloop-pg-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
