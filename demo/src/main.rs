@@ -358,6 +358,9 @@ fn build_loop(
                     journals_damaged: m_orders.journals_damaged(),
                     outbox,
                     delivery_latency_ms: m_outbox.latency_ms.borrow().clone(),
+                    db: m_pg
+                        .as_ref()
+                        .map(|pg| (pg.pool.stats(), pg.pool.histograms())),
                 };
                 let text = metrics::render(lp, &server, m_cluster.as_ref(), &demo);
                 res.send(

@@ -22,6 +22,8 @@ pub struct DemoFigures {
     pub outbox: crate::outbox::OutboxFigures,
     /// From an order's notification being scheduled to its delivery.
     pub delivery_latency_ms: phaseloop::hdrhistogram::Histogram<u64>,
+    /// The PostgreSQL pool's state and times (`--database`).
+    pub db: Option<(phaseloop::pg::PoolStats, phaseloop::pg::PoolHistograms)>,
 }
 
 pub fn render(
@@ -42,7 +44,7 @@ pub fn render(
         kind: ExtraKind::Gauge,
         value: value as f64,
     };
-    let extras = [
+    let mut extras = vec![
         counter(
             "phaseloop_users_cache_hits",
             "Users served from the cache.",
@@ -114,11 +116,82 @@ pub fn render(
             demo.outbox.depth,
         ),
     ];
-    let latency = phaseloop::metrics::ExtraHistogram {
+    let mut histograms = vec![phaseloop::metrics::ExtraHistogram {
         name: "phaseloop_notification_delivery_seconds",
         help: "From an order's notification being scheduled to its delivery.",
         histogram: demo.delivery_latency_ms.clone(),
         unit: 1e-3,
-    };
-    phaseloop::metrics::render_with_histograms(lp, server, cluster, &extras, &[latency])
+    }];
+    if let Some((stats, times)) = &demo.db {
+        extras.extend([
+            gauge(
+                "phaseloop_db_pool_connections",
+                "Pool connections open or opening.",
+                stats.total as u64,
+            ),
+            gauge(
+                "phaseloop_db_pool_idle",
+                "Pool connections idle.",
+                stats.idle as u64,
+            ),
+            gauge(
+                "phaseloop_db_pool_in_use",
+                "Pool connections checked out.",
+                stats.in_use as u64,
+            ),
+            gauge(
+                "phaseloop_db_pool_waiting",
+                "Callers waiting for a connection.",
+                stats.waiting as u64,
+            ),
+            counter(
+                "phaseloop_db_connects",
+                "Connections opened.",
+                stats.connects,
+            ),
+            counter(
+                "phaseloop_db_connect_errors",
+                "Connects that failed.",
+                stats.connect_errors,
+            ),
+            counter(
+                "phaseloop_db_acquire_timeouts",
+                "Callers that waited the whole acquire timeout.",
+                stats.acquire_timeouts,
+            ),
+            counter(
+                "phaseloop_db_pool_refused",
+                "Callers refused: the wait queue was full.",
+                stats.refused,
+            ),
+            counter(
+                "phaseloop_db_broken",
+                "Connections found broken and dropped.",
+                stats.broken,
+            ),
+            counter(
+                "phaseloop_db_queries",
+                "Statements answered or failed.",
+                stats.queries,
+            ),
+            counter(
+                "phaseloop_db_errors",
+                "Statements that failed (by SQLSTATE class: /health).",
+                stats.errors_by_class.iter().map(|(_, n)| n).sum(),
+            ),
+        ]);
+        histograms.push(phaseloop::metrics::ExtraHistogram {
+            name: "phaseloop_db_pool_wait_seconds",
+            help: "How long callers waited for a pool connection.",
+            histogram: times.wait_us.clone(),
+            unit: 1e-6,
+        });
+        histograms.push(phaseloop::metrics::ExtraHistogram {
+            name: "phaseloop_db_query_seconds",
+            help: "Statements, queued to answered.",
+            histogram: times.query_us.clone(),
+            unit: 1e-6,
+        });
+    }
+    phaseloop::metrics::render_with_histograms(lp, server, cluster, &extras, &histograms)
 }

@@ -223,6 +223,9 @@ impl PgDemo {
             "database": if self.db_up.get() { "up" } else { "down" },
             "pool": { "total": stats.total, "idle": stats.idle, "in_use": stats.in_use,
                       "waiting": stats.waiting },
+            "errors_by_sqlstate_class": stats.errors_by_class.iter()
+                .map(|(class, n)| (class.clone(), json!(n)))
+                .collect::<serde_json::Map<String, Value>>(),
         })
     }
 

@@ -120,6 +120,14 @@ fn users_orders_and_their_notifications_live_in_postgresql() {
     );
     let (n, _) = demo.metric("phaseloop_notifications_delivered_total");
     assert_eq!(n, 25);
+    let (connections, text) = demo.metric("phaseloop_db_pool_connections");
+    assert!((1..=20).contains(&connections), "{text}");
+    let (queries, text) = demo.metric("phaseloop_db_queries_total");
+    assert!(queries >= 25 + 25, "{text}");
+    assert!(
+        text.contains("phaseloop_db_query_seconds_bucket{le=\"0.001\"}"),
+        "{text}"
+    );
     let health: Value = serde_json::from_str(body_of(&demo.get("/health"))).unwrap();
     assert_eq!(
         (
