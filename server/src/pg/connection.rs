@@ -907,14 +907,22 @@ impl Conn {
                 i += 1;
                 continue;
             }
-            if let Some(mut failed) = self.ops.remove(i) {
-                if let Some(t) = failed.timer.take() {
-                    lp.clear_timer(t);
-                }
-                if let Work::Query { done, .. } = failed.work {
-                    self.answer(lp, failed.queued_ns, done, Err(e.clone()), after);
-                }
+            if let Some(failed) = self.ops.remove(i) {
+                self.abandon(lp, failed, e, after);
             }
+        }
+    }
+
+    /// Ends `op` without (more of) an answer from the server: its timer
+    /// goes, and its caller gets the server's own error if one came, else
+    /// `error`.
+    fn abandon(&self, lp: &Loop, mut op: Op, error: &PgError, after: &mut Vec<After>) {
+        if let Some(t) = op.timer.take() {
+            lp.clear_timer(t);
+        }
+        let e = op.error.take().unwrap_or_else(|| error.clone());
+        if let Work::Query { done, .. } | Work::Simple { done, .. } = op.work {
+            self.answer(lp, op.queued_ns, done, Err(e), after);
         }
     }
 
@@ -988,19 +996,8 @@ impl Conn {
                 Step::Written => self.in_flight += 1,
                 Step::Prepare(sql) => self.write_prepare(sql, i),
                 Step::Failed(e) => {
-                    if let Some(mut op) = self.ops.remove(i) {
-                        if let Some(t) = op.timer.take() {
-                            lp.clear_timer(t);
-                        }
-                        if let Work::Query {
-                            done: Some(done), ..
-                        }
-                        | Work::Simple {
-                            done: Some(done), ..
-                        } = op.work
-                        {
-                            after.push(After::Op(done, Err(e)));
-                        }
+                    if let Some(op) = self.ops.remove(i) {
+                        self.abandon(lp, op, &e, after);
                     }
                     if self.ops.is_empty() {
                         if let Some(hook) = self.on_drained.take() {
@@ -1113,19 +1110,12 @@ impl Conn {
         if i >= self.in_flight {
             // Never sent (it waited behind others): it fails unsent.
             if let Some(op) = self.ops.remove(i) {
-                if let Work::Query {
-                    done: Some(done), ..
-                }
-                | Work::Simple {
-                    done: Some(done), ..
-                } = op.work
-                {
-                    self.record(lp, op.queued_ns, Some("57014"));
-                    after.push(After::Op(
-                        done,
-                        Err(PgError::Timeout(PgTimeout::Statement, limit)),
-                    ));
-                }
+                self.abandon(
+                    lp,
+                    op,
+                    &PgError::Timeout(PgTimeout::Statement, limit),
+                    after,
+                );
             }
             if self.ops.is_empty() {
                 if let Some(hook) = self.on_drained.take() {
@@ -1177,21 +1167,8 @@ impl Conn {
         };
         self.in_flight = 0;
         self.barrier = false;
-        while let Some(mut op) = self.ops.pop_front() {
-            if let Some(t) = op.timer.take() {
-                lp.clear_timer(t);
-            }
-            if let Work::Query {
-                done: Some(done), ..
-            }
-            | Work::Simple {
-                done: Some(done), ..
-            } = op.work
-            {
-                let e = op.error.take().unwrap_or_else(|| error.clone());
-                self.record(lp, op.queued_ns, e.code());
-                after.push(After::Op(done, Err(e)));
-            }
+        while let Some(op) = self.ops.pop_front() {
+            self.abandon(lp, op, &error, after);
         }
         self.on_drained = None;
         if let Some(opening) = self.opening.take() {

@@ -20,6 +20,67 @@ use super::row::Row;
 use super::types::{ToSql, Value};
 use super::{ConnectConfig, PgError, PoolConfig};
 
+/// The statement methods [`Pool`] and [`PooledConn`] share, each over its
+/// own `run` (`$on` says where the statement runs, for the docs).
+macro_rules! statement_methods {
+    ($on:literal) => {
+        #[doc = concat!("Runs one statement ", $on, "; its rows.")]
+        pub fn query(
+            &self,
+            sql: &str,
+            params: &[&dyn ToSql],
+        ) -> impl Future<Output = Result<Vec<Row>, PgError>> + 'static {
+            let outcome = self.run(Submit::Query {
+                sql: sql.into(),
+                params: values(params),
+            });
+            async move { outcome.await.map(|o| o.rows) }
+        }
+
+        #[doc = concat!("Runs one statement ", $on, "; its one row (an error if it returns none or more).")]
+        pub fn query_one(
+            &self,
+            sql: &str,
+            params: &[&dyn ToSql],
+        ) -> impl Future<Output = Result<Row, PgError>> + 'static {
+            let rows = self.query(sql, params);
+            async move { one(rows.await?) }
+        }
+
+        #[doc = concat!("Runs one statement ", $on, "; its row if it returns one (more is an error).")]
+        pub fn query_opt(
+            &self,
+            sql: &str,
+            params: &[&dyn ToSql],
+        ) -> impl Future<Output = Result<Option<Row>, PgError>> + 'static {
+            let rows = self.query(sql, params);
+            async move { at_most_one(rows.await?) }
+        }
+
+        #[doc = concat!("Runs one statement ", $on, "; how many rows it affected.")]
+        pub fn execute(
+            &self,
+            sql: &str,
+            params: &[&dyn ToSql],
+        ) -> impl Future<Output = Result<u64, PgError>> + 'static {
+            let outcome = self.run(Submit::Query {
+                sql: sql.into(),
+                params: values(params),
+            });
+            async move { outcome.await.map(|o| o.affected) }
+        }
+
+        #[doc = concat!("Runs `sql` through the simple protocol ", $on, " (several statements, no parameters: scripts and migrations); the rows of its statements, their values as text.")]
+        pub fn simple_query(
+            &self,
+            sql: &str,
+        ) -> impl Future<Output = Result<Vec<Row>, PgError>> + 'static {
+            let outcome = self.run(Submit::Simple(sql.to_owned()));
+            async move { outcome.await.map(|o| o.rows) }
+        }
+    };
+}
+
 type Give = Box<dyn FnOnce(&Loop, Result<PooledConn, PgError>)>;
 
 struct Waiter {
@@ -249,62 +310,7 @@ impl Pool {
         }
     }
 
-    /// Runs one statement on a connection of the pool and returns its rows.
-    pub fn query(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-    ) -> impl Future<Output = Result<Vec<Row>, PgError>> + 'static {
-        let outcome = self.run(Submit::Query {
-            sql: sql.into(),
-            params: values(params),
-        });
-        async move { outcome.await.map(|o| o.rows) }
-    }
-
-    /// Runs one statement; its one row, or an error if it has none or more.
-    pub fn query_one(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-    ) -> impl Future<Output = Result<Row, PgError>> + 'static {
-        let rows = self.query(sql, params);
-        async move { one(rows.await?) }
-    }
-
-    /// Runs one statement; its row if it has one (more is an error).
-    pub fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-    ) -> impl Future<Output = Result<Option<Row>, PgError>> + 'static {
-        let rows = self.query(sql, params);
-        async move { at_most_one(rows.await?) }
-    }
-
-    /// Runs one statement and returns how many rows it affected.
-    pub fn execute(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-    ) -> impl Future<Output = Result<u64, PgError>> + 'static {
-        let outcome = self.run(Submit::Query {
-            sql: sql.into(),
-            params: values(params),
-        });
-        async move { outcome.await.map(|o| o.affected) }
-    }
-
-    /// Runs `sql` through the simple protocol (several statements allowed,
-    /// no parameters: for scripts and migrations); the rows of its
-    /// statements, their values as text.
-    pub fn simple_query(
-        &self,
-        sql: &str,
-    ) -> impl Future<Output = Result<Vec<Row>, PgError>> + 'static {
-        let outcome = self.run(Submit::Simple(sql.to_owned()));
-        async move { outcome.await.map(|o| o.rows) }
-    }
+    statement_methods!("on a connection of the pool (checked out for it, then back)");
 
     /// Runs one statement, Node style: `done` gets the rows or the error.
     pub fn query_with(
@@ -796,61 +802,7 @@ impl PooledConn {
         }
     }
 
-    /// Queues one statement now (statements queued before the first is
-    /// answered go out together: pipelining) and returns its rows.
-    pub fn query(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-    ) -> impl Future<Output = Result<Vec<Row>, PgError>> + 'static {
-        let outcome = self.run(Submit::Query {
-            sql: sql.into(),
-            params: values(params),
-        });
-        async move { outcome.await.map(|o| o.rows) }
-    }
-
-    /// One statement's one row (an error if it returns none or more).
-    pub fn query_one(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-    ) -> impl Future<Output = Result<Row, PgError>> + 'static {
-        let rows = self.query(sql, params);
-        async move { one(rows.await?) }
-    }
-
-    /// One statement's row if it returns one (more is an error).
-    pub fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-    ) -> impl Future<Output = Result<Option<Row>, PgError>> + 'static {
-        let rows = self.query(sql, params);
-        async move { at_most_one(rows.await?) }
-    }
-
-    /// One statement; how many rows it affected.
-    pub fn execute(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-    ) -> impl Future<Output = Result<u64, PgError>> + 'static {
-        let outcome = self.run(Submit::Query {
-            sql: sql.into(),
-            params: values(params),
-        });
-        async move { outcome.await.map(|o| o.affected) }
-    }
-
-    /// A simple query (several statements, no parameters); its rows as text.
-    pub fn simple_query(
-        &self,
-        sql: &str,
-    ) -> impl Future<Output = Result<Vec<Row>, PgError>> + 'static {
-        let outcome = self.run(Submit::Simple(sql.to_owned()));
-        async move { outcome.await.map(|o| o.rows) }
-    }
+    statement_methods!("on this connection, queued at once (statements queued before the first is answered go out together: pipelining)");
 
     /// One statement, Node style: `done` gets the rows or the error.
     pub fn query_with(
