@@ -792,3 +792,54 @@ fn a_handler_answers_503_with_retry_after_when_the_pool_is_busy() {
     fine.send(b"GET /users/9 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(util::body_of(&fine.response()), "{\"id\":9}");
 }
+
+/// A scripted "PostgreSQL" on a socket: it accepts one connection, lets
+/// the client in (trust), then answers the first query with `reply`.
+fn scripted_server(reply: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf); // the start-up message
+        let mut hello = Vec::new();
+        hello.extend_from_slice(b"R\0\0\0\x08\0\0\0\0"); // AuthenticationOk
+        hello.extend_from_slice(b"K\0\0\0\x0c\0\0\0\x07\0\0\0\x09"); // BackendKeyData
+        hello.extend_from_slice(b"Z\0\0\0\x05I"); // ReadyForQuery
+        s.write_all(&hello).unwrap();
+        let _ = s.read(&mut buf); // the first query (Parse, Describe, Sync)
+        let _ = s.write_all(reply);
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    format!("postgres://x@127.0.0.1:{port}/x")
+}
+
+#[test]
+fn a_server_sending_garbage_gets_typed_errors_not_panics() {
+    let cases: [(&'static [u8], &str); 3] = [
+        // A length of 2 GiB: refused before anything is buffered.
+        (b"D\x7f\xff\xff\xff", "bytes (more than"),
+        // A message type the protocol does not have.
+        (b"!\0\0\0\x04", "malformed"),
+        // A row that says it has a value and holds none.
+        (b"D\0\0\0\x06\0\x01Z\0\0\0\x05I", "a malformed row"),
+    ];
+    for (reply, want) in cases {
+        let url = scripted_server(reply);
+        let e =
+            on_loop(
+                move || async move { pool(&url, |_| {}).query("SELECT 1", &[]).await.unwrap_err() },
+            );
+        assert!(
+            matches!(&e, PgError::Protocol(m) if m.contains(want)),
+            "{reply:?}: {e:?}"
+        );
+    }
+    // The server closing mid-answer: the connection's error, typed.
+    let url = scripted_server(b"1\0\0\0\x04");
+    let e = on_loop(
+        move || async move { pool(&url, |_| {}).query("SELECT 1", &[]).await.unwrap_err() },
+    );
+    assert!(matches!(e, PgError::Closed(_)), "{e:?}");
+}

@@ -40,6 +40,8 @@ use super::{cancel, ConnectConfig, PgError};
 const READ_BUDGET: usize = 256 * 1024;
 /// Bytes one `read` asks for.
 const READ_CHUNK: usize = 16 * 1024;
+/// The largest message taken from the server (a row of 64 MiB).
+pub(crate) const MAX_MESSAGE: usize = 64 << 20;
 /// Statements one connection may hold queued (sent or not) at most.
 pub(crate) const MAX_QUEUED: usize = 1024;
 
@@ -572,6 +574,22 @@ impl Conn {
     /// Parses and handles every whole message in the input buffer.
     fn handle_messages(&mut self, lp: &Loop, after: &mut Vec<After>) {
         while self.phase != Phase::Closed {
+            // A length past the bound is refused before any of it is
+            // buffered (a broken or hostile server cannot make us hold 2 GiB).
+            if self.inbuf.len() >= 5 {
+                let len = u32::from_be_bytes([
+                    self.inbuf[1],
+                    self.inbuf[2],
+                    self.inbuf[3],
+                    self.inbuf[4],
+                ]);
+                if len as usize > MAX_MESSAGE {
+                    let e = PgError::Protocol(format!(
+                        "a message of {len} bytes (more than {MAX_MESSAGE})"
+                    ));
+                    return self.fail(lp, e, after);
+                }
+            }
             let message = match Message::parse(&mut self.inbuf) {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
@@ -748,7 +766,10 @@ impl Conn {
                 }
             }
             Message::DataRow(body) => {
-                let ranges: Vec<_> = body.ranges().collect().map_err(io)?;
+                let ranges: Vec<_> = body
+                    .ranges()
+                    .collect()
+                    .map_err(|e| PgError::Protocol(format!("a malformed row: {e}")))?;
                 let data = body.buffer_bytes().clone();
                 let Some(op) = self.front() else {
                     return Err(PgError::Protocol("a row out of turn".into()));
