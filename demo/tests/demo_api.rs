@@ -616,3 +616,36 @@ fn the_dashboard_shows_a_blocked_loop_in_a_real_browser() {
     // library's test); a token-guarded one refuses without it.
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn with_loops_the_dashboard_draws_each_loop_in_a_real_browser() {
+    let dir = temp_dir("demo-dashboard-loops");
+    let demo = Demo::start(&dir, &["--loops", "2"]);
+    for _ in 0..50 {
+        assert_eq!(status_of(&demo.get("/plaintext")), "HTTP/1.1 200 OK");
+    }
+    let out = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=4000",
+            "--dump-dom",
+        ])
+        .arg(format!("http://{}/_loop/", demo.addr))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    // The loops card is shown, with a series of each loop in its legend,
+    // and its chart drew points.
+    assert!(
+        dom.contains("loop 0 req/s") && dom.contains("loop 1 req/s"),
+        "{dom}"
+    );
+    assert!(dom.contains("loop 1 p99 ms"), "{dom}");
+    let at = dom.find(r#"id="loops""#).expect("the loops chart");
+    let tag = &dom[dom[..at].rfind('<').unwrap()..at + dom[at..].find('>').unwrap()];
+    assert!(!tag.contains("data-points=\"0\""), "{tag}");
+    assert!(tag.contains("data-points="), "{tag}");
+    std::fs::remove_dir_all(&dir).ok();
+}

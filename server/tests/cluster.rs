@@ -87,3 +87,45 @@ fn shutdown_drains_in_flight_requests_on_every_loop() {
         "{loops_seen:?}"
     );
 }
+
+#[test]
+fn the_dashboard_shows_each_loop_as_its_own_series() {
+    let cluster = Cluster::start(
+        "127.0.0.1:0".parse().unwrap(),
+        2,
+        ServerConfig::default(),
+        |_lp, info| {
+            let index = info.index;
+            App::new()
+                .dashboard("/_loop", phaseloop::DashboardAccess::Loopback)
+                .get_with("/", move |_, _, res| res.text(200, format!("loop {index}")))
+        },
+    )
+    .unwrap();
+    let mut by_loop = [0u64; 2];
+    let mut clients: Vec<Client> = (0..100)
+        .map(|_| Client::connect(cluster.local_addr()))
+        .collect();
+    for c in clients.iter_mut() {
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    for c in clients.iter_mut() {
+        let body = c.response();
+        by_loop[usize::from(body_of(&body) == "loop 1")] += 1;
+    }
+    // Each loop publishes its figures twice a second; any loop's feed
+    // lists both.
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut c = Client::connect(cluster.local_addr());
+    c.send(b"GET /_loop/stats.json HTTP/1.1\r\nHost: x\r\n\r\n");
+    let feed: serde_json::Value = serde_json::from_str(body_of(&c.response())).unwrap();
+    let loops = feed["loops"]
+        .as_array()
+        .expect("a loops array in cluster mode");
+    assert_eq!(loops.len(), 2, "{feed}");
+    for (i, l) in loops.iter().enumerate() {
+        assert_eq!(l["loop"], i);
+        assert_eq!(l["requests"].as_u64(), Some(by_loop[i]), "{feed}");
+        assert!(l["delay_p99_ms"].as_f64().is_some(), "{feed}");
+    }
+}

@@ -63,6 +63,27 @@ pub(crate) fn page() -> Response {
         .body(PAGE)
 }
 
+/// One loop of a cluster, as the dashboard draws it.
+pub(crate) struct LoopSeries {
+    pub requests: u64,
+    pub open: u64,
+    pub delay_p99: std::time::Duration,
+}
+
+type LoopsSource = Box<dyn Fn() -> Vec<LoopSeries>>;
+
+thread_local! {
+    /// Where this loop reads every loop's figures from, in a cluster (the
+    /// serving layer sets it on each loop's thread; `None` alone).
+    static LOOPS: std::cell::RefCell<Option<LoopsSource>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sets (or clears) the source of every loop's figures for this thread's
+/// dashboard.
+pub(crate) fn show_loops(source: Option<LoopsSource>) {
+    LOOPS.with(|l| *l.borrow_mut() = source);
+}
+
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -138,6 +159,22 @@ pub(crate) fn feed(lp: &Loop, res: &Responder) -> Response {
         }
         j.push(']');
     }
+    LOOPS.with(|l| {
+        if let Some(source) = l.borrow().as_ref() {
+            j.push_str(",\"loops\":[");
+            for (i, s) in source().iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                let _ = write!(
+                    j,
+                    "{sep}{{\"loop\":{i},\"requests\":{},\"open\":{},\"delay_p99_ms\":{:.3}}}",
+                    s.requests,
+                    s.open,
+                    ms(s.delay_p99)
+                );
+            }
+            j.push(']');
+        }
+    });
     j.push('}');
     Response::new(200)
         .header("Content-Type", "application/json")
@@ -167,13 +204,14 @@ canvas{width:100%;height:180px}
 <div class="card"><h2>Requests per second by route, and p99 latency (ms)</h2><canvas id="routes" width="900" height="360"></canvas><div class="legend" id="routes-legend"></div></div>
 <div class="card"><h2>Pool lanes: queued jobs</h2><canvas id="pool" width="900" height="360"></canvas><div class="legend" id="pool-legend"></div></div>
 <div class="card"><h2>Connections: open, idle, reading, writing</h2><canvas id="conns" width="900" height="360"></canvas><div class="legend" id="conns-legend"></div></div>
+<div class="card" id="loops-card" style="display:none"><h2>Each loop: requests per second and loop delay p99 (ms)</h2><canvas id="loops" width="900" height="360"></canvas><div class="legend" id="loops-legend"></div></div>
 <div class="card"><h2>Blocked-loop reports</h2><ul id="blocks"></ul></div>
 </div>
 <div id="tip"></div>
 <script>
 "use strict";
 const KEEP = 120, COLORS = ["#1f77b4","#d62728","#2ca02c","#ff7f0e","#9467bd","#8c564b","#e377c2","#17becf"];
-const series = {delay:{}, phases:{}, routes:{}, pool:{}, conns:{}};
+const series = {delay:{}, phases:{}, routes:{}, pool:{}, conns:{}, loops:{}};
 const marks = [];            // {i, text}: block reports, by sample index
 let samples = 0, last = null, seenBlocks = 0;
 function push(chart, name, v) {
@@ -224,6 +262,14 @@ async function tick() {
   if (s.server) { push("routes", "p99 ms (all)", s.server.p99_ms);
     for (const k of ["open", "idle", "reading", "writing"]) push("conns", k, s.server[k]); }
   for (const l of s.pool) push("pool", l.lane, l.queued);
+  // A cluster (--loops N): each loop its own series (figures published
+  // twice a second by each loop).
+  if (s.loops) { document.getElementById("loops-card").style.display = "";
+    for (const l of s.loops) {
+      const before = last && (last.loops || []).find(x => x.loop === l.loop);
+      push("loops", `loop ${l.loop} req/s`, before ? (l.requests - before.requests) / secs : 0);
+      push("loops", `loop ${l.loop} p99 ms`, l.delay_p99_ms);
+    } }
   const fresh = s.blocks_total - seenBlocks;
   const list = document.getElementById("blocks");
   s.blocks.slice(Math.max(0, s.blocks.length - fresh)).forEach(b => {

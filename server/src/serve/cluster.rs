@@ -30,9 +30,21 @@ pub const STATS_PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, Default)]
 pub struct ClusterStats {
     per_loop: Arc<Mutex<Vec<ServerStats>>>,
+    /// Each loop's delay (p99, max), nanoseconds, published with its counters.
+    per_loop_delay: Arc<Mutex<Vec<(u64, u64)>>>,
 }
 
 impl ClusterStats {
+    /// The latest loop delay of each loop, by loop index: (p99, max).
+    pub fn per_loop_delay(&self) -> Vec<(Duration, Duration)> {
+        self.per_loop_delay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|&(p99, max)| (Duration::from_nanos(p99), Duration::from_nanos(max)))
+            .collect()
+    }
+
     /// The latest counters of each loop, by loop index.
     pub fn per_loop(&self) -> Vec<ServerStats> {
         self.per_loop
@@ -114,6 +126,7 @@ impl Cluster {
         let make_app = Arc::new(make_app);
         let stats = ClusterStats {
             per_loop: Arc::new(Mutex::new(vec![ServerStats::default(); loops])),
+            per_loop_delay: Arc::new(Mutex::new(vec![(0, 0); loops])),
         };
         let cfg = ServerConfig {
             reuse_port: true,
@@ -158,13 +171,35 @@ impl Cluster {
                     let _ = tx.send(Ok((server.local_addr(), lp.handle())));
                     // Publish this loop's counters for the others.
                     let publisher = server.clone();
-                    let timer = lp.set_interval(STATS_PUBLISH_INTERVAL, move |_| {
+                    let shown = stats.clone();
+                    let timer = lp.set_interval(STATS_PUBLISH_INTERVAL, move |lp| {
                         stats.per_loop.lock().unwrap_or_else(|e| e.into_inner())[index] =
                             publisher.stats();
+                        let d = &lp.metrics().loop_delay;
+                        stats
+                            .per_loop_delay
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())[index] =
+                            (d.value_at_quantile(0.99), d.max());
                     });
                     lp.unref_timer(timer);
+                    // The dashboard (if mounted) shows every loop as its own series.
+                    crate::api::dashboard::show_loops(Some(Box::new(move || {
+                        let delays = shown.per_loop_delay();
+                        shown
+                            .per_loop()
+                            .iter()
+                            .zip(delays)
+                            .map(|(s, (p99, _))| crate::api::dashboard::LoopSeries {
+                                requests: s.requests,
+                                open: s.open,
+                                delay_p99: p99,
+                            })
+                            .collect()
+                    })));
                     LOOP_SERVER.with(|s| *s.borrow_mut() = Some(server));
                     lp.run(RunMode::Default);
+                    crate::api::dashboard::show_loops(None);
                     LOOP_SERVER.with(|s| s.borrow_mut().take());
                 })?;
             let verdict = match sharing_rx.recv() {
