@@ -155,7 +155,11 @@ pub(crate) fn feed(lp: &Loop, res: &Responder) -> Response {
             let sep = if i == 0 { "" } else { "," };
             let total: u64 = r.by_status.iter().map(|(_, n)| n).sum();
             let name = serde_json::to_string(&*r.route).unwrap_or_default();
-            let _ = write!(j, "{sep}{{\"route\":{name},\"responses\":{total}}}");
+            let p99 = r.p99.map_or(0.0, ms);
+            let _ = write!(
+                j,
+                "{sep}{{\"route\":{name},\"responses\":{total},\"p99_ms\":{p99:.3}}}"
+            );
         }
         j.push(']');
     }
@@ -202,6 +206,7 @@ canvas{width:100%;height:180px}
 <div class="card"><h2>Loop delay (ms): p50, p99, max — red marks: blocked-loop reports</h2><canvas id="delay" width="900" height="360"></canvas><div class="legend" id="delay-legend"></div></div>
 <div class="card"><h2>Time in each phase (ms per second)</h2><canvas id="phases" width="900" height="360"></canvas><div class="legend" id="phases-legend"></div></div>
 <div class="card"><h2>Requests per second by route, and p99 latency (ms)</h2><canvas id="routes" width="900" height="360"></canvas><div class="legend" id="routes-legend"></div></div>
+<div class="card"><h2>p99 latency by route (ms)</h2><canvas id="latency" width="900" height="360"></canvas><div class="legend" id="latency-legend"></div></div>
 <div class="card"><h2>Pool lanes: queued jobs</h2><canvas id="pool" width="900" height="360"></canvas><div class="legend" id="pool-legend"></div></div>
 <div class="card"><h2>Connections: open, idle, reading, writing</h2><canvas id="conns" width="900" height="360"></canvas><div class="legend" id="conns-legend"></div></div>
 <div class="card" id="loops-card" style="display:none"><h2>Each loop: requests per second and loop delay p99 (ms)</h2><canvas id="loops" width="900" height="360"></canvas><div class="legend" id="loops-legend"></div></div>
@@ -211,7 +216,7 @@ canvas{width:100%;height:180px}
 <script>
 "use strict";
 const KEEP = 120, COLORS = ["#1f77b4","#d62728","#2ca02c","#ff7f0e","#9467bd","#8c564b","#e377c2","#17becf"];
-const series = {delay:{}, phases:{}, routes:{}, pool:{}, conns:{}, loops:{}};
+const series = {delay:{}, phases:{}, routes:{}, latency:{}, pool:{}, conns:{}, loops:{}};
 const marks = [];            // {i, text}: block reports, by sample index
 let samples = 0, last = null, seenBlocks = 0;
 function push(chart, name, v) {
@@ -222,7 +227,7 @@ function push(chart, name, v) {
 function draw(id) {
   const c = document.getElementById(id), g = c.getContext("2d");
   // Routes only once called: a route nobody calls is not drawn.
-  const names = Object.keys(series[id]).filter(n => id !== "routes" || series[id][n].some(v => v));
+  const names = Object.keys(series[id]).filter(n => (id !== "routes" && id !== "latency") || series[id][n].some(v => v));
   g.clearRect(0, 0, c.width, c.height);
   let max = 1;
   for (const n of names) for (const v of series[id][n]) if (v !== null && v > max) max = v;
@@ -258,6 +263,7 @@ async function tick() {
   for (const r of s.routes || []) {
     const before = last && (last.routes || []).find(x => x.route === r.route);
     push("routes", r.route, before ? (r.responses - before.responses) / secs : 0);
+    push("latency", r.route, r.p99_ms);
   }
   if (s.server) { push("routes", "p99 ms (all)", s.server.p99_ms);
     for (const k of ["open", "idle", "reading", "writing"]) push("conns", k, s.server[k]); }

@@ -48,7 +48,6 @@ use crate::engine::connection::Conns;
 use crate::engine::exchange::{Ctx, Exchange};
 use crate::engine::service::Service;
 use crate::engine::spares::Spares;
-use crate::engine::stats::LATENCY_MAX_US;
 pub use crate::engine::stats::{RouteStats, ServerStats};
 use crate::http::DateCache;
 
@@ -76,16 +75,9 @@ pub(crate) struct Engine<S: Service> {
     accept_paused: Cell<bool>,
     shutting_down: Cell<bool>,
     on_shutdown: RefCell<Vec<ShutdownCallback>>,
-    /// Per route (last: unmatched), (status, count) pairs: bounded by the
-    /// routes and the statuses handlers use.
-    route_stats: RefCell<Vec<Vec<(u16, u64)>>>,
-    /// Time from dispatch to response, microseconds.
-    latency_us: RefCell<hdrhistogram::Histogram<u64>>,
-    /// Answers given during their own dispatch (the loop's clock has not
-    /// moved: 1 µs in the histogram). Counted here and added to the
-    /// histogram when it is read: most answers are these, and a counter is
-    /// a tenth of a histogram record.
-    answered_at_once: Cell<u64>,
+    /// Per route (last: unmatched): responses by status and the route's
+    /// latency; bounded by the routes and the statuses handlers use.
+    route_stats: RefCell<Vec<stats::RouteFigures>>,
     /// The keep-alive timeout, nanoseconds.
     pub(crate) keep_alive_ns: u64,
     /// How long an idle connection keeps its place in the idle list
@@ -132,16 +124,13 @@ impl<S: Service> Engine<S> {
             shutting_down: Cell::new(false),
             on_shutdown: RefCell::new(Vec::new()),
             route_stats: RefCell::new(Vec::new()),
-            latency_us: RefCell::new(
-                hdrhistogram::Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
-                    .expect("static bounds are valid"),
-            ),
-            answered_at_once: Cell::new(0),
             ticket_spares: TicketSpares::new(SPARE_TICKETS),
             cancel_wakers: RefCell::default(),
         });
         let routes = inner.service.route_count();
-        *inner.route_stats.borrow_mut() = vec![Vec::new(); routes + 1];
+        *inner.route_stats.borrow_mut() = (0..=routes)
+            .map(|_| stats::RouteFigures::default())
+            .collect();
         let weak = Rc::downgrade(&inner);
         let token = lp.register_io(&mut listener, Interest::READABLE, move |lp, _ev| match weak
             .upgrade()

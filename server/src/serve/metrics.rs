@@ -242,6 +242,7 @@ impl Snapshot {
                     |RouteStats {
                          route,
                          mut by_status,
+                         ..
                      }| {
                         by_status.sort_unstable();
                         let by_status = by_status.into_iter().map(|(s, n)| (s.to_string(), n));

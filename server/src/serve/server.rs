@@ -87,7 +87,7 @@ impl Server {
         self.inner.buffered_bytes()
     }
 
-    /// Responses by route and status.
+    /// Responses by route and status, and each route's p99 latency.
     pub fn route_stats(&self) -> Vec<RouteStats> {
         self.inner.route_stats()
     }
