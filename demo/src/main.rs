@@ -446,6 +446,8 @@ fn run(args: args::Args) -> std::io::Result<()> {
     release_replay_memory();
     let server = Server::bind(&lp, args.addr, app, server_config(&args))?;
     *server_slot.borrow_mut() = Some(server.clone());
+    // A worker (--workers): every worker's figures on each one's dashboard.
+    phaseloop::supervisor::share_worker_figures(&lp, &server);
     println!(
         "demo-api listening on http://{} (data: {}, pool: {} threads, cache TTL: {} s, loops: 1)",
         server.local_addr(),

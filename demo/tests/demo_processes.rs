@@ -112,3 +112,28 @@ fn sigterm_drains_every_worker() {
     demo.assert_sigterm_drains(10);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn each_workers_dashboard_lists_every_worker() {
+    let dir = temp_dir("procs-dashboard");
+    let demo = Demo::start(&dir, &["--workers", "2"]);
+    for _ in 0..60 {
+        assert_eq!(status_of(&demo.get("/plaintext")), "HTTP/1.1 200 OK");
+    }
+    // Workers publish twice a second; whichever worker answers lists both,
+    // and between them they counted every request (the feed's own too).
+    let start = Instant::now();
+    loop {
+        let feed: serde_json::Value =
+            serde_json::from_str(body_of(&demo.get("/_loop/stats.json"))).unwrap();
+        let loops = feed["loops"].as_array().cloned().unwrap_or_default();
+        let total: u64 = loops.iter().filter_map(|l| l["requests"].as_u64()).sum();
+        let indexes: Vec<u64> = loops.iter().filter_map(|l| l["loop"].as_u64()).collect();
+        if indexes == [0, 1] && total >= 60 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{feed}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -65,6 +65,8 @@ pub(crate) fn page() -> Response {
 
 /// One loop of a cluster, as the dashboard draws it.
 pub(crate) struct LoopSeries {
+    /// The loop's (or worker's) index.
+    pub index: usize,
     pub requests: u64,
     pub open: u64,
     pub delay_p99: std::time::Duration,
@@ -170,7 +172,8 @@ pub(crate) fn feed(lp: &Loop, res: &Responder) -> Response {
                 let sep = if i == 0 { "" } else { "," };
                 let _ = write!(
                     j,
-                    "{sep}{{\"loop\":{i},\"requests\":{},\"open\":{},\"delay_p99_ms\":{:.3}}}",
+                    "{sep}{{\"loop\":{},\"requests\":{},\"open\":{},\"delay_p99_ms\":{:.3}}}",
+                    s.index,
                     s.requests,
                     s.open,
                     ms(s.delay_p99)

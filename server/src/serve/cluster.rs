@@ -190,7 +190,9 @@ impl Cluster {
                             .per_loop()
                             .iter()
                             .zip(delays)
-                            .map(|(s, (p99, _))| crate::api::dashboard::LoopSeries {
+                            .enumerate()
+                            .map(|(index, (s, (p99, _)))| crate::api::dashboard::LoopSeries {
+                                index,
                                 requests: s.requests,
                                 open: s.open,
                                 delay_p99: p99,

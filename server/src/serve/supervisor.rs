@@ -50,7 +50,17 @@ pub fn supervise(
         .block_threshold(None)
         .delay_resolution(None)
         .build()?;
-    let command = Rc::new(command);
+    // Workers share their figures through files here, so each one's
+    // dashboard shows every worker (`share_worker_figures`).
+    let figures_dir =
+        std::env::temp_dir().join(format!("phaseloop-workers-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&figures_dir);
+    let command = Rc::new(move |index: usize| {
+        let mut cmd = command(index);
+        cmd.env(FIGURES_DIR_ENV, &figures_dir)
+            .env(WORKER_INDEX_ENV, index.to_string());
+        cmd
+    });
     let on_event = Rc::new(on_event);
     let state = Rc::new(RefCell::new(Vec::<Worker>::new()));
     let stopping = Rc::new(std::cell::Cell::new(false));
@@ -158,5 +168,81 @@ pub fn supervise(
     let report = SupervisorReport {
         restarts: state.borrow().iter().map(|w| w.restarts).collect(),
     };
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("phaseloop-workers-{}", std::process::id())),
+    );
     Ok(report)
+}
+
+/// A worker's published figures: index, requests, open connections, loop
+/// delay p99 (ns).
+type WorkerFigures = (usize, u64, u64, u64);
+
+/// The directory workers share their figures in (set by [`supervise`]).
+const FIGURES_DIR_ENV: &str = "PHASELOOP_WORKER_FIGURES";
+/// This worker's index (set by [`supervise`]).
+const WORKER_INDEX_ENV: &str = "PHASELOOP_WORKER_INDEX";
+
+/// In a worker started by [`supervise`] (a no-op elsewhere): publishes
+/// `server`'s figures twice a second for the other workers, and shows
+/// every worker's as its own series on this worker's dashboard. Files in
+/// a directory the supervisor made, written and read on the thread pool's
+/// fs lane, never on the loop.
+pub fn share_worker_figures(lp: &Loop, server: &crate::Server) {
+    let (Some(dir), Some(index)) = (
+        std::env::var_os(FIGURES_DIR_ENV).map(std::path::PathBuf::from),
+        std::env::var(WORKER_INDEX_ENV)
+            .ok()
+            .and_then(|i| i.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    let seen: Rc<RefCell<Vec<WorkerFigures>>> = Rc::default();
+    let shown = seen.clone();
+    crate::api::dashboard::show_loops(Some(Box::new(move || {
+        shown
+            .borrow()
+            .iter()
+            .map(
+                |&(index, requests, open, p99)| crate::api::dashboard::LoopSeries {
+                    index,
+                    requests,
+                    open,
+                    delay_p99: Duration::from_nanos(p99),
+                },
+            )
+            .collect()
+    })));
+    let server = server.clone();
+    let timer = lp.set_interval(Duration::from_millis(500), move |lp| {
+        let stats = server.stats();
+        let p99 = lp.metrics().loop_delay.value_at_quantile(0.99);
+        let mine = format!("{index} {} {} {p99}", stats.requests, stats.open);
+        let dir = dir.clone();
+        let seen = seen.clone();
+        phaseloop_core::Job::new(phaseloop_core::Lane::Fs, move || {
+            // Written whole, then renamed: a reader never sees half of it.
+            let tmp = dir.join(format!(".{index}.tmp"));
+            let _ = std::fs::write(&tmp, mine)
+                .and_then(|()| std::fs::rename(&tmp, dir.join(format!("{index}.figures"))));
+            let mut all = Vec::new();
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.path().extension().is_some_and(|e| e == "figures") {
+                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                    let f: Vec<u64> = text.split(' ').filter_map(|v| v.parse().ok()).collect();
+                    if let [i, requests, open, p99] = f[..] {
+                        all.push((i as usize, requests, open, p99));
+                    }
+                }
+            }
+            all.sort_unstable();
+            all
+        })
+        .run(lp, move |_, all| {
+            if let Ok(all) = all {
+                *seen.borrow_mut() = all;
+            }
+        });
+    });
+    lp.unref_timer(timer);
 }
