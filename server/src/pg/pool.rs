@@ -247,8 +247,44 @@ impl std::fmt::Debug for PooledConn {
     }
 }
 
-fn no_loop() -> PgError {
-    PgError::Config("no loop runs on this thread".into())
+/// A callback-style call made awaitable: `start` runs now, on the loop of
+/// this thread, with the callback that settles the future.
+fn awaited<T: 'static>(
+    start: impl FnOnce(&Loop, Box<dyn FnOnce(&Loop, Result<T, PgError>)>),
+) -> Settling<T> {
+    let (tx, rx) = oneshot::channel();
+    let started = Loop::with_current(|lp| start(lp, Box::new(move |_, r| tx.send(r))));
+    Settling {
+        started: started.is_some(),
+        rx,
+    }
+}
+
+/// The future [`awaited`] returns: the call's result once its callback ran.
+struct Settling<T> {
+    started: bool,
+    rx: oneshot::Receiver<Result<T, PgError>>,
+}
+
+impl<T> Future for Settling<T> {
+    type Output = Result<T, PgError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        if !self.started {
+            return Poll::Ready(Err(PgError::Config("no loop runs on this thread".into())));
+        }
+        match std::pin::Pin::new(&mut self.rx).poll(cx) {
+            Poll::Ready(Some(result)) => Poll::Ready(result),
+            Poll::Ready(None) => {
+                Poll::Ready(Err(PgError::Closed("the loop dropped the call".into())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Converts the caller's parameters into owned values (they may wait
@@ -299,15 +335,8 @@ impl Pool {
 
     /// Checks a connection out, awaited.
     pub fn connection(&self) -> impl Future<Output = Result<PooledConn, PgError>> + 'static {
-        let (tx, rx) = oneshot::channel();
-        let asked = Loop::with_current(|lp| {
-            acquire(&self.inner, lp, Box::new(move |_, r| tx.send(r)), false)
-        });
-        async move {
-            asked.ok_or_else(no_loop)?;
-            rx.await
-                .unwrap_or_else(|| Err(PgError::Closed("the loop dropped the request".into())))
-        }
+        let inner = &self.inner;
+        awaited(move |lp, done| acquire(inner, lp, done, false))
     }
 
     statement_methods!("on a connection of the pool (checked out for it, then back)");
@@ -790,16 +819,7 @@ impl Drop for PooledConn {
 
 impl PooledConn {
     fn run(&self, kind: Submit) -> impl Future<Output = Result<Outcome, PgError>> + 'static {
-        let (tx, rx) = oneshot::channel();
-        let conn = &self.conn;
-        let sent = Loop::with_current(|lp| {
-            connection::submit(conn, lp, kind, Box::new(move |_, r| tx.send(r)))
-        });
-        async move {
-            sent.ok_or_else(no_loop)?;
-            rx.await
-                .unwrap_or_else(|| Err(PgError::Closed("the loop dropped the statement".into())))
-        }
+        awaited(|lp, done| connection::submit(&self.conn, lp, kind, done))
     }
 
     statement_methods!("on this connection, queued at once (statements queued before the first is answered go out together: pipelining)");
