@@ -724,15 +724,13 @@ impl Conn {
                 }
                 let fatal = e.is_fatal();
                 let e = PgError::Db(Box::new(e));
-                match self.front() {
-                    Some(op) => {
-                        op.error.get_or_insert(e.clone());
-                    }
-                    None if fatal => self.broken = Some(e.clone()),
-                    None => {}
+                if let Some(op) = self.front() {
+                    op.error.get_or_insert(e.clone());
                 }
-                if fatal && self.broken.is_none() {
-                    self.broken = Some(e);
+                // The server closes the session after a FATAL: later
+                // statements get this error, not a bare "closed".
+                if fatal {
+                    self.broken.get_or_insert(e);
                 }
             }
             Message::ParameterDescription(body) => {

@@ -520,9 +520,18 @@ fn acquire(inner: &Rc<RefCell<PoolInner>>, lp: &Loop, give: Give, deferred: bool
         timer: Some(timer),
         give,
     });
-    let open_more = p.total < p.cfg.max && p.connecting < p.waiters.len();
     drop(p);
-    if open_more {
+    open_if_needed(inner, lp);
+}
+
+/// Opens a connection if a caller waits with none on its way and `max`
+/// allows one more (after a caller queued, or a connection left the pool).
+fn open_if_needed(inner: &Rc<RefCell<PoolInner>>, lp: &Loop) {
+    let needed = {
+        let p = inner.borrow();
+        p.total < p.cfg.max && p.connecting < p.waiters.len()
+    };
+    if needed {
         open_one(inner, lp);
     }
 }
@@ -677,7 +686,7 @@ fn start_sweeper(inner: &Rc<RefCell<PoolInner>>, lp: &Loop, every: Duration) {
 /// A connection broke while idle or settling: it leaves the pool, and a
 /// waiter, if any, gets a new one.
 fn broke(inner: &Rc<RefCell<PoolInner>>, lp: &Loop, id: u64) {
-    let open_more = {
+    {
         let mut p = inner.borrow_mut();
         let idle_at = p.idle.iter().position(|(c, _)| c.borrow().id == id);
         let settling_at = p.settling.iter().position(|&s| s == id);
@@ -692,11 +701,8 @@ fn broke(inner: &Rc<RefCell<PoolInner>>, lp: &Loop, id: u64) {
             p.figures.borrow_mut().broken += 1;
         }
         // (A checked-out connection is counted out when it is dropped.)
-        !p.waiters.is_empty() && p.total < p.cfg.max && p.connecting < p.waiters.len()
-    };
-    if open_more {
-        open_one(inner, lp);
     }
+    open_if_needed(inner, lp);
 }
 
 /// A connection came back from its user.
@@ -712,16 +718,13 @@ fn release(inner: &Rc<RefCell<PoolInner>>, lp: &Loop, conn: Shared) {
     };
     if broken {
         connection::close(&conn, lp, "broken");
-        let open_more = {
+        {
             let mut p = inner.borrow_mut();
             p.total -= 1;
             p.in_use -= 1;
             p.figures.borrow_mut().broken += 1;
-            !p.waiters.is_empty() && p.total < p.cfg.max && p.connecting < p.waiters.len()
-        };
-        if open_more {
-            open_one(inner, lp);
         }
+        open_if_needed(inner, lp);
         return;
     }
     if busy || open_tx {
@@ -788,13 +791,7 @@ fn settle(inner: &Rc<RefCell<PoolInner>>, lp: &Loop, conn: Shared, rolled_back: 
     }
     if open_tx {
         connection::close(&conn, lp, "a transaction would not roll back");
-        let open_more = {
-            let p = inner.borrow();
-            !p.waiters.is_empty() && p.total < p.cfg.max && p.connecting < p.waiters.len()
-        };
-        if open_more {
-            open_one(inner, lp);
-        }
+        open_if_needed(inner, lp);
         return;
     }
     hand_over(inner, lp, conn);
