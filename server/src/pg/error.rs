@@ -185,33 +185,35 @@ impl From<PgError> for crate::http::Error {
     /// (1 s when the pool is busy, 5 s when the database cannot be
     /// reached), 409 for a unique or exclusion violation, 500 otherwise.
     /// The message says what kind of failure it was, never the server's
-    /// address, the query or its values (those are for the log: the
-    /// conversion reports the whole error there).
+    /// address, the query or its values. A 500 or 504 reports the whole
+    /// error to the log; an outage (503) does not, once per request (it
+    /// would flood the log when it matters most): the pool counts it
+    /// ([`crate::pg::PoolStats`]).
     fn from(e: PgError) -> Self {
         use crate::http::Error;
-        phaseloop_core::report!(warn, { error = %e }, "phaseloop: a database call failed: {e}");
-        let what = match &e {
-            PgError::PoolFull | PgError::PoolTimeout(_) => "all its connections are busy",
-            PgError::Connect(_) | PgError::Timeout(PgTimeout::Connect, _) => "it cannot be reached",
-            PgError::Closed(_) => "the connection to it was lost",
-            _ => "it refuses connections now",
-        };
         if e.is_unavailable() {
-            let wait = match e {
-                PgError::PoolFull | PgError::PoolTimeout(_) => 1,
-                _ => 5,
+            let (what, wait) = match &e {
+                PgError::PoolFull | PgError::PoolTimeout(_) => ("all its connections are busy", 1),
+                PgError::Connect(_) | PgError::Timeout(PgTimeout::Connect, _) => {
+                    ("it cannot be reached", 5)
+                }
+                PgError::Closed(_) => ("the connection to it was lost", 5),
+                _ => ("it refuses connections now", 5),
             };
             return Error::unavailable(format!("the database is unavailable: {what}"))
                 .retry_after(wait);
         }
-        match (&e, e.code()) {
-            (PgError::Db(db), Some("23505" | "23P01")) => Error::conflict(match &db.constraint {
+        if let (PgError::Db(db), Some("23505" | "23P01")) = (&e, e.code()) {
+            return Error::conflict(match &db.constraint {
                 Some(c) => format!("the value is already taken ({c})"),
                 None => "the value is already taken".to_owned(),
-            }),
-            (_, Some("57014")) => Error::new(504, "the database statement timed out"),
-            (_, Some(code)) => Error::internal(format!("database error (SQLSTATE {code})")),
-            _ => Error::internal("database error"),
+            });
+        }
+        phaseloop_core::report!(warn, { error = %e }, "phaseloop: a database call failed: {e}");
+        match e.code() {
+            Some("57014") => Error::new(504, "the database statement timed out"),
+            Some(code) => Error::internal(format!("database error (SQLSTATE {code})")),
+            None => Error::internal("database error"),
         }
     }
 }
