@@ -32,6 +32,19 @@ struct DriveTally {
 const UNLABELLED: u32 = u32::MAX;
 
 impl<S: Service> Engine<S> {
+    /// Gives a connection asleep an exchange to read with. During a
+    /// drain (a grace for idle connections, `ServerConfig::drain_idle_grace`)
+    /// what it reads is answered and its response says close.
+    #[inline]
+    fn wake_to_read(&self, conn: &mut Conn) {
+        conn.wake(&mut self.spares.borrow_mut());
+        if self.shutting_down.get() {
+            if let Some(ex) = conn.exchange() {
+                ex.close_after_queue = true;
+            }
+        }
+    }
+
     pub(crate) fn on_event(
         self: Rc<Self>,
         lp: &Loop,
@@ -50,14 +63,7 @@ impl<S: Service> Engine<S> {
                 }
                 // Bytes (or the end) arrived for a connection asleep: it
                 // takes an exchange to read them with.
-                conn.wake(&mut self.spares.borrow_mut());
-                if self.shutting_down.get() {
-                    // Draining (a grace for idle connections): this
-                    // request is answered, and its response says close.
-                    if let Some(ex) = conn.exchange() {
-                        ex.close_after_queue = true;
-                    }
-                }
+                self.wake_to_read(conn);
             }
             let Some(ex) = conn.exchange() else {
                 return IoOutcome::Drained;
@@ -479,12 +485,7 @@ impl<S: Service> Engine<S> {
                 let mut conns = inner.conns.borrow_mut();
                 if conns.contains(key) {
                     if conns[key].ex.is_none() {
-                        conns[key].wake(&mut inner.spares.borrow_mut());
-                        if inner.shutting_down.get() {
-                            if let Some(ex) = conns[key].exchange() {
-                                ex.close_after_queue = true;
-                            }
-                        }
+                        inner.wake_to_read(&mut conns[key]);
                     }
                     drop(conns);
                     inner.drive(lp, key);
