@@ -564,6 +564,30 @@ fn chromium() -> &'static str {
     panic!("no chromium: apt-get install -y chromium (.ci/run does)");
 }
 
+/// The demo's dashboard as headless Chromium leaves it after 4 s of its
+/// scripts (they poll the feed and draw), as HTML.
+fn rendered_dashboard(demo: &Demo) -> String {
+    let out = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=4000",
+            "--dump-dom",
+        ])
+        .arg(format!("http://{}/_loop/", demo.addr))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `<canvas id="{chart}" ...>` tag of a rendered page (its
+/// `data-points` says how many points the script drew).
+fn chart_tag<'a>(dom: &'a str, chart: &str) -> &'a str {
+    let at = dom.find(&format!(r#"id="{chart}""#)).expect(chart);
+    &dom[dom[..at].rfind('<').unwrap()..at + dom[at..].find('>').unwrap()]
+}
+
 #[test]
 fn the_dashboard_shows_a_blocked_loop_in_a_real_browser() {
     let dir = temp_dir("demo-dashboard");
@@ -610,26 +634,14 @@ fn the_dashboard_shows_a_blocked_loop_in_a_real_browser() {
     );
     // The page, rendered by a real browser: its script polled the feed,
     // drew the charts and listed the report.
-    let out = std::process::Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--virtual-time-budget=4000",
-            "--dump-dom",
-        ])
-        .arg(format!("http://{}/_loop/", demo.addr))
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom = rendered_dashboard(&demo);
     assert!(
         dom.contains(r#"data-route="GET /primes-blocking""#),
         "{dom}"
     );
     assert!(dom.contains("held the loop"), "{dom}");
     for chart in ["delay", "phases", "routes", "latency", "pool", "conns"] {
-        let at = dom.find(&format!(r#"id="{chart}""#)).expect(chart);
-        let tag = &dom[dom[..at].rfind('<').unwrap()..at + dom[at..].find('>').unwrap()];
+        let tag = chart_tag(&dom, chart);
         let points: u32 = tag
             .split("data-points=\"")
             .nth(1)
@@ -650,18 +662,7 @@ fn with_loops_the_dashboard_draws_each_loop_in_a_real_browser() {
     for _ in 0..50 {
         assert_eq!(status_of(&demo.get("/plaintext")), "HTTP/1.1 200 OK");
     }
-    let out = std::process::Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--virtual-time-budget=4000",
-            "--dump-dom",
-        ])
-        .arg(format!("http://{}/_loop/", demo.addr))
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom = rendered_dashboard(&demo);
     // The loops card is shown, with a series of each loop in its legend,
     // and its chart drew points.
     assert!(
@@ -669,8 +670,7 @@ fn with_loops_the_dashboard_draws_each_loop_in_a_real_browser() {
         "{dom}"
     );
     assert!(dom.contains("loop 1 p99 ms"), "{dom}");
-    let at = dom.find(r#"id="loops""#).expect("the loops chart");
-    let tag = &dom[dom[..at].rfind('<').unwrap()..at + dom[at..].find('>').unwrap()];
+    let tag = chart_tag(&dom, "loops");
     assert!(!tag.contains("data-points=\"0\""), "{tag}");
     assert!(tag.contains("data-points="), "{tag}");
     std::fs::remove_dir_all(&dir).ok();
