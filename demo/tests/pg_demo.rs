@@ -77,13 +77,8 @@ fn users_orders_and_their_notifications_live_in_postgresql() {
     );
 
     // Orders: every acknowledged id is in the database with its outbox row.
-    let mut ids = HashSet::new();
-    for n in 0..25 {
-        let r = demo.post("/api/orders", &order_body(n));
-        assert_eq!(status_of(&r), "HTTP/1.1 201 Created", "{r}");
-        let v: Value = serde_json::from_str(body_of(&r)).unwrap();
-        assert!(ids.insert(v["id"].as_i64().unwrap()), "{r}");
-    }
+    // (Each 201 Created, each id new: the demo helper asserts both.)
+    let ids = demo.post_orders(25);
     let r = demo.post("/api/orders", r#"{"restaurant_id":0}"#);
     assert_eq!(status_of(&r), "HTTP/1.1 400 Bad Request", "{r}");
     let stored = psql_in(

@@ -104,10 +104,6 @@ fn serve(port: u16, app: App<()>) {
     lp.run(RunMode::Default);
 }
 
-fn pgerr(e: phaseloop::pg::PgError) -> Error {
-    e.into()
-}
-
 /// The route with `Pool::query_with`: a callback, as the blocking variant.
 fn callback_app(pool: Pool, sql: std::rc::Rc<str>) -> App<()> {
     App::new().get_with("/api/users/:id", move |lp, req, res| {
@@ -123,7 +119,7 @@ fn callback_app(pool: Pool, sql: std::rc::Rc<str>) -> App<()> {
                 None => res.json_error(404, "User not found"),
             },
             Err(e) => {
-                let e = pgerr(e);
+                let e = Error::from(e);
                 res.json_error(e.status(), e.message())
             }
         });
@@ -283,7 +279,7 @@ fn pipeline(url: &str, n: usize) {
             let started = Instant::now();
             for i in 0..n {
                 let id = (i % 1000) as i32 + 1;
-                conn.query(BY_ID, &[&id]).await.map_err(pgerr).unwrap();
+                conn.query(BY_ID, &[&id]).await.unwrap();
             }
             let one_at_a_time = started.elapsed();
             let started = Instant::now();
