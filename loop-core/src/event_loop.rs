@@ -1017,6 +1017,13 @@ impl Loop {
             .snapshot(self.guard.reports(), self.guard.recent())
     }
 
+    /// The loop delay at quantile `q` (0 to 1; `1.0`: the longest), read
+    /// in place: what [`Loop::metrics`] gives without copying its
+    /// histogram and reports (for figures published every half second).
+    pub fn loop_delay_at(&self, q: f64) -> Duration {
+        self.metrics.delay_at(q)
+    }
+
     fn start_delay_monitor(&self, resolution: Duration) {
         let expected = Cell::new(Instant::now() + resolution);
         let id = self.set_interval(resolution, move |lp| {

@@ -144,6 +144,11 @@ impl MetricsState {
         self.loop_delay.borrow_mut().saturating_record(ns);
     }
 
+    /// The loop delay at quantile `q` (0 to 1), read in place.
+    pub fn delay_at(&self, q: f64) -> Duration {
+        Duration::from_nanos(self.loop_delay.borrow().value_at_quantile(q))
+    }
+
     pub fn snapshot(&self, block_reports: u64, recent_blocks: Vec<BlockReport>) -> LoopMetrics {
         LoopMetrics {
             ticks: self.ticks.get(),

@@ -175,12 +175,14 @@ impl Cluster {
                     let timer = lp.set_interval(STATS_PUBLISH_INTERVAL, move |lp| {
                         stats.per_loop.lock().unwrap_or_else(|e| e.into_inner())[index] =
                             publisher.stats();
-                        let d = &lp.metrics().loop_delay;
+                        // Read in place: a metrics snapshot would copy the
+                        // delay histogram every half second.
+                        let nanos = |d: Duration| d.as_nanos() as u64;
                         stats
                             .per_loop_delay
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())[index] =
-                            (d.value_at_quantile(0.99), d.max());
+                            (nanos(lp.loop_delay_at(0.99)), nanos(lp.loop_delay_at(1.0)));
                     });
                     lp.unref_timer(timer);
                     // The dashboard (if mounted) shows every loop as its own series.

@@ -216,7 +216,7 @@ pub fn share_worker_figures(lp: &Loop, server: &crate::Server) {
     let server = server.clone();
     let timer = lp.set_interval(Duration::from_millis(500), move |lp| {
         let stats = server.stats();
-        let p99 = lp.metrics().loop_delay.value_at_quantile(0.99);
+        let p99 = lp.loop_delay_at(0.99).as_nanos() as u64;
         let mine = format!("{index} {} {} {p99}", stats.requests, stats.open);
         let dir = dir.clone();
         let seen = seen.clone();
