@@ -30,6 +30,8 @@ pub use client_role::{
     encode_request_head, parse_response_head, BadResponse, ParsedResponseHead, ResponseBodyFraming,
 };
 pub use cookie::{parse_cookies, Cookie, SameSite};
+#[cfg(feature = "postgres")]
+pub(crate) use date::civil_from_days;
 pub use date::{format_imf_fixdate, parse_imf_fixdate, DateCache};
 pub use encode::{encode_cached, encode_continue, encode_head, ResponseFraming, ResponseHead};
 pub use error::{Error, HttpError};
