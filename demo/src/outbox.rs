@@ -368,8 +368,8 @@ impl Outbox {
             return;
         };
         let now = lp.now_ns();
-        match result {
-            Ok(status) if (200..300).contains(&status) => {
+        match classify(result.map_err(|e| e.to_string())) {
+            Attempt::Delivered => {
                 self.breaker.borrow_mut().success();
                 self.delivered.set(self.delivered.get() + 1);
                 if let Some(since) = self.since.borrow_mut().remove(&id) {
@@ -378,19 +378,13 @@ impl Outbox {
                 }
                 orders.delivered(lp, id);
             }
-            Ok(status) if (400..500).contains(&status) && status != 408 && status != 429 => {
-                // The restaurant understood and refused: trying again
-                // would get the same. The endpoint itself is up.
+            Attempt::Refused(why) => {
                 self.breaker.borrow_mut().success();
                 self.failed.set(self.failed.get() + 1);
                 self.since.borrow_mut().remove(&id);
-                orders.delivery_failed(lp, id, &format!("refused with {status}"));
+                orders.delivery_failed(lp, id, &why);
             }
-            other => {
-                let error = match other {
-                    Ok(status) => format!("status {status}"),
-                    Err(e) => e.to_string(),
-                };
+            Attempt::Retry(error) => {
                 if self.breaker.borrow_mut().failure(now) {
                     self.breaker_opened.set(self.breaker_opened.get() + 1);
                 }
@@ -434,6 +428,31 @@ impl Outbox {
         x ^= x >> 27;
         self.rng.set(x);
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// What a delivery attempt's answer means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// 2xx: the restaurant has it.
+    Delivered,
+    /// A 4xx other than 408/429: understood and refused; trying again
+    /// would get the same (the endpoint itself is up). Why, for the record.
+    Refused(String),
+    /// Anything else (5xx, 408, 429, no answer): try again later. Why.
+    Retry(String),
+}
+
+/// Classifies an attempt's status, or why it got none (both outboxes,
+/// the file journal's and PostgreSQL's, decide the same way).
+pub fn classify(result: Result<u16, String>) -> Attempt {
+    match result {
+        Ok(status) if (200..300).contains(&status) => Attempt::Delivered,
+        Ok(status) if (400..500).contains(&status) && status != 408 && status != 429 => {
+            Attempt::Refused(format!("refused with {status}"))
+        }
+        Ok(status) => Attempt::Retry(format!("status {status}")),
+        Err(e) => Attempt::Retry(e),
     }
 }
 

@@ -28,7 +28,7 @@ use phaseloop::{Request, Responder, Response};
 use phaseloop_core::{Loop, RunMode, TimerId};
 use serde_json::{json, Value};
 
-use crate::outbox::Target;
+use crate::outbox::{Attempt, Target};
 
 /// The advisory lock migrations run under (any constant other code does
 /// not use).
@@ -423,8 +423,8 @@ impl PgDemo {
     /// 100 ms to 60 s. A failure to record it leaves the lease to run
     /// out: the row is sent again (the restaurant dedups).
     fn settle(self: &Rc<Self>, lp: &Loop, id: i64, outcome: Result<u16, String>) {
-        let (sql, error): (&str, Option<String>) = match outcome {
-            Ok(status) if (200..300).contains(&status) => {
+        let (sql, error): (&str, Option<String>) = match crate::outbox::classify(outcome) {
+            Attempt::Delivered => {
                 self.delivered.set(self.delivered.get() + 1);
                 (
                     "UPDATE outbox SET state = 'delivered', delivered_at = now(),
@@ -433,20 +433,16 @@ impl PgDemo {
                     None,
                 )
             }
-            Ok(status) if (400..500).contains(&status) && status != 408 && status != 429 => {
+            Attempt::Refused(why) => {
                 self.failed.set(self.failed.get() + 1);
                 (
                     "UPDATE outbox SET state = 'failed', claimed_until = NULL, last_error = $2
                      WHERE order_id = $1 AND claimed_by = $3",
-                    Some(format!("refused with {status}")),
+                    Some(why),
                 )
             }
-            other => {
+            Attempt::Retry(why) => {
                 self.retries.set(self.retries.get() + 1);
-                let why = match other {
-                    Ok(status) => format!("status {status}"),
-                    Err(e) => e,
-                };
                 (
                     "UPDATE outbox SET claimed_until = NULL, last_error = $2,
                             next_attempt_at = now() + least(interval '60 seconds',
