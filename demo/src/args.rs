@@ -76,6 +76,16 @@ struct Flags {
     /// Connections per loop to PostgreSQL at most (the seed's 20).
     #[arg(long, env = "PHASELOOP_DB_POOL_MAX", default_value_t = 20)]
     db_pool_max: usize,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "PHASELOOP_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "PHASELOOP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With TLS: also listen for plain HTTP on this port and redirect
+    /// every request to HTTPS (308).
+    #[arg(long, env = "PHASELOOP_REDIRECT_PORT", requires = "tls_cert")]
+    redirect_port: Option<u16>,
     /// What to log to stderr (RUST_LOG, when set, takes its place: any
     /// tracing-subscriber filter); debug adds a line per request.
     #[arg(long, env = "PHASELOOP_LOG", default_value = "info",
@@ -112,6 +122,8 @@ pub struct Args {
     pub database: Option<String>,
     pub db_pool_max: usize,
     pub drain_grace: Duration,
+    pub tls: Option<phaseloop::tls::TlsConfig>,
+    pub redirect_port: Option<u16>,
 }
 
 /// The flags, or exits: with the help or version text (status 0), or with
@@ -123,6 +135,21 @@ pub fn parse() -> Result<Args, String> {
             "--workers and --loops > 1 do not combine yet: choose threads or processes".into(),
         );
     }
+    if f.tls_cert.is_some() && f.notify_url.is_none() && (f.workers > 0 || f.loops > 1) {
+        return Err(
+            "with --tls-cert, --workers and --loops need --notify-url (the embedded restaurant is plain HTTP beside one loop)".into(),
+        );
+    }
+    if f.redirect_port.is_some() && (f.workers > 0 || f.loops > 1) {
+        return Err("--redirect-port runs beside one loop: drop --workers and --loops".into());
+    }
+    let tls = match (&f.tls_cert, &f.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            phaseloop::tls::TlsConfig::from_pem_files(cert, key)
+                .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
+        ),
+        _ => None,
+    };
     Ok(Args {
         addr: SocketAddr::new(f.addr, f.port),
         data_dir: f.data_dir,
@@ -142,5 +169,7 @@ pub fn parse() -> Result<Args, String> {
         database: f.database.filter(|d| !d.is_empty()),
         db_pool_max: f.db_pool_max.max(1),
         drain_grace: Duration::from_millis(f.drain_grace_ms),
+        tls,
+        redirect_port: f.redirect_port,
     })
 }

@@ -170,6 +170,10 @@ struct LoopParts {
     unnotified: Vec<u64>,
     primes: Rc<primes::Primes>,
     server_slot: Rc<RefCell<Option<Server>>>,
+    /// Where this loop's embedded restaurant listens for the outbox when
+    /// the server itself speaks TLS (the HTTP client speaks plain HTTP).
+    restaurant_slot: Rc<RefCell<Option<Server>>>,
+    restaurant: restaurant::SharedReceiver,
 }
 
 /// The TechEmpower JSON test's message.
@@ -197,16 +201,19 @@ fn build_loop(
         orders::Sharing::Loops
     };
     let server_slot: Rc<RefCell<Option<Server>>> = Rc::default();
+    let restaurant_slot: Rc<RefCell<Option<Server>>> = Rc::default();
     // Notifications go to --notify-url, else to this server's own
     // restaurant (its address is known once it listens).
     let target = || -> outbox::Target {
         match &args.notify_url {
             Some(url) => outbox::Target::Fixed(url.clone()),
             None => {
-                let slot = server_slot.clone();
+                let (slot, plain) = (server_slot.clone(), restaurant_slot.clone());
                 outbox::Target::ThisServer(Box::new(move || {
-                    slot.borrow()
+                    plain
+                        .borrow()
                         .clone()
+                        .or_else(|| slot.borrow().clone())
                         .or_else(Cluster::server_on_this_thread)
                         .map(|s| format!("http://{}/restaurant", s.local_addr()))
                 }))
@@ -234,6 +241,7 @@ fn build_loop(
         // The request id rides on each request's span (printed at debug).
         app = app.wrap(middleware::request_id());
     }
+    let app = restaurant::routes(app, restaurant.clone(), orders::ORDER_BODY_LIMIT * 2);
     let app = {
         let (u, o1, o2, o3) = (
             users.clone(),
@@ -245,7 +253,6 @@ fn build_loop(
         let public = ServeDir::new(public_dir.to_path_buf()).stream_above(files::WHOLE_MAX_LEN);
         let (m_users, m_orders, m_server) = (users.clone(), orders.clone(), server_slot.clone());
         let m_outbox = outbox.clone();
-        let (r_take, r_show) = (restaurant.clone(), restaurant.clone());
         let m_cluster = cluster.clone();
         let (pg_create, pg_get, pg_health, pg_events) =
             (pg.clone(), pg.clone(), pg.clone(), pg.clone());
@@ -306,21 +313,6 @@ fn build_loop(
                         .json_error(501, "order events are not served in PostgreSQL mode yet");
                 }
                 o3.events(lp, req, res)
-            })
-            .post_with("/restaurant/orders", move |_, req, res| {
-                let taken = r_take
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take(req.header("idempotency-key"), req.body());
-                match taken {
-                    Ok(new) => res.json(200, &json!({ "accepted": true, "duplicate": !new })),
-                    Err(message) => res.json_error(400, &message),
-                }
-            })
-            .body_limit(orders::ORDER_BODY_LIMIT * 2)
-            .get_with("/restaurant/orders", move |_, _, res| {
-                let summary = r_show.lock().unwrap_or_else(|e| e.into_inner()).summary();
-                res.json(200, &summary)
             })
             .post_with("/api/hash", hash)
             .body_limit(4 * 1024)
@@ -383,7 +375,26 @@ fn build_loop(
         unnotified,
         primes,
         server_slot,
+        restaurant_slot,
+        restaurant,
     })
+}
+
+/// `https` when the demo serves TLS.
+fn scheme(args: &args::Args) -> &'static str {
+    if args.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// The same settings without TLS (the redirect listener's).
+fn args_plain(args: &args::Args) -> args::Args {
+    args::Args {
+        tls: None,
+        ..args.clone()
+    }
 }
 
 fn server_config(args: &args::Args) -> ServerConfig {
@@ -393,6 +404,7 @@ fn server_config(args: &args::Args) -> ServerConfig {
         handler_timeout: args.handler_timeout,
         // Workers of process mode share the port.
         reuse_port: args.worker_slot.is_some(),
+        tls: args.tls.clone(),
         ..ServerConfig::default()
     }
 }
@@ -442,14 +454,45 @@ fn run(args: args::Args) -> std::io::Result<()> {
         unnotified,
         primes,
         server_slot,
+        restaurant_slot,
+        restaurant,
     } = parts;
     release_replay_memory();
     let server = Server::bind(&lp, args.addr, app, server_config(&args))?;
+    // Over TLS, the embedded restaurant also listens in plain HTTP on a
+    // loopback port of its own: the outbox's HTTP client speaks plain
+    // HTTP (an outside --notify-url needs none).
+    if args.tls.is_some() && args.notify_url.is_none() {
+        let app = restaurant::routes(App::new(), restaurant, orders::ORDER_BODY_LIMIT * 2);
+        let addr = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 0);
+        let plain = Server::bind(&lp, addr, app, server_config(&args_plain(&args)))?;
+        *restaurant_slot.borrow_mut() = Some(plain);
+    }
     *server_slot.borrow_mut() = Some(server.clone());
     // A worker (--workers): every worker's figures on each one's dashboard.
     phaseloop::supervisor::share_worker_figures(&lp, &server);
+    // Plain HTTP beside HTTPS, sending everything to HTTPS.
+    let redirect = match args.redirect_port {
+        Some(port) => {
+            let addr = std::net::SocketAddr::new(args.addr.ip(), port);
+            let https_port = server.local_addr().port();
+            let redirect = Server::bind(
+                &lp,
+                addr,
+                phaseloop::https_redirect(https_port),
+                server_config(&args_plain(&args)),
+            )?;
+            println!(
+                "demo-api redirecting http://{} to https",
+                redirect.local_addr()
+            );
+            Some(redirect)
+        }
+        None => None,
+    };
     println!(
-        "demo-api listening on http://{} (data: {}, pool: {} threads, cache TTL: {} s, loops: 1)",
+        "demo-api listening on {}://{} (data: {}, pool: {} threads, cache TTL: {} s, loops: 1)",
+        scheme(&args),
         server.local_addr(),
         args.data_dir.display(),
         args.pool_size,
@@ -461,7 +504,13 @@ fn run(args: args::Args) -> std::io::Result<()> {
             unnotified.len()
         );
     }
-    server.drain_on_signals(&lp, Duration::from_secs(10), move |_| primes.stop())?;
+    server.drain_on_signals(&lp, Duration::from_secs(10), move |lp| {
+        primes.stop();
+        let plain = restaurant_slot.borrow_mut().take();
+        for server in redirect.into_iter().chain(plain) {
+            server.shutdown(lp, Duration::from_secs(1), |_| {});
+        }
+    })?;
     lp.enter(|lp| orders.replay(lp, unnotified));
     lp.run(RunMode::Default);
     println!("demo-api stopped");
@@ -512,7 +561,8 @@ fn run_cluster(args: args::Args) -> std::io::Result<()> {
         parts.app
     })?;
     println!(
-        "demo-api listening on http://{} (data: {}, pool: {} threads, cache TTL: {} s, loops: {})",
+        "demo-api listening on {}://{} (data: {}, pool: {} threads, cache TTL: {} s, loops: {})",
+        scheme(&args),
         cluster.local_addr(),
         args.data_dir.display(),
         args.pool_size,
@@ -577,7 +627,7 @@ fn run_supervisor(args: args::Args) -> std::io::Result<()> {
         // Announce once a worker answers.
         for _ in 0..200 {
             if std::net::TcpStream::connect(announce_addr).is_ok() {
-                println!("demo-api listening on http://{announce_addr} (supervisor, {workers} worker processes)");
+                println!("demo-api listening on {}://{announce_addr} (supervisor, {workers} worker processes)", scheme(&args));
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));

@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use phaseloop::App;
 use serde_json::{json, Value};
 
 /// What a receiver has taken.
@@ -22,6 +23,29 @@ pub struct Receiver {
 
 /// A receiver shared by the loops (or threads) that serve it.
 pub type SharedReceiver = Arc<Mutex<Receiver>>;
+
+/// `POST /restaurant/orders` (take a webhook of up to `body_limit` bytes,
+/// once per key) and `GET /restaurant/orders` (what was taken), added to
+/// `app`.
+#[allow(dead_code)] // restaurant-sim serves its own, with faults on demand
+pub fn routes<S: 'static>(app: App<S>, receiver: SharedReceiver, body_limit: u64) -> App<S> {
+    let (take, show) = (receiver.clone(), receiver);
+    app.post_with("/restaurant/orders", move |_, req, res| {
+        let taken = take
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(req.header("idempotency-key"), req.body());
+        match taken {
+            Ok(new) => res.json(200, &json!({ "accepted": true, "duplicate": !new })),
+            Err(message) => res.json_error(400, &message),
+        }
+    })
+    .body_limit(body_limit)
+    .get_with("/restaurant/orders", move |_, _, res| {
+        let summary = show.lock().unwrap_or_else(|e| e.into_inner()).summary();
+        res.json(200, &summary)
+    })
+}
 
 impl Receiver {
     /// Takes a webhook: its key (the order id) from `Idempotency-Key`.

@@ -49,6 +49,7 @@ pub use api::dashboard::DashboardAccess;
 pub use api::error::{render_default, ErrorInfo};
 pub use api::handler::{Handler, Middleware, Next};
 pub use api::middleware;
+pub use api::redirect::https_redirect;
 pub use api::responder::{BodyWriter, Responder, SendOn};
 pub use api::serve_dir::{ServeDir, ServeFile};
 /// Server-Sent Events: [`Responder::sse`]'s writer and events.
@@ -56,6 +57,12 @@ pub mod sse {
     pub use crate::api::sse::{SseEvent, SseWriter, SSE_KEEP_ALIVE};
 }
 pub use engine::config::{DataRate, ServerConfig};
+/// HTTPS on the loop with rustls (feature `tls`): set
+/// [`ServerConfig::tls`] to a [`tls::TlsConfig`].
+#[cfg(feature = "tls")]
+pub mod tls {
+    pub use crate::engine::tls::TlsConfig;
+}
 pub use engine::exchange::StreamError;
 pub use engine::limits::open_files_limit;
 pub use engine::{RouteStats, ServerStats};

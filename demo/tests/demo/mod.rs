@@ -56,7 +56,10 @@ impl Demo {
         let mut lines = std::io::BufReader::new(stdout).lines();
         let addr = loop {
             let line = lines.next().expect("demo-api printed its address").unwrap();
-            if let Some(rest) = line.strip_prefix("demo-api listening on http://") {
+            let rest = line
+                .strip_prefix("demo-api listening on http://")
+                .or_else(|| line.strip_prefix("demo-api listening on https://"));
+            if let Some(rest) = rest {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
             }
         };

@@ -10,6 +10,7 @@ pub(crate) mod error;
 pub(crate) mod handler;
 pub mod middleware;
 mod path_table;
+pub(crate) mod redirect;
 pub(crate) mod responder;
 pub(crate) mod router;
 pub(crate) mod serve_dir;

@@ -11,6 +11,9 @@ use phaseloop_core::{IoOutcome, Loop};
 use crate::engine::connection::Conn;
 use crate::engine::limits::open_files_limit;
 use crate::engine::service::Service;
+#[cfg(feature = "tls")]
+use crate::engine::tls::TlsStream;
+use crate::engine::transport::Transport;
 use crate::engine::waiting::Which;
 use crate::engine::Engine;
 
@@ -76,6 +79,9 @@ impl<S: Service> Engine<S> {
 
     fn add_conn(self: &Rc<Self>, lp: &Loop, stream: mio::net::TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let Some(stream) = self.transport(stream) else {
+            return;
+        };
         let id = self.next_conn_id.get();
         self.next_conn_id.set(id + 1);
         let key = {
@@ -90,7 +96,7 @@ impl<S: Service> Engine<S> {
             let mut conns = self.conns.borrow_mut();
             let conn = &mut conns[key];
             lp.register_io(
-                &mut conn.stream,
+                conn.stream.socket_mut(),
                 Interest::READABLE | Interest::WRITABLE,
                 move |lp, ev| match weak.upgrade() {
                     Some(inner) => inner.on_event(lp, key, id, ev),
@@ -118,6 +124,31 @@ impl<S: Service> Engine<S> {
                 self.conns.borrow_mut().remove(key);
             }
         }
+    }
+}
+
+impl<S: Service> Engine<S> {
+    /// The stream a new connection speaks through: TLS over the socket
+    /// when the server has a certificate.
+    #[inline(always)]
+    fn transport(&self, stream: mio::net::TcpStream) -> Option<Transport> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.cfg.tls {
+            return match tls.session() {
+                Ok(session) => Some(Transport::Tls(Box::new(TlsStream::new(
+                    stream,
+                    session,
+                    self.tls_counters.clone(),
+                )))),
+                Err(_) => {
+                    self.tls_counters
+                        .handshake_errors
+                        .set(self.tls_counters.handshake_errors.get() + 1);
+                    None
+                }
+            };
+        }
+        Some(Transport::Plain(stream))
     }
 }
 

@@ -19,7 +19,7 @@ impl<S: Service> Engine<S> {
             return;
         };
         if let Some(token) = conn.token.take() {
-            let _ = lp.deregister_io(token, &mut conn.stream);
+            let _ = lp.deregister_io(token, conn.stream.socket_mut());
         }
         if let Some(ex) = conn.exchange() {
             if let Some(t) = ex.timer.take() {

@@ -150,6 +150,10 @@ pub struct ServerConfig {
     /// `keepalive_timeout`, so the proxy, not the server, closes them and
     /// never sends a request on a connection being closed.
     pub drain_idle_grace: Duration,
+    /// Serve HTTPS with this certificate (feature `tls`); `None` (the
+    /// default): plain HTTP. The header timeout bounds the handshake too.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::engine::tls::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -175,6 +179,8 @@ impl Default for ServerConfig {
             min_response_rate: Some(DEFAULT_MIN_RESPONSE_RATE),
             shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
             drain_idle_grace: DEFAULT_DRAIN_IDLE_GRACE,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

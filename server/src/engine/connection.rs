@@ -11,18 +11,18 @@
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 
-use mio::net::TcpStream;
 use phaseloop_core::{IoToken, TimerId};
 use slab::Slab;
 
 use crate::engine::exchange::Exchange;
 use crate::engine::spares::Spares;
+use crate::engine::transport::Transport;
 use crate::engine::waiting::{WaitList, Waiting, Which, NIL};
 
 /// One client connection.
 pub(crate) struct Conn {
     pub id: u64,
-    pub stream: TcpStream,
+    pub stream: Transport,
     pub token: Option<IoToken>,
     pub peer: Option<SocketAddr>,
     /// The next request's sequence number while the connection has no
@@ -39,7 +39,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// A connection just accepted: no exchange until bytes arrive.
-    pub fn new(id: u64, stream: TcpStream, peer: Option<SocketAddr>, now: u64) -> Conn {
+    pub fn new(id: u64, stream: Transport, peer: Option<SocketAddr>, now: u64) -> Conn {
         Conn {
             id,
             stream,

@@ -51,7 +51,7 @@ impl<S: Service> Engine<S> {
             let Some(conn) = conns.get_mut(key).filter(|c| c.id == id) else {
                 return;
             };
-            let stream = &conn.stream;
+            let stream = conn.stream.socket();
             let Some(ex) = conn.ex.as_deref_mut() else {
                 return; // idle since: its waiting list has its deadline
             };
@@ -116,7 +116,8 @@ impl<S: Service> Engine<S> {
                 // on holding, and trickling out, what it already took for
                 // a client that will not read it.
                 if let Some(conn) = self.conns.borrow().get(key) {
-                    let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+                    let _ = socket2::SockRef::from(conn.stream.socket())
+                        .set_linger(Some(Duration::ZERO));
                 }
                 self.close_conn(lp, key)
             }
@@ -195,7 +196,7 @@ impl<S: Service> Engine<S> {
                     // deadline does, so the kernel lets go of it too.
                     if self.cfg.min_response_rate.is_some() {
                         let conns = self.conns.borrow();
-                        let stream = &conns[key].stream;
+                        let stream = conns[key].stream.socket();
                         if kernel_unsent(stream) > 0 {
                             self.stats.borrow_mut().response_rate_closes += 1;
                             let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));

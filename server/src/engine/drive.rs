@@ -332,7 +332,7 @@ impl<S: Service> Engine<S> {
             flushed.map(|()| {
                 let done = ex.done_after_flush() && ex.lifecycle == Lifecycle::Open;
                 if done {
-                    ex.start_linger(&conn.stream, now);
+                    ex.start_linger(&mut conn.stream, now);
                 }
                 if ex.is_idle() {
                     ex.idle_since = now;

@@ -16,10 +16,12 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use mio::net::TcpStream;
+
+use crate::engine::transport::{Settled, Transport};
 use phaseloop_core::TimerId;
 
 use crate::engine::config::{DataRate, ServerConfig};
@@ -263,6 +265,11 @@ pub(crate) struct Exchange {
     /// The peer's end of stream (or an error) was reported: its edge is
     /// spent, so reading goes on to end of stream whatever a read returns.
     pub peer_shut: bool,
+    /// The transport holds output of its own (TLS records the socket had
+    /// no room for): counted as unsent, so a writable event flushes it.
+    pub transport_unsent: bool,
+    /// A TLS handshake is under way: not idle, under the header timeout.
+    pub handshaking: bool,
 }
 
 /// What connection code needs from its server while it runs.
@@ -312,6 +319,8 @@ impl Exchange {
             linger_since: 0,
             drain_waiters: Vec::new(),
             peer_shut: false,
+            transport_unsent: false,
+            handshaking: false,
         }
     }
 
@@ -373,7 +382,7 @@ impl Exchange {
     }
 
     pub fn unsent(&self) -> usize {
-        self.outbuf.len() - self.out_pos
+        self.outbuf.len() - self.out_pos + usize::from(self.transport_unsent)
     }
 
     /// Nothing buffered, nothing in flight, nothing to write.
@@ -382,6 +391,7 @@ impl Exchange {
             && self.inbuf.is_empty()
             && self.unsent() == 0
             && matches!(self.reading, Reading::Head)
+            && !self.handshaking
     }
 
     /// Response bytes the client has not taken: unsent output plus answers
@@ -503,7 +513,7 @@ impl Exchange {
     /// or there is nothing more to do now.
     pub fn next_step<S: Service>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Transport,
         ctx: &mut Ctx<'_, S>,
         budget: &mut ReadBudget,
     ) -> Step {
@@ -530,7 +540,7 @@ impl Exchange {
     #[inline(never)]
     fn read_and_parse<S: Service>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Transport,
         ctx: &mut Ctx<'_, S>,
         budget: &mut ReadBudget,
         mut head_tried: bool,
@@ -601,7 +611,7 @@ impl Exchange {
                     self.read_eof = true;
                 }
                 Ok((_, filled)) => {
-                    budget.drained = !filled;
+                    budget.drained = !filled && stream.short_read_drains();
                     self.last_read = now;
                     if matches!(self.reading, Reading::Head) && self.head_started.is_none() {
                         self.head_started = Some(now);
@@ -1109,7 +1119,7 @@ impl Exchange {
 
     /// Writes what it can. Returns Err on a broken connection.
     #[inline(always)] // into the engine's flush, its one caller
-    pub fn flush(&mut self, stream: &mut TcpStream, now: u64, grace_ns: u64) -> io::Result<()> {
+    pub fn flush(&mut self, stream: &mut Transport, now: u64, grace_ns: u64) -> io::Result<()> {
         // The response rate counts from the first flush of a run of output
         // until the client has taken all of it.
         if !self.writing {
@@ -1136,6 +1146,11 @@ impl Exchange {
         }
         self.outbuf.clear();
         self.out_pos = 0;
+        // What the stream itself holds (TLS records, a handshake under
+        // way) keeps the connection from counting as idle.
+        let settled = stream.settle()?;
+        self.transport_unsent = settled == Settled::Unsent;
+        self.handshaking = settled == Settled::Handshaking;
         Ok(())
     }
 
@@ -1160,8 +1175,8 @@ impl Exchange {
     }
 
     /// Shuts our side and starts discarding input (lingering close).
-    pub fn start_linger(&mut self, stream: &TcpStream, now: u64) {
-        let _ = stream.shutdown(Shutdown::Write);
+    pub fn start_linger(&mut self, stream: &mut Transport, now: u64) {
+        stream.shutdown_write();
         self.lifecycle = Lifecycle::Lingering;
         self.linger_since = now;
         self.inbuf.clear();
@@ -1171,7 +1186,7 @@ impl Exchange {
     /// `next_step`, which every request enters.
     #[cold]
     #[inline(never)]
-    fn discard_input(mut stream: &TcpStream) -> Step {
+    fn discard_input(stream: &mut Transport) -> Step {
         let mut scratch = [0u8; 4096];
         for _ in 0..READS_PER_EVENT {
             match stream.read(&mut scratch) {

@@ -27,6 +27,9 @@ mod read_buffer;
 pub(crate) mod service;
 mod spares;
 mod stats;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+pub(crate) mod transport;
 mod waiting;
 
 use std::cell::{Cell, RefCell};
@@ -90,6 +93,9 @@ pub(crate) struct Engine<S: Service> {
     /// then drop their future, cancelling what it awaits. Only async
     /// handlers' requests have entries.
     pub(crate) cancel_wakers: RefCell<CancelWakers>,
+    /// The TLS figures its connections' streams count into.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_counters: Rc<tls::TlsCounters>,
 }
 
 impl<S: Service> Engine<S> {
@@ -126,6 +132,8 @@ impl<S: Service> Engine<S> {
             route_stats: RefCell::new(Vec::new()),
             ticket_spares: TicketSpares::new(SPARE_TICKETS),
             cancel_wakers: RefCell::default(),
+            #[cfg(feature = "tls")]
+            tls_counters: Rc::default(),
         });
         let routes = inner.service.route_count();
         *inner.route_stats.borrow_mut() = (0..=routes)

@@ -49,6 +49,14 @@ pub struct ServerStats {
     /// `read` calls on connections (about one per request on a keep-alive
     /// connection, far fewer when pipelined: no `read` follows a short one).
     pub socket_reads: u64,
+    /// TLS handshakes completed (feature `tls`; 0 on plain HTTP).
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed: garbage instead of a ClientHello, no
+    /// common version or cipher, a client refusing our certificate, a
+    /// peer gone mid-handshake.
+    pub tls_handshake_errors: u64,
+    /// TLS errors after the handshake (a bad record, a fatal alert).
+    pub tls_errors: u64,
 }
 
 /// Responses of one route, by status code, and its latency.
@@ -188,6 +196,13 @@ impl<S: Service> Engine<S> {
             for &(status, n) in &figures.by_status {
                 stats.responses_by_class[usize::from(status / 100).min(5)] += n;
             }
+        }
+        #[cfg(feature = "tls")]
+        {
+            let tls = &self.tls_counters;
+            stats.tls_handshakes = tls.handshakes.get();
+            stats.tls_handshake_errors = tls.handshake_errors.get();
+            stats.tls_errors = tls.errors.get();
         }
         stats
     }

@@ -529,6 +529,21 @@ impl Collector for Snapshot {
                 "read(2) calls on client sockets.",
                 s.socket_reads,
             ),
+            (
+                "phaseloop_tls_handshakes",
+                "TLS handshakes completed.",
+                s.tls_handshakes,
+            ),
+            (
+                "phaseloop_tls_handshake_errors",
+                "TLS handshakes that failed (garbage, no common cipher, a refused certificate, a peer gone).",
+                s.tls_handshake_errors,
+            ),
+            (
+                "phaseloop_tls_errors",
+                "TLS errors after the handshake (bad records, fatal alerts).",
+                s.tls_errors,
+            ),
         ] {
             counter(e, name, help, v)?;
         }

@@ -113,21 +113,24 @@ impl Drop for TestServer {
     }
 }
 
-/// A blocking client with a read timeout.
-pub struct Client {
-    pub stream: TcpStream,
+/// A blocking client with a read timeout, over TCP or any other stream
+/// (TLS: `util/tls.rs`).
+pub struct Client<T: Read + Write = TcpStream> {
+    pub stream: T,
     buf: Vec<u8>,
 }
 
-impl Client {
+impl<T: Read + Write> Client<T> {
     /// A client on a stream already connected (and perhaps written to).
-    pub fn from_stream(stream: TcpStream) -> Client {
+    pub fn from_stream(stream: T) -> Client<T> {
         Client {
             stream,
             buf: Vec::new(),
         }
     }
+}
 
+impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
         stream
@@ -140,6 +143,12 @@ impl Client {
         }
     }
 
+    pub fn shutdown_write(&self) {
+        self.stream.shutdown(Shutdown::Write).unwrap();
+    }
+}
+
+impl<T: Read + Write> Client<T> {
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
     }
@@ -154,6 +163,8 @@ impl Client {
                     return true;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return false,
+                // A TLS stream whose socket ended without close_notify.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return false,
                 // A signal to this process (a child's exit, say) cuts a
                 // read with a timeout short even under SA_RESTART.
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -206,10 +217,6 @@ impl Client {
             return false;
         }
         !self.fill()
-    }
-
-    pub fn shutdown_write(&self) {
-        self.stream.shutdown(Shutdown::Write).unwrap();
     }
 }
 
@@ -268,7 +275,7 @@ pub fn status_of(response: &str) -> &str {
     response.lines().next().unwrap_or("")
 }
 
-impl Client {
+impl<T: Read + Write> Client<T> {
     /// Reads until `end` has arrived; returns everything up to and including
     /// it, Date redacted.
     pub fn read_through(&mut self, end: &[u8]) -> String {

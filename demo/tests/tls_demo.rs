@@ -1,0 +1,105 @@
+//! The demo over HTTPS (`--tls-cert`, `--tls-key`) with its plain-HTTP
+//! redirect (`--redirect-port`), driven by a real TLS client (rustls)
+//! trusting a CA made at test time.
+
+mod demo;
+#[path = "../../server/tests/util/tls.rs"]
+mod tls_pki;
+#[path = "../../server/tests/util/mod.rs"]
+mod util;
+
+use demo::Demo;
+use tls_pki::TestPki;
+use util::{body_of, status_of, temp_dir};
+
+#[test]
+fn the_demo_serves_https_and_redirects_plain_http() {
+    let pki = TestPki::new();
+    let dir = temp_dir("tls-demo");
+    std::fs::write(dir.join("cert.pem"), &pki.cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), &pki.key_pem).unwrap();
+    // A port free a moment ago for the redirect listener.
+    let redirect_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let port = redirect_port.to_string();
+    let demo = Demo::start(
+        &dir.join("data"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--redirect-port",
+            &port,
+        ],
+    );
+    let mut c = pki.client(demo.addr);
+    c.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let health = c.response();
+    assert_eq!(status_of(&health), "HTTP/1.1 200 OK", "{health}");
+    // An order over the same connection.
+    let order = r#"{"restaurant_id":1,"customer":"tls","items":[{"name":"pizza","qty":1}]}"#;
+    c.send(
+        format!(
+            "POST /api/orders HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{order}",
+            order.len()
+        )
+        .as_bytes(),
+    );
+    let created = c.response();
+    assert_eq!(status_of(&created), "HTTP/1.1 201 Created", "{created}");
+    // Its notification reaches the embedded restaurant (over its plain
+    // loopback listener: the outbox's client speaks plain HTTP).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        c.send(b"GET /restaurant/orders HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let got = c.response();
+        if body_of(&got).contains("\"unique\":1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    c.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let metrics = c.response();
+    assert!(
+        body_of(&metrics).contains("phaseloop_tls_handshakes_total 1\n"),
+        "{metrics}"
+    );
+    // Plain HTTP on the redirect port goes to the same path over HTTPS.
+    let mut plain = util::Client::connect(format!("127.0.0.1:{redirect_port}").parse().unwrap());
+    plain.send(b"GET /api/users/1?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let moved = plain.response();
+    assert_eq!(
+        status_of(&moved),
+        "HTTP/1.1 308 Permanent Redirect",
+        "{moved}"
+    );
+    assert!(
+        moved.contains(&format!(
+            "Location: https://localhost:{}/api/users/1?x=1\r\n",
+            demo.addr.port()
+        )),
+        "{moved}"
+    );
+    // And plain HTTP on the HTTPS port is a failed handshake, counted.
+    let mut wrong = demo.connect();
+    wrong.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let _ = wrong.read_to_close();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut c = pki.client(demo.addr);
+        c.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let m = c.response();
+        if body_of(&m).contains("phaseloop_tls_handshake_errors_total 1\n") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
