@@ -5,7 +5,8 @@ The layers of server/src, lowest first: http (pure HTTP/1.1), pg (the
 PostgreSQL client on the loop: it uses http for the handler's Error, never
 the HTTP client or the server), client (the HTTP client on the loop: it
 uses http, never the server), engine (the
-connection engine on the loop), api (the app, handlers, responder), serve
+connection engine on the loop), ws (WebSocket on connections the engine
+hands over), api (the app, handlers, responder), serve
 (binding, one server, cluster, supervisor). A file may use `crate::` paths
 of its own layer and the layers below it, never above. Every `crate::`
 path in code (comments and doc comments left out) is checked; `crate::X`
@@ -18,7 +19,7 @@ import os
 import re
 import sys
 
-ORDER = ["http", "pg", "client", "engine", "api", "serve"]
+ORDER = ["http", "pg", "client", "engine", "ws", "api", "serve"]
 
 
 def root_names(src):

@@ -43,6 +43,7 @@ pub mod http;
 #[cfg(feature = "postgres")]
 pub mod pg;
 mod serve;
+pub mod ws;
 
 pub use api::app::App;
 pub use api::dashboard::DashboardAccess;

@@ -44,6 +44,28 @@ impl Responder {
         self.answer.on_send(hook);
     }
 
+    /// Accepts a WebSocket upgrade of `req`: answers 101 and, once it is
+    /// written, calls `on_open` with the [`crate::ws::WebSocket`] (set its
+    /// callbacks there). A request that is not a valid handshake gets a
+    /// clear refusal instead: 426 with `Upgrade: websocket` for a plain
+    /// request, 426 with `Sec-WebSocket-Version: 13` for another version,
+    /// 400 for a malformed one.
+    pub fn websocket(
+        self,
+        req: &Request,
+        cfg: crate::ws::WsConfig,
+        on_open: impl FnOnce(&Loop, crate::ws::WebSocket) + 'static,
+    ) {
+        match crate::ws::handshake::answer(req) {
+            Ok(response) => {
+                let hook =
+                    Box::new(move |lp: &Loop, up| crate::ws::socket::open(lp, up, cfg, on_open));
+                self.answer.upgrade(response, hook);
+            }
+            Err(refusal) => self.send(refusal),
+        }
+    }
+
     /// Sends `response`. If the client has gone, it is dropped quietly.
     /// An [`Error`] turned response gets its body from the app's error
     /// renderer, as text (use [`Responder::send_error`] to let the

@@ -10,6 +10,7 @@ use phaseloop_core::Loop;
 
 use crate::engine::exchange::StreamError;
 use crate::engine::service::Service;
+use crate::engine::upgrade::UpgradeHook;
 use crate::engine::{Engine, RouteStats, ServerStats};
 use crate::http::response::Response;
 use crate::http::spares::Spares;
@@ -290,6 +291,25 @@ impl<S: Service> Answer<S> {
             started
         });
         stream
+    }
+
+    /// Switches protocols: `response` (a 101) is sent in order, then the
+    /// connection leaves the engine for `hook`. False (and `hook` dropped)
+    /// if the request no longer waits, or did not ask to upgrade (an
+    /// HTTP/1.1 request with `Connection: upgrade`: the caller checks
+    /// that first, as `ws::handshake` does).
+    pub(crate) fn upgrade(mut self, mut response: Response, hook: UpgradeHook) -> bool {
+        if let Some(ticket) = &mut self.ticket {
+            ticket.transforms.clear();
+        }
+        let mut hook = Some(hook);
+        let mut accepted = false;
+        self.answer(&mut response, |lp, engine, t, response| {
+            let hook = hook.take().expect("delivered once");
+            accepted = engine.upgrade_start(lp, t.key as usize, t.conn_id, t.seq, response, hook);
+            accepted
+        });
+        accepted
     }
 
     /// Answers 500 for a handler that panicked.

@@ -124,7 +124,7 @@ impl<S: Service> Engine<S> {
         }
     }
 
-    fn finish_shutdown(&self, lp: &Loop) {
+    pub(crate) fn finish_shutdown(&self, lp: &Loop) {
         let callbacks = std::mem::take(&mut *self.on_shutdown.borrow_mut());
         for cb in callbacks {
             cb(lp);

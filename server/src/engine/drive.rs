@@ -314,6 +314,11 @@ impl<S: Service> Engine<S> {
                 return true; // asleep: nothing to write
             };
             let flushed = ex.flush(&mut conn.stream, now, self.rate_grace_ns);
+            if flushed.is_ok() && ex.upgrade_ready() {
+                drop(guard);
+                self.detach(lp, key);
+                return false;
+            }
             if flushed.is_ok() && ex.may_sleep() {
                 // Idle: the exchange goes back to the spares, the
                 // connection waits in the idle list.

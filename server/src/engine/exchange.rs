@@ -22,6 +22,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 
 use crate::engine::transport::{Settled, Transport};
+use crate::engine::upgrade::UpgradeHook;
 use phaseloop_core::TimerId;
 
 use crate::engine::config::{DataRate, ServerConfig};
@@ -270,6 +271,21 @@ pub(crate) struct Exchange {
     pub transport_unsent: bool,
     /// A TLS handshake is under way: not idle, under the header timeout.
     pub handshaking: bool,
+    /// A request asked to switch protocols (`Connection: upgrade`).
+    pub upgrade: Upgrade,
+}
+
+/// Where a connection is with a request that asked to switch protocols.
+#[derive(Default)]
+pub(crate) enum Upgrade {
+    /// None asked (nearly always).
+    #[default]
+    None,
+    /// Request `seq` asked: nothing after it is read until its answer.
+    Asked(u64),
+    /// Its handler accepted: once the 101 is written, the connection
+    /// leaves the engine for `hook`.
+    Accepted(UpgradeHook),
 }
 
 /// What connection code needs from its server while it runs.
@@ -321,6 +337,7 @@ impl Exchange {
             peer_shut: false,
             transport_unsent: false,
             handshaking: false,
+            upgrade: Upgrade::None,
         }
     }
 
@@ -664,6 +681,7 @@ impl Exchange {
         let keep_alive = parsed.keep_alive;
         let version = parsed.version;
         let expect_continue = parsed.expect_continue;
+        let upgrade = parsed.upgrade;
         let mut req = Request::from_head(&self.inbuf.data()[..head_len], parsed, self.peer);
         self.inbuf.consume(head_len);
         let request_started = self.head_started.take().unwrap_or(now);
@@ -693,8 +711,11 @@ impl Exchange {
         }
         let decoder = match framing {
             BodyFraming::None => {
-                if !keep_alive {
+                if !keep_alive | upgrade {
                     self.reading = Reading::Stopped;
+                    if upgrade {
+                        self.upgrade = Upgrade::Asked(seq);
+                    }
                 }
                 self.dispatched_seq = seq;
                 self.dispatched_target = target;
@@ -903,10 +924,60 @@ impl Exchange {
         {
             self.queue.pop_front().expect("the front was seen").asked
         } else {
-            return self.answer(seq, response, date, spares, false);
+            let taken = self.answer(seq, response, date, spares, false);
+            if taken {
+                if let Upgrade::Asked(_) = self.upgrade {
+                    self.upgrade_declined(seq);
+                }
+            }
+            return taken;
         };
         self.answer_now(asked, response, date, spares);
+        if let Upgrade::Asked(_) = self.upgrade {
+            self.upgrade_declined(seq);
+        }
         true
+    }
+
+    /// A request that asked to switch protocols got an ordinary answer:
+    /// reading goes on after it (the engine drives the connection again
+    /// once the answer is out, as after a pause).
+    #[cold]
+    fn upgrade_declined(&mut self, seq: u64) {
+        if matches!(self.upgrade, Upgrade::Asked(s) if s == seq) {
+            self.upgrade = Upgrade::None;
+            if !self.close_after_queue {
+                self.reading = Reading::Head;
+                self.paused = true;
+            }
+        }
+    }
+
+    /// Request `seq`'s handler switches protocols with `response` (a
+    /// 101): queued like any answer; `hook` takes the connection once it is
+    /// written. False if the request no longer waits.
+    pub fn accept_upgrade(
+        &mut self,
+        seq: u64,
+        response: &Response,
+        date: &DateCache,
+        spares: &RefCell<Spares>,
+        hook: UpgradeHook,
+    ) -> bool {
+        if !matches!(self.upgrade, Upgrade::Asked(s) if s == seq) || !self.waits_for(seq) {
+            return false;
+        }
+        let taken = self.answer(seq, response, date, spares, false);
+        if taken {
+            self.upgrade = Upgrade::Accepted(hook);
+        }
+        taken
+    }
+
+    /// The connection may leave the engine: its 101 is written and
+    /// nothing else is owed.
+    pub fn upgrade_ready(&self) -> bool {
+        matches!(self.upgrade, Upgrade::Accepted(_)) && !self.in_flight() && self.unsent() == 0
     }
 
     /// Starts a streamed response (head now, body in chunks). Returns false
@@ -918,7 +989,13 @@ impl Exchange {
         date: &DateCache,
         spares: &RefCell<Spares>,
     ) -> bool {
-        self.answer(seq, response, date, spares, true)
+        let taken = self.answer(seq, response, date, spares, true);
+        if taken {
+            if let Upgrade::Asked(_) = self.upgrade {
+                self.upgrade_declined(seq);
+            }
+        }
+        taken
     }
 
     /// An answer that waits for its turn, or a stream's head. Out of line:

@@ -30,6 +30,7 @@ mod stats;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 pub(crate) mod transport;
+pub(crate) mod upgrade;
 mod waiting;
 
 use std::cell::{Cell, RefCell};

@@ -49,6 +49,9 @@ pub struct ServerStats {
     /// `read` calls on connections (about one per request on a keep-alive
     /// connection, far fewer when pipelined: no `read` follows a short one).
     pub socket_reads: u64,
+    /// Connections handed to another protocol after a 101 (WebSocket):
+    /// no longer the server's, counted neither open nor closed.
+    pub upgraded: u64,
     /// TLS handshakes completed (feature `tls`; 0 on plain HTTP).
     pub tls_handshakes: u64,
     /// TLS handshakes that failed: garbage instead of a ClientHello, no

@@ -117,7 +117,11 @@ pub fn encode_head<'h>(
         ResponseFraming::Length(_) | ResponseFraming::UntilClose => {}
         ResponseFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
-    if head.close {
+    if s == 101 {
+        // RFC 9110 §7.8: Upgrade is a connection option; the answer that
+        // switches names it.
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+    } else if head.close {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if head.http10_keep_alive {
         out.extend_from_slice(b"Connection: keep-alive\r\n");

@@ -80,6 +80,9 @@ pub struct ParsedHead {
     pub keep_alive: bool,
     /// The client sent `Expect: 100-continue`.
     pub expect_continue: bool,
+    /// An HTTP/1.1 request with `Connection: upgrade`: nothing after it is
+    /// read until it is answered (its answer may switch protocols).
+    pub upgrade: bool,
 }
 
 /// `name` (a field name, or an item of a field value) equals `lower`
@@ -126,6 +129,8 @@ struct FieldFacts {
     bad_host: bool,
     conn_close: bool,
     conn_keep_alive: bool,
+    /// `Connection: upgrade`: the client asks to switch protocols.
+    conn_upgrade: bool,
     expect_continue: bool,
     /// Every field line ended in CRLF (only httparse's parse can say
     /// otherwise: it takes a bare LF).
@@ -214,6 +219,7 @@ impl FieldFacts {
                     match option.len() {
                         5 => self.conn_close |= name_is(option, b"close"),
                         10 => self.conn_keep_alive |= name_is(option, b"keep-alive"),
+                        7 => self.conn_upgrade |= name_is(option, b"upgrade"),
                         _ => {}
                     }
                 }
@@ -379,6 +385,7 @@ fn parse_head_with(
         host_count,
         conn_close,
         conn_keep_alive,
+        conn_upgrade,
         expect_continue,
         ..
     } = facts;
@@ -441,6 +448,7 @@ fn parse_head_with(
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
+        upgrade: conn_upgrade && version == Version::Http11,
     }))
 }
 

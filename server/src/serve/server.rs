@@ -111,6 +111,9 @@ impl Server {
     /// close-phase callback; at once after the current callback if none is
     /// open), as Node emits a server's `'close'`.
     pub fn shutdown(&self, lp: &Loop, deadline: Duration, done: impl FnOnce(&Loop) + 'static) {
+        // WebSockets are the loop's, no longer the server's: they are told
+        // the server is going away (1001).
+        crate::ws::close_all(lp);
         self.inner.begin_shutdown(lp, deadline, Box::new(done));
     }
 
