@@ -38,6 +38,7 @@ GET  /api/users/:id         validation, TTL cache, store read through the thread
 POST /api/orders            durable order (fsync) then a webhook to the restaurant (outbox)
 GET  /api/orders/:id        an order and its notification status
 GET  /api/orders/:id/events the order's steps live (Server-Sent Events)
+GET  /ws/orders             the same over a WebSocket: send {subscribe: ID} per order (JSON)
 POST /restaurant/orders     the embedded restaurant: takes webhooks, once per key
 GET  /restaurant/orders     what the embedded restaurant received
 POST /api/hash              pbkdf2-sha512 (100,000 rounds) on the thread pool
@@ -254,8 +255,9 @@ fn build_loop(
         let (m_users, m_orders, m_server) = (users.clone(), orders.clone(), server_slot.clone());
         let m_outbox = outbox.clone();
         let m_cluster = cluster.clone();
-        let (pg_create, pg_get, pg_health, pg_events) =
-            (pg.clone(), pg.clone(), pg.clone(), pg.clone());
+        let (pg_create, pg_get, pg_health, pg_events, pg_ws) =
+            (pg.clone(), pg.clone(), pg.clone(), pg.clone(), pg.clone());
+        let o4 = orders.clone();
         let m_pg = pg.clone();
         app.dashboard("/_loop", phaseloop::DashboardAccess::Loopback)
             .get_with("/", |_, _, res| res.text(200, INDEX))
@@ -306,6 +308,15 @@ fn build_loop(
             .get_with("/api/orders/:id", move |lp, req, res| match &pg_get {
                 Some(pg) => pg.get(lp, req, res),
                 None => o2.get(lp, req, res),
+            })
+            .get_with("/ws/orders", move |_, req, res| {
+                if pg_ws.is_some() {
+                    return res.json_error(
+                        501,
+                        "live order tracking is not served in PostgreSQL mode yet",
+                    );
+                }
+                o4.ws_orders(req, res)
             })
             .get_with("/api/orders/:id/events", move |lp, req, res| {
                 if pg_events.is_some() {

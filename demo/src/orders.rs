@@ -198,7 +198,7 @@ pub struct Orders {
     outbox: Rc<crate::outbox::Outbox>,
     /// Live subscribers to orders' steps (`GET /api/orders/:id/events`),
     /// by order: on this loop, for orders whose steps happen on it.
-    watchers: RefCell<HashMap<u64, Vec<phaseloop::sse::SseWriter>>>,
+    watchers: RefCell<HashMap<u64, Vec<Watcher>>>,
 }
 
 fn now_ms() -> u64 {
@@ -338,6 +338,56 @@ fn order_view(
         "timeline": timeline,
     })
 }
+
+/// A live subscriber to an order's steps: an SSE stream
+/// (`GET /api/orders/:id/events`) or a WebSocket (`GET /ws/orders`).
+pub enum Watcher {
+    Sse(phaseloop::sse::SseWriter),
+    Ws(phaseloop::ws::WebSocket),
+}
+
+impl Watcher {
+    /// Sends step `n` (or, without `n`, a passing delivery state); false
+    /// if the subscriber is gone or too slow to take it (it is dropped).
+    fn tell(
+        &self,
+        id: u64,
+        n: Option<usize>,
+        event: Option<Event>,
+        delivery: Delivery,
+        attempts: u16,
+    ) -> bool {
+        match self {
+            Watcher::Sse(w) => {
+                let sse = match (n, event) {
+                    (Some(n), Some(event)) => step_event(n, event, delivery, attempts),
+                    _ => phaseloop::sse::SseEvent::data(
+                        json!({ "notification": delivery.name(), "attempts": attempts })
+                            .to_string(),
+                    )
+                    .event("delivery"),
+                };
+                w.send(&sse).is_ok()
+            }
+            Watcher::Ws(ws) => {
+                let message = match (n, event) {
+                    (Some(n), Some(event)) => json!({
+                        "order": id, "id": n, "event": "step", "step": event.name(),
+                        "notification": delivery.name(), "attempts": attempts,
+                    }),
+                    _ => json!({
+                        "order": id, "event": "delivery",
+                        "notification": delivery.name(), "attempts": attempts,
+                    }),
+                };
+                ws.send_text(&message.to_string()).is_ok()
+            }
+        }
+    }
+}
+
+/// Orders one WebSocket may follow at once.
+const WS_SUBSCRIPTIONS_MAX: usize = 64;
 
 /// Step `n` of an order (its `n`th timeline event) as an event: id `n`.
 fn step_event(
@@ -659,9 +709,8 @@ impl Orders {
         let Some(list) = watchers.get_mut(&id) else {
             return;
         };
-        let step = step_event(n, event, delivery, attempts);
         // A subscriber gone (or too slow to take a few lines) is dropped.
-        list.retain(|w| w.send(&step).is_ok());
+        list.retain(|w| w.tell(id, Some(n), Some(event), delivery, attempts));
         if matches!(event, Event::Notified | Event::NotificationFailed) || list.is_empty() {
             watchers.remove(&id);
         }
@@ -672,9 +721,7 @@ impl Orders {
     fn publish_delivery(&self, id: u64, delivery: Delivery, attempts: u16) {
         let mut watchers = self.watchers.borrow_mut();
         if let Some(list) = watchers.get_mut(&id) {
-            let data = json!({ "notification": delivery.name(), "attempts": attempts });
-            let event = phaseloop::sse::SseEvent::data(data.to_string()).event("delivery");
-            list.retain(|w| w.send(&event).is_ok());
+            list.retain(|w| w.tell(id, None, None, delivery, attempts));
         }
     }
 
@@ -713,7 +760,86 @@ impl Orders {
         {
             return w.finish();
         }
-        self.watchers.borrow_mut().entry(id).or_default().push(w);
+        self.watchers
+            .borrow_mut()
+            .entry(id)
+            .or_default()
+            .push(Watcher::Sse(w));
+    }
+
+    /// `GET /ws/orders`: a WebSocket on which the client sends
+    /// `{"subscribe": ID}` for each order it follows; it gets each order's
+    /// steps so far, then each new one as it happens (and passing delivery
+    /// states), as JSON text messages, until the notification's outcome.
+    pub fn ws_orders(self: &Rc<Self>, req: Request, res: Responder) {
+        let cfg = phaseloop::ws::WsConfig {
+            max_message: 4 * 1024,
+            write_high_water: 256 * 1024,
+            ..phaseloop::ws::WsConfig::default()
+        };
+        let orders = Rc::downgrade(self);
+        res.websocket(&req, cfg, move |_, ws| {
+            let following = std::cell::Cell::new(0usize);
+            ws.on_message(move |_, ws, message| {
+                let Some(orders) = orders.upgrade() else {
+                    return;
+                };
+                let reply = match orders.ws_subscribe(ws, &message, &following) {
+                    Ok(()) => return,
+                    Err(error) => json!({ "error": error }),
+                };
+                let _ = ws.send_text(&reply.to_string());
+            });
+        });
+    }
+
+    /// One `{"subscribe": ID}` from a WebSocket: the order's steps so far
+    /// now, the rest as they come.
+    fn ws_subscribe(
+        &self,
+        ws: &phaseloop::ws::WebSocket,
+        message: &phaseloop::ws::Message,
+        following: &std::cell::Cell<usize>,
+    ) -> Result<(), String> {
+        let phaseloop::ws::Message::Text(text) = message else {
+            return Err("send {\"subscribe\": ORDER_ID} as text".into());
+        };
+        let id = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v.get("subscribe").and_then(Value::as_u64))
+            .filter(|id| *id > 0)
+            .ok_or("send {\"subscribe\": ORDER_ID} with a positive order id")?;
+        if following.get() >= WS_SUBSCRIPTIONS_MAX {
+            return Err(format!(
+                "at most {WS_SUBSCRIPTIONS_MAX} orders per connection"
+            ));
+        }
+        let found = self
+            .index()
+            .get(&id)
+            .map(|e| (e.timeline, e.delivery, e.attempts));
+        let Some((timeline, delivery, attempts)) = found else {
+            return Err(format!("order {id} not found"));
+        };
+        let watcher = Watcher::Ws(ws.clone());
+        let steps = &timeline.events[..usize::from(timeline.len)];
+        for (i, &event) in steps.iter().enumerate() {
+            if !watcher.tell(id, Some(i + 1), Some(event), delivery, attempts) {
+                return Ok(());
+            }
+        }
+        let over = steps
+            .iter()
+            .any(|e| matches!(e, Event::Notified | Event::NotificationFailed));
+        if !over {
+            following.set(following.get() + 1);
+            self.watchers
+                .borrow_mut()
+                .entry(id)
+                .or_default()
+                .push(watcher);
+        }
+        Ok(())
     }
 
     /// Hands order `id`'s notification to the outbox.

@@ -1,11 +1,13 @@
 //! Live order tracking: `GET /api/orders/:id/events` streams an order's
 //! steps as Server-Sent Events, each once and in order, while 1,000 other
 //! subscribers follow the same order; a reconnect resumes after its
-//! `Last-Event-ID`.
+//! `Last-Event-ID`. The same over a WebSocket (`GET /ws/orders`).
 
 mod demo;
 #[path = "../../server/tests/util/mod.rs"]
 mod util;
+#[path = "../../server/tests/util/ws.rs"]
+mod ws_client;
 
 use std::io::{BufRead, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -129,6 +131,101 @@ fn a_subscriber_sees_each_step_once_and_in_order_among_a_thousand() {
         (again[0].0, again[0].2["step"].as_str()),
         (Some(3), Some("notified"))
     );
+    let _ = sim.kill();
+    let _ = sim.wait();
+}
+
+/// A WebSocket on `/ws/orders` following order `id`.
+fn ws_follow(addr: SocketAddr, id: u64) -> ws_client::Ws {
+    let mut ws = ws_client::Ws::open_with(addr, "/ws/orders", &[]);
+    ws.send(&ws_client::frame(
+        0x81,
+        format!("{{\"subscribe\": {id}}}").as_bytes(),
+        true,
+    ));
+    ws
+}
+
+/// The messages of a WebSocket subscription up to its final step.
+fn ws_messages_of(ws: &mut ws_client::Ws) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let (b0, payload) = ws.recv();
+        assert_eq!(b0, 0x81, "text messages only");
+        let v: Value = serde_json::from_slice(&payload).unwrap();
+        let last = v["event"] == "step"
+            && matches!(v["step"].as_str(), Some("notified" | "notification_failed"));
+        seen.push(v);
+        if last {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn a_websocket_subscriber_sees_each_step_once_and_in_order_among_a_thousand() {
+    // SAFETY: setrlimit with a filled struct (the soft limit up to the hard).
+    unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur = l.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+    let (mut sim, sim_addr) = slow_restaurant(1500);
+    let data = temp_dir("order-events-ws");
+    let url = format!("http://{sim_addr}");
+    let demo = Demo::start(&data, &["--notify-url", &url]);
+    let ids: Vec<u64> = demo.post_orders(2).into_iter().collect();
+    let (id, other) = (ids[0], ids[1]);
+    // 1,000 others follow both orders.
+    let mut others: Vec<ws_client::Ws> = (0..1000)
+        .map(|i| ws_follow(demo.addr, if i % 2 == 0 { id } else { other }))
+        .collect();
+    let mut mine = ws_follow(demo.addr, id);
+    let seen = ws_messages_of(&mut mine);
+    assert!(seen.iter().all(|m| m["order"] == id), "{seen:?}");
+    let steps: Vec<(u64, String)> = seen
+        .iter()
+        .filter(|m| m["event"] == "step")
+        .map(|m| {
+            (
+                m["id"].as_u64().unwrap(),
+                m["step"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (1, "saved".to_owned()),
+            (2, "responded".to_owned()),
+            (3, "notified".to_owned()),
+        ],
+        "{seen:?}"
+    );
+    assert!(seen
+        .iter()
+        .all(|m| m["event"] == "step" || m["event"] == "delivery"));
+    assert_eq!(seen.last().unwrap()["notification"], "delivered");
+    // Others got the same steps of their own order.
+    for (i, ws) in others.iter_mut().enumerate().take(20) {
+        let theirs: Vec<String> = ws_messages_of(ws)
+            .into_iter()
+            .filter(|m| m["event"] == "step")
+            .map(|m| m["step"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(theirs, ["saved", "responded", "notified"], "subscriber {i}");
+    }
+    // Bad requests get a readable error on the same socket.
+    mine.send(&ws_client::frame(0x81, b"{\"subscribe\": 999999}", true));
+    let (_, payload) = mine.recv();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap()["error"],
+        "order 999999 not found"
+    );
+    mine.send(&ws_client::frame(0x81, b"hello", true));
+    let (_, payload) = mine.recv();
+    assert!(String::from_utf8_lossy(&payload).contains("subscribe"));
     let _ = sim.kill();
     let _ = sim.wait();
 }

@@ -6,14 +6,15 @@
 //! backpressure from a client that does not read, and the counters.
 
 mod util;
+#[path = "util/ws.rs"]
+mod ws_client;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use phaseloop::ws::{Message, SendError, WsConfig};
 use phaseloop::{App, Server};
 use util::TestServer;
+use ws_client::{frame, handshake, Ws, KEY};
 
 fn cfg() -> WsConfig {
     WsConfig {
@@ -84,137 +85,6 @@ fn app() -> App {
         })
 }
 
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-
-fn handshake(path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-}
-
-const ACCEPTED: &str = "HTTP/1.1 101 Switching Protocols\r\nDate: <date>\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nConnection: Upgrade\r\n\r\n";
-
-/// A client frame (masked unless told otherwise).
-fn frame(b0: u8, payload: &[u8], masked: bool) -> Vec<u8> {
-    let mut out = vec![b0];
-    let m = if masked { 0x80 } else { 0 };
-    let n = payload.len();
-    if n < 126 {
-        out.push(m | n as u8);
-    } else if n <= 0xFFFF {
-        out.push(m | 126);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(m | 127);
-        out.extend_from_slice(&(n as u64).to_be_bytes());
-    }
-    if masked {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
-}
-
-struct Ws {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Ws {
-    fn open(server: &TestServer, path: &str) -> Ws {
-        Self::open_with(server, path, &[])
-    }
-
-    /// Opens `path`, with `after` sent in the same write as the handshake.
-    fn open_with(server: &TestServer, path: &str, after: &[u8]) -> Ws {
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut first = handshake(path).into_bytes();
-        first.extend_from_slice(after);
-        s.write_all(&first).unwrap();
-        let mut ws = Ws { s, buf: Vec::new() };
-        let head = ws.read_head();
-        assert_eq!(util::redact_date(&head), ACCEPTED);
-        ws
-    }
-
-    fn read_head(&mut self) -> String {
-        loop {
-            if let Some(i) = util::find(&self.buf, b"\r\n\r\n") {
-                let head: Vec<u8> = self.buf.drain(..i + 4).collect();
-                return String::from_utf8(head).unwrap();
-            }
-            assert!(self.fill(), "closed before the head");
-        }
-    }
-
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 64 * 1024];
-        match self.s.read(&mut chunk) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).unwrap();
-    }
-
-    /// The next server frame: (first byte, payload). Server frames are
-    /// never masked.
-    fn recv(&mut self) -> (u8, Vec<u8>) {
-        loop {
-            if self.buf.len() >= 2 {
-                assert_eq!(self.buf[1] & 0x80, 0, "a server frame is not masked");
-                let (len, at) = match self.buf[1] & 0x7f {
-                    126 if self.buf.len() >= 4 => {
-                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
-                    }
-                    127 if self.buf.len() >= 10 => (
-                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
-                        10,
-                    ),
-                    126 | 127 => (usize::MAX, 0),
-                    n => (n as usize, 2),
-                };
-                if len != usize::MAX && self.buf.len() >= at + len {
-                    let b0 = self.buf[0];
-                    let payload = self.buf[at..at + len].to_vec();
-                    self.buf.drain(..at + len);
-                    return (b0, payload);
-                }
-            }
-            assert!(
-                self.fill(),
-                "closed while waiting for a frame; have {:?}",
-                self.buf
-            );
-        }
-    }
-
-    /// Reads the server's close frame and then the end of the connection.
-    fn expect_close(&mut self, code: u16) {
-        let (b0, payload) = self.recv();
-        assert_eq!(b0, 0x88, "a close frame; payload {payload:?}");
-        assert_eq!(
-            u16::from_be_bytes([payload[0], payload[1]]),
-            code,
-            "{:?}",
-            String::from_utf8_lossy(&payload[2..])
-        );
-        assert!(
-            !self.fill() && self.buf.is_empty(),
-            "the server closes after its close frame"
-        );
-    }
-}
-
 fn stats_line(server: &TestServer) -> String {
     let mut c = server.connect();
     c.send(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -252,7 +122,7 @@ fn frames_sent_with_the_handshake_are_not_lost() {
     let server = TestServer::start(app);
     let mut after = frame(0x81, b"one", true);
     after.extend(frame(0x81, b"two", true));
-    let mut ws = Ws::open_with(&server, "/echo", &after);
+    let mut ws = Ws::open_with(server.addr, "/echo", &after);
     assert_eq!(ws.recv(), (0x81, b"one".to_vec()));
     assert_eq!(ws.recv(), (0x81, b"two".to_vec()));
 }
