@@ -69,6 +69,9 @@ fn app() -> App {
             })
         })
         .get("/plain", |_req, _| "plain")
+        .get_with("/later", |lp, _req, res| {
+            lp.set_timeout(Duration::from_millis(30), move |_| res.text(200, "later"));
+        })
         .get("/stats", |_req, _| {
             let s = phaseloop::ws::stats();
             format!(
@@ -239,6 +242,12 @@ fn an_upgrade_a_route_declines_lets_pipelined_requests_go_on() {
     two.push_str("GET /plain HTTP/1.1\r\nHost: x\r\n\r\n");
     c.send(two.as_bytes());
     assert_eq!(c.response(), util::text_response("200 OK", "plain", ""));
+    assert_eq!(c.response(), util::text_response("200 OK", "plain", ""));
+    // The same when the route answers later, from a timer.
+    let mut two = handshake("/later");
+    two.push_str("GET /plain HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send(two.as_bytes());
+    assert_eq!(c.response(), util::text_response("200 OK", "later", ""));
     assert_eq!(c.response(), util::text_response("200 OK", "plain", ""));
 }
 

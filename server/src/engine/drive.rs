@@ -473,7 +473,7 @@ impl<S: Service> Engine<S> {
                 .get_mut(key)
                 .and_then(Conn::exchange)
                 .is_some_and(|ex| {
-                    let r = ex.may_resume(&self.cfg);
+                    let r = ex.may_resume(&self.cfg) || ex.upgrade_declined();
                     if r {
                         ex.paused = false;
                     }

@@ -650,7 +650,7 @@ impl Exchange {
     /// Tries to complete a request from buffered bytes.
     fn parse_buffered<S: Service>(&mut self, ctx: &mut Ctx<'_, S>) -> Option<Step> {
         match self.reading {
-            Reading::Stopped => Some(Step::Wait),
+            Reading::Stopped => self.stopped(ctx),
             Reading::Head => self.parse_next_head(ctx),
             Reading::Body(_) => self.read_body(),
         }
@@ -924,33 +924,35 @@ impl Exchange {
         {
             self.queue.pop_front().expect("the front was seen").asked
         } else {
-            let taken = self.answer(seq, response, date, spares, false);
-            if taken {
-                if let Upgrade::Asked(_) = self.upgrade {
-                    self.upgrade_declined(seq);
-                }
-            }
-            return taken;
+            return self.answer(seq, response, date, spares, false);
         };
         self.answer_now(asked, response, date, spares);
-        if let Upgrade::Asked(_) = self.upgrade {
-            self.upgrade_declined(seq);
-        }
         true
     }
 
-    /// A request that asked to switch protocols got an ordinary answer:
-    /// reading goes on after it (the engine drives the connection again
-    /// once the answer is out, as after a pause).
+    /// Reading stopped: for good (a close), or until a request that asked
+    /// to switch protocols is answered. Answered without a 101 (nothing
+    /// accepted it), reading goes on after it. Out of the answers' way:
+    /// looked at only when reading has stopped.
     #[cold]
-    fn upgrade_declined(&mut self, seq: u64) {
-        if matches!(self.upgrade, Upgrade::Asked(s) if s == seq) {
-            self.upgrade = Upgrade::None;
-            if !self.close_after_queue {
-                self.reading = Reading::Head;
-                self.paused = true;
+    #[inline(never)]
+    fn stopped<S: Service>(&mut self, ctx: &mut Ctx<'_, S>) -> Option<Step> {
+        if let Upgrade::Asked(seq) = self.upgrade {
+            if !self.waits_for(seq) {
+                self.upgrade = Upgrade::None;
+                if !self.close_after_queue {
+                    self.reading = Reading::Head;
+                    return self.parse_next_head(ctx);
+                }
             }
         }
+        Some(Step::Wait)
+    }
+
+    /// A request that asked to switch protocols has been answered without
+    /// a 101: the engine drives the connection again to read on.
+    pub fn upgrade_declined(&self) -> bool {
+        matches!(self.upgrade, Upgrade::Asked(seq) if !self.waits_for(seq))
     }
 
     /// Request `seq`'s handler switches protocols with `response` (a
@@ -989,13 +991,7 @@ impl Exchange {
         date: &DateCache,
         spares: &RefCell<Spares>,
     ) -> bool {
-        let taken = self.answer(seq, response, date, spares, true);
-        if taken {
-            if let Upgrade::Asked(_) = self.upgrade {
-                self.upgrade_declined(seq);
-            }
-        }
-        taken
+        self.answer(seq, response, date, spares, true)
     }
 
     /// An answer that waits for its turn, or a stream's head. Out of line:
