@@ -21,6 +21,13 @@ const BIG: usize = 4 * 1024 * 1024;
 fn app() -> App {
     App::new()
         .get("/", |_req, _| "hello over TLS")
+        .get_with("/ws", |_, req, res| {
+            res.websocket(&req, phaseloop::ws::WsConfig::default(), |_, ws| {
+                ws.on_message(|_, ws, msg| {
+                    let _ = ws.send(&msg);
+                });
+            })
+        })
         .get("/n/:i", |req, _| {
             format!("request {}", req.param("i").unwrap_or_default())
         })
@@ -258,4 +265,30 @@ fn a_stalled_handshake_is_closed_by_the_header_timeout() {
     assert!(start.elapsed() >= Duration::from_millis(290));
     assert!(start.elapsed() < Duration::from_secs(5));
     still_serves(&pki, &server);
+}
+
+#[test]
+fn a_websocket_over_tls_echoes() {
+    let pki = TestPki::new();
+    let server = tls_server(&pki, Duration::from_secs(10));
+    let mut c = pki.client(server.addr);
+    c.send(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    let head = c.read_through(b"\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    // A masked text frame "wss", then the server's unmasked echo.
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x83];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"wss".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    c.send(&frame);
+    let echo = c.read_through(b"wss");
+    // `read_through` reads text lossily: the frame's first byte (0x81, FIN
+    // + text) shows as U+FFFD; then the length 3, unmasked, and the echo.
+    assert_eq!(echo, "\u{fffd}\u{3}wss");
+    assert_eq!(server.stats().upgraded, 1);
+    assert_eq!(server.stats().tls_handshakes, 1);
 }
