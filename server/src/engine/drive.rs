@@ -74,7 +74,7 @@ impl<S: Service> Engine<S> {
             // Most events report the socket writable (epoll gives the whole
             // readiness mask); only output that waited for room needs a
             // flush: unsent bytes, or streams waiting for room.
-            ev.writable && (ex.unsent() > 0 || !ex.drain_waiters.is_empty())
+            ev.writable && (ex.output_waiting() || !ex.drain_waiters.is_empty())
         };
         if output_waiting && !self.flush(lp, key) {
             return IoOutcome::Drained;
@@ -314,11 +314,6 @@ impl<S: Service> Engine<S> {
                 return true; // asleep: nothing to write
             };
             let flushed = ex.flush(&mut conn.stream, now, self.rate_grace_ns);
-            if flushed.is_ok() && ex.upgrade_ready() {
-                drop(guard);
-                self.detach(lp, key);
-                return false;
-            }
             if flushed.is_ok() && ex.may_sleep() {
                 // Idle: the exchange goes back to the spares, the
                 // connection waits in the idle list.
@@ -333,6 +328,13 @@ impl<S: Service> Engine<S> {
                     self.arm_waiting(lp, Which::Idle);
                 }
                 return true;
+            }
+            // A connection switching protocols is never idle (its reading
+            // has stopped): looked at only here, off the idle way.
+            if flushed.is_ok() && ex.upgrade_ready() {
+                drop(guard);
+                self.detach(lp, key);
+                return false;
             }
             flushed.map(|()| {
                 let done = ex.done_after_flush() && ex.lifecycle == Lifecycle::Open;

@@ -266,11 +266,12 @@ pub(crate) struct Exchange {
     /// The peer's end of stream (or an error) was reported: its edge is
     /// spent, so reading goes on to end of stream whatever a read returns.
     pub peer_shut: bool,
-    /// The transport holds output of its own (TLS records the socket had
-    /// no room for): counted as unsent, so a writable event flushes it.
-    pub transport_unsent: bool,
-    /// A TLS handshake is under way: not idle, under the header timeout.
-    pub handshaking: bool,
+    /// What the transport still had to do after the last flush: TLS
+    /// records the socket had no room for (a writable event flushes them;
+    /// under the send timeout), or a handshake under way (under the header
+    /// timeout). Either keeps the connection from counting as idle. One
+    /// byte, apart from `unsent` (looked at on every request's way).
+    pub transport: Settled,
     /// A request asked to switch protocols (`Connection: upgrade`).
     pub upgrade: Upgrade,
 }
@@ -335,8 +336,7 @@ impl Exchange {
             linger_since: 0,
             drain_waiters: Vec::new(),
             peer_shut: false,
-            transport_unsent: false,
-            handshaking: false,
+            transport: Settled::Done,
             upgrade: Upgrade::None,
         }
     }
@@ -399,7 +399,7 @@ impl Exchange {
     }
 
     pub fn unsent(&self) -> usize {
-        self.outbuf.len() - self.out_pos + usize::from(self.transport_unsent)
+        self.outbuf.len() - self.out_pos
     }
 
     /// Nothing buffered, nothing in flight, nothing to write.
@@ -408,7 +408,7 @@ impl Exchange {
             && self.inbuf.is_empty()
             && self.unsent() == 0
             && matches!(self.reading, Reading::Head)
-            && !self.handshaking
+            && self.transport == Settled::Done
     }
 
     /// Response bytes the client has not taken: unsent output plus answers
@@ -588,7 +588,7 @@ impl Exchange {
                 if let Some(error) = self.cut_short() {
                     return Step::Refused(self.refuse(error));
                 }
-                return if !self.in_flight() && self.unsent() == 0 {
+                return if !self.in_flight() && !self.output_waiting() {
                     Step::Close
                 } else {
                     // Answer what was asked, then close.
@@ -979,7 +979,7 @@ impl Exchange {
     /// The connection may leave the engine: its 101 is written and
     /// nothing else is owed.
     pub fn upgrade_ready(&self) -> bool {
-        matches!(self.upgrade, Upgrade::Accepted(_)) && !self.in_flight() && self.unsent() == 0
+        matches!(self.upgrade, Upgrade::Accepted(_)) && !self.in_flight() && !self.output_waiting()
     }
 
     /// Starts a streamed response (head now, body in chunks). Returns false
@@ -1221,9 +1221,7 @@ impl Exchange {
         self.out_pos = 0;
         // What the stream itself holds (TLS records, a handshake under
         // way) keeps the connection from counting as idle.
-        let settled = stream.settle()?;
-        self.transport_unsent = settled == Settled::Unsent;
-        self.handshaking = settled == Settled::Handshaking;
+        self.transport = stream.settle()?;
         Ok(())
     }
 
@@ -1233,7 +1231,7 @@ impl Exchange {
     /// the response-rate deadline comes, not per write.
     pub fn look_at_taken(&mut self, stream: &TcpStream, rate: DataRate) {
         let queued = kernel_unsent(stream);
-        if queued == 0 && self.unsent() == 0 {
+        if queued == 0 && !self.output_waiting() {
             self.writing = false;
             return;
         }
@@ -1244,7 +1242,15 @@ impl Exchange {
     /// True when everything owed has been written and the connection should
     /// now close (gracefully).
     pub fn done_after_flush(&self) -> bool {
-        self.close_after_queue && !self.in_flight() && self.unsent() == 0
+        self.close_after_queue
+            && !self.in_flight()
+            && self.unsent() == 0
+            && self.transport != Settled::Unsent
+    }
+
+    /// Output is waiting for room in the socket: ours, or the transport's.
+    pub fn output_waiting(&self) -> bool {
+        self.unsent() > 0 || self.transport == Settled::Unsent
     }
 
     /// Shuts our side and starts discarding input (lingering close).
@@ -1292,7 +1298,7 @@ impl Exchange {
             Some(_) if self.writing => Some((self.rate_due, DeadlineKind::SendRate)),
             _ => None,
         };
-        if self.unsent() > 0 {
+        if self.output_waiting() {
             let stalled = (
                 self.last_write.saturating_add(nanos(cfg.send_timeout)),
                 DeadlineKind::Send,
