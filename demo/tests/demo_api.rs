@@ -403,30 +403,9 @@ fn flags_help_and_environment_fallbacks() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("do not combine"));
 }
 
-/// Makes sure Python's prometheus_client is importable (installs it for
-/// this user from PyPI if not): the parser that judges /metrics.
+/// The parser that judges /metrics: Python's prometheus_client.
 fn python_prometheus_client() {
-    let has = |py: &str| {
-        std::process::Command::new("python3")
-            .args(["-c", py])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has("import prometheus_client") {
-        let installed = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--user",
-                "prometheus_client",
-            ])
-            .status()
-            .unwrap();
-        assert!(installed.success(), "pip install prometheus_client");
-    }
-    assert!(has("import prometheus_client.openmetrics.parser"));
+    util::python_module("prometheus_client.openmetrics.parser", "prometheus_client");
 }
 
 #[test]

@@ -320,3 +320,50 @@ fn shutdown_closes_websockets_with_1001() {
     ws.send(&frame(0x88, &[0x03, 0xE9], true));
     assert!(!ws.fill());
 }
+
+/// A third-party client: Python's `websockets` (installed from PyPI if
+/// missing) against the echo route: text with non-ASCII, a large binary
+/// message, a message it sends in fragments, a ping it times, a clean
+/// close, and a message over the limit refused with 1009.
+#[test]
+fn pythons_websockets_client_interoperates() {
+    util::python_module("websockets.sync.client", "websockets");
+    let server = TestServer::start(app);
+    let script = r#"
+import sys
+from websockets.sync.client import connect
+from websockets.exceptions import ConnectionClosedOK, ConnectionClosedError
+uri = sys.argv[1]
+with connect(uri, max_size=None) as ws:
+    ws.send("héllo wörld")
+    assert ws.recv() == "héllo wörld"
+    data = bytes(range(256)) * 200
+    ws.send(data)
+    assert ws.recv() == data
+    ws.send(["frag", "ment", "ed"])
+    assert ws.recv() == "fragmented"
+    assert ws.ping(b"tick").wait(5)
+    print("echo ok")
+ws = connect(uri, max_size=None)
+ws.close(1000, "done")
+print("close", ws.protocol.close_rcvd.code)
+ws = connect(uri, max_size=None)
+ws.send("x" * (64 * 1024 + 1))
+try:
+    ws.recv(timeout=5)
+    print("not refused")
+except ConnectionClosedError as e:
+    print("too big", e.rcvd.code)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &format!("ws://{}/echo", server.addr)])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "echo ok\nclose 1000\ntoo big 1009\n");
+}

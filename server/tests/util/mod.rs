@@ -315,3 +315,23 @@ pub fn decode_chunked(body: &str) -> Vec<u8> {
         rest = &rest[nl + 2 + size + 2..];
     }
 }
+
+/// Makes sure Python's `module` is importable, installing `package` for
+/// this user from PyPI if not: the tests' third-party clients and parsers
+/// (prometheus_client, websockets).
+pub fn python_module(module: &str, package: &str) {
+    let has = || {
+        std::process::Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has() {
+        let installed = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--user", package])
+            .status()
+            .unwrap();
+        assert!(installed.success(), "pip install {package}");
+    }
+    assert!(has(), "python3 cannot import {module}");
+}
