@@ -77,8 +77,9 @@ fn events_of(s: TcpStream) -> Vec<(Option<u32>, String, Value)> {
         .collect()
 }
 
-#[test]
-fn a_subscriber_sees_each_step_once_and_in_order_among_a_thousand() {
+/// This test process holds a thousand subscribers' sockets: its soft
+/// descriptor limit goes up to the hard one.
+fn raise_open_files_limit() {
     // SAFETY: setrlimit with a filled struct (the soft limit up to the hard).
     unsafe {
         let mut l: libc::rlimit = std::mem::zeroed();
@@ -86,6 +87,11 @@ fn a_subscriber_sees_each_step_once_and_in_order_among_a_thousand() {
         l.rlim_cur = l.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &l);
     }
+}
+
+#[test]
+fn a_subscriber_sees_each_step_once_and_in_order_among_a_thousand() {
+    raise_open_files_limit();
     let (mut sim, sim_addr) = slow_restaurant(1500);
     let data = temp_dir("order-events");
     let url = format!("http://{sim_addr}");
@@ -164,13 +170,7 @@ fn ws_messages_of(ws: &mut ws_client::Ws) -> Vec<Value> {
 
 #[test]
 fn a_websocket_subscriber_sees_each_step_once_and_in_order_among_a_thousand() {
-    // SAFETY: setrlimit with a filled struct (the soft limit up to the hard).
-    unsafe {
-        let mut l: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur = l.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
+    raise_open_files_limit();
     let (mut sim, sim_addr) = slow_restaurant(1500);
     let data = temp_dir("order-events-ws");
     let url = format!("http://{sim_addr}");

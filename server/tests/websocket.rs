@@ -68,6 +68,20 @@ fn app() -> App {
                 });
             })
         })
+        .get_with("/echo-small", |_, req, res| {
+            // A small mark: a client that sends much and reads late makes
+            // the server pause, not drop echoes.
+            let cfg = WsConfig {
+                write_high_water: 8 * 1024,
+                ..cfg()
+            };
+            res.websocket(&req, cfg, |_, ws| {
+                ws.on_message(|_, ws, msg| {
+                    ws.send(&msg)
+                        .expect("paused input never overfills the output");
+                });
+            })
+        })
         .get("/plain", |_req, _| "plain")
         .get_with("/later", |lp, _req, res| {
             lp.set_timeout(Duration::from_millis(30), move |_| res.text(200, "later"));
@@ -75,7 +89,7 @@ fn app() -> App {
         .get("/stats", |_req, _| {
             let s = phaseloop::ws::stats();
             format!(
-                "open {} opened {} closed {} in {} out {} protocol {} too_big {} idle {}",
+                "open {} opened {} closed {} in {} out {} protocol {} too_big {} idle {} pauses {}",
                 s.open,
                 s.opened,
                 s.closed,
@@ -83,7 +97,8 @@ fn app() -> App {
                 s.messages_out,
                 s.protocol_errors,
                 s.too_big,
-                s.idle_timeouts
+                s.idle_timeouts,
+                s.read_pauses
             )
         })
 }
@@ -115,7 +130,7 @@ fn echoes_text_binary_and_fragments_and_answers_pings() {
     ws.expect_close(1000);
     assert_eq!(
         stats_line(&server),
-        "open 0 opened 1 closed 1 in 3 out 3 protocol 0 too_big 0 idle 0"
+        "open 0 opened 1 closed 1 in 3 out 3 protocol 0 too_big 0 idle 0 pauses 0"
     );
     assert_eq!(server.stats().upgraded, 1);
 }
@@ -366,4 +381,32 @@ except ConnectionClosedError as e:
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stdout, "echo ok\nclose 1000\ntoo big 1009\n");
+}
+
+#[test]
+fn a_client_that_sends_much_and_reads_late_pauses_the_echo_and_loses_nothing() {
+    let server = TestServer::start(app);
+    let mut ws = Ws::open(&server, "/echo-small");
+    // 8,000 messages of 1 KiB (8 MiB: more than the kernel's send buffer
+    // at its largest, 4 MiB by default) in a few writes, nothing read yet:
+    // the server's output fills, its input waits.
+    let all: Vec<u8> = (0..8000)
+        .flat_map(|i| frame(0x81, format!("{i:0>1024}").as_bytes(), true))
+        .collect();
+    let writer = ws.s.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        let mut w = writer;
+        std::io::Write::write_all(&mut w, &all).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..8000 {
+        let expected = format!("{i:0>1024}").into_bytes();
+        assert_eq!(ws.recv(), (0x81, expected), "echo {i}");
+    }
+    sending.join().unwrap();
+    let stats = stats_line(&server);
+    assert!(stats.contains("in 8000 out 8000"), "{stats}");
+    // Reading did pause (the mark was reached), and resumed.
+    let pauses: u64 = stats.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(pauses >= 1, "{stats}");
 }

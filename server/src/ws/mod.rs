@@ -35,9 +35,10 @@ pub struct WsConfig {
     /// The largest message received (all its fragments): past it the
     /// socket closes with 1009. Input buffered is bounded by it.
     pub max_message: usize,
-    /// Output the client has not taken past which reading pauses and
-    /// sends are refused ([`SendError::Full`]); [`WebSocket::on_drain`]
-    /// says when there is room again.
+    /// Output the client has not taken past which sends are refused
+    /// ([`SendError::Full`]; [`WebSocket::on_drain`] says when there is
+    /// room again). Reading pauses at half of it (so a message's handler
+    /// has the other half for its replies) and resumes below a quarter.
     pub write_high_water: usize,
     /// Without a frame from the client for half of it, we ping; for all
     /// of it, we close (1001). `None`: no idle timeout.
@@ -166,6 +167,9 @@ pub struct WsStats {
     pub idle_timeouts: u64,
     /// Sends refused because the client did not read.
     pub sends_refused: u64,
+    /// Times a socket stopped reading because its client left our output
+    /// unread past the mark (backpressure at work).
+    pub read_pauses: u64,
 }
 
 impl WsStats {
@@ -180,6 +184,7 @@ impl WsStats {
         too_big: 0,
         idle_timeouts: 0,
         sends_refused: 0,
+        read_pauses: 0,
     };
 }
 

@@ -436,6 +436,16 @@ impl WebSocket {
                             *slot = Some(f);
                         }
                     }
+                    // What the messages so far made goes out now once it is
+                    // half the mark; past the mark the rest of the input
+                    // waits (reading pauses) until the client takes it.
+                    let unsent = self.inner.io.borrow().unsent();
+                    if unsent >= self.inner.cfg.write_high_water / 2 {
+                        self.write_output(lp);
+                        if self.inner.io.borrow().paused {
+                            break;
+                        }
+                    }
                 }
                 Some(other) => {
                     self.finish_with(lp, other);
@@ -458,7 +468,7 @@ impl WebSocket {
         let mut io = self.inner.io.borrow_mut();
         let io = &mut *io;
         loop {
-            if matches!(io.phase, Phase::Finishing | Phase::Closed) {
+            if matches!(io.phase, Phase::Finishing | Phase::Closed) || io.paused {
                 return None;
             }
             let buf = &io.inbuf[io.start..];
@@ -572,15 +582,19 @@ impl WebSocket {
                     Err(_) => failed = true,
                 }
             }
+            // Input pauses at half the mark, so the message being handled
+            // still has the other half for its replies (sends are refused
+            // only past the mark), and resumes below a quarter.
             let half = self.inner.cfg.write_high_water / 2;
             let unsent = io.unsent();
             let finished = io.phase == Phase::Finishing && unsent == 0;
-            let resume = io.paused && unsent < half;
+            let resume = io.paused && unsent < half / 2;
             if resume {
                 io.paused = false;
             }
-            if unsent >= self.inner.cfg.write_high_water {
+            if unsent >= half && !io.paused {
                 io.paused = true;
+                registry::count(|s| s.read_pauses += 1);
             }
             (failed, finished, resume, unsent < half)
         };
