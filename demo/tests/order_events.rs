@@ -226,6 +226,13 @@ fn a_websocket_subscriber_sees_each_step_once_and_in_order_among_a_thousand() {
     mine.send(&ws_client::frame(0x81, b"hello", true));
     let (_, payload) = mine.recv();
     assert!(String::from_utf8_lossy(&payload).contains("subscribe"));
+    // /metrics counts them (this loop's sockets; the demo has one loop).
+    let (open, m) = demo.metric("phaseloop_websockets_open");
+    assert_eq!(open, 1001, "{m}");
+    let (opened, _) = demo.metric("phaseloop_websockets_opened_total");
+    assert_eq!(opened, 1001);
+    let (received, _) = demo.metric("phaseloop_websocket_messages_in_total");
+    assert_eq!(received, 1003, "a subscribe each, and two bad requests");
     let _ = sim.kill();
     let _ = sim.wait();
 }

@@ -158,6 +158,8 @@ struct LaneFigures {
 #[derive(Debug)]
 struct Snapshot {
     stats: ServerStats,
+    /// This loop's WebSockets.
+    ws: crate::ws::WsStats,
     /// Route, then (status as text, responses).
     routes: Vec<(String, Vec<(String, u64)>)>,
     /// (sum in seconds, count, per-bucket counts).
@@ -235,6 +237,7 @@ impl Snapshot {
         };
         Snapshot {
             stats: cluster.map_or_else(|| server.stats(), ClusterStats::total),
+            ws: crate::ws::stats(),
             routes: server
                 .route_stats()
                 .into_iter()
@@ -469,6 +472,12 @@ impl Collector for Snapshot {
         )?;
         gauge(
             e,
+            "phaseloop_websockets_open",
+            "WebSockets open now (on the loop that answered the scrape).",
+            i64::try_from(self.ws.open).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            e,
             "phaseloop_open_files_limit",
             "The soft limit on open files.",
             i64::try_from(self.open_files).unwrap_or(i64::MAX),
@@ -528,6 +537,46 @@ impl Collector for Snapshot {
                 "phaseloop_socket_reads",
                 "read(2) calls on client sockets.",
                 s.socket_reads,
+            ),
+            (
+                "phaseloop_websockets_opened",
+                "WebSockets opened (on the loop that answered the scrape).",
+                self.ws.opened,
+            ),
+            (
+                "phaseloop_websocket_messages_in",
+                "WebSocket messages received.",
+                self.ws.messages_in,
+            ),
+            (
+                "phaseloop_websocket_messages_out",
+                "WebSocket messages sent.",
+                self.ws.messages_out,
+            ),
+            (
+                "phaseloop_websocket_protocol_errors",
+                "WebSockets closed for a protocol breach (1002, 1007).",
+                self.ws.protocol_errors,
+            ),
+            (
+                "phaseloop_websocket_too_big",
+                "WebSockets closed for a message over the limit (1009).",
+                self.ws.too_big,
+            ),
+            (
+                "phaseloop_websocket_idle_timeouts",
+                "WebSockets closed for silence (1001).",
+                self.ws.idle_timeouts,
+            ),
+            (
+                "phaseloop_websocket_sends_refused",
+                "WebSocket sends refused: the client was not reading.",
+                self.ws.sends_refused,
+            ),
+            (
+                "phaseloop_websocket_read_pauses",
+                "Times a WebSocket stopped reading while its client left our output unread.",
+                self.ws.read_pauses,
             ),
             (
                 "phaseloop_tls_handshakes",
