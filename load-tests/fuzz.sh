@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 minutes=${1:-30}
 cargo test --release -q -p phaseloop --test fuzz --no-run 2>/dev/null
 end=$((SECONDS + minutes * 60))
-rounds=0; heads=0; chunks=0; answers=0
+rounds=0; heads=0; chunks=0; answers=0; wsframes=0
 while [ "$SECONDS" -lt "$end" ]; do
   seed=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')
   if ! out=$(FUZZ_SEED=$seed FUZZ_CASES=10 cargo test --release -q -p phaseloop --test fuzz -- --nocapture 2>&1); then
@@ -23,7 +23,8 @@ while [ "$SECONDS" -lt "$end" ]; do
   hr=$(echo "$out" | sed -n 's/^\.*heads: [0-9]* accepted (each matched by httparse), \([0-9]*\) refused, \([0-9]*\) incomplete/\1 \2/p')
   c=$(echo "$out" | sed -n 's/^\.*chunked: \([0-9]*\) decoded alike, \([0-9]*\) refused alike/\1 \2/p')
   a=$(echo "$out" | sed -n 's/^\.*connections: \([0-9]*\) answers.*/\1/p')
-  heads=$((heads + 300000)); chunks=$((chunks + 200000)); answers=$((answers + ${a:-0}))
-  echo "round $rounds (seed $seed): heads accepted $h, refused/incomplete $hr; chunked ok/refused $c; connection answers $a"
+  w=$(echo "$out" | sed -n 's/^\.*websockets: \([0-9]*\) frames back.*/\1/p')
+  heads=$((heads + 300000)); chunks=$((chunks + 200000)); answers=$((answers + ${a:-0})); wsframes=$((wsframes + ${w:-0}))
+  echo "round $rounds (seed $seed): heads accepted $h, refused/incomplete $hr; chunked ok/refused $c; connection answers $a; websocket frames back $w"
 done
-echo "fuzz: $rounds rounds in $minutes min: $heads heads (every accepted one matched by httparse), $chunks chunked bodies (whole = byte by byte), $answers answers on 4,000 connections a round, all with valid status lines; no panic, no hang"
+echo "fuzz: $rounds rounds in $minutes min: $heads heads (every accepted one matched by httparse), $chunks chunked bodies (whole = byte by byte), $answers answers on 4,000 connections a round, all with valid status lines; $wsframes WebSocket frames back on 3,000 sockets a round, all well-formed; no panic, no hang"

@@ -6,7 +6,9 @@
 //! panic, no hang; every head our parser accepts, httparse accepts with the
 //! same method, target, version and field count; a chunked body decodes the
 //! same whole and byte by byte; every answer on a real socket starts with a
-//! valid status line, and the server serves on after each case.
+//! valid status line, and the server serves on after each case. WebSocket
+//! frames the same way: what the server sends back is a well-formed
+//! sequence of server frames ending in at most one close.
 //!
 //! A fixed-seed run is part of the suite; `load-tests/fuzz.sh MINUTES`
 //! runs it for longer with fresh seeds (FUZZ_SEED, FUZZ_CASES).
@@ -318,6 +320,17 @@ fn chunked_bodies_decode_the_same_whole_and_byte_by_byte() {
 
 fn app() -> App {
     App::new()
+        .get_with("/ws", |_, req, res| {
+            let cfg = phaseloop::ws::WsConfig {
+                max_message: 4096,
+                ..phaseloop::ws::WsConfig::default()
+            };
+            res.websocket(&req, cfg, |_, ws| {
+                ws.on_message(|_, ws, msg| {
+                    let _ = ws.send(&msg);
+                });
+            })
+        })
         .get_with("/", |_, _, res| res.text(200, "ok"))
         .get_with("/plaintext", |_, _, res| res.text(200, "Hello, World!"))
         .post_with("/echo", |_, mut req, res| {
@@ -392,4 +405,143 @@ fn connections_fed_random_pieces_answer_valid_status_lines() {
     }
     eprintln!("connections: {answers} answers, each with a valid status line");
     server.assert_all_released_within(Duration::from_secs(15));
+}
+
+/// A client frame from the grammar (usually masked; any opcode, fin,
+/// length form), then maybe mutated by the caller.
+fn ws_frame(rng: &mut Rng) -> Vec<u8> {
+    let opcode = *rng.pick(&[0x0u8, 0x1, 0x1, 0x2, 0x2, 0x8, 0x9, 0xA, 0x3, 0xB]);
+    let fin = !rng.chance(4);
+    let rsv = if rng.chance(20) { 0x40 } else { 0 };
+    let len = *rng.pick(&[0usize, 1, 2, 5, 125, 126, 127, 300, 5000]);
+    let mut payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+    if opcode == 0x1 && rng.chance(2) {
+        payload = "κόσμε text".repeat(len / 12 + 1).into_bytes();
+        payload.truncate(len.min(payload.len()));
+    }
+    if opcode == 0x8 && len >= 2 && rng.chance(2) {
+        let code: u16 = *rng.pick(&[1000, 1001, 1005, 1006, 3000, 4999, 5000, 0]);
+        payload[..2].copy_from_slice(&code.to_be_bytes());
+    }
+    let masked = !rng.chance(20);
+    let mut out = vec![(u8::from(fin) << 7) | rsv | opcode];
+    let m = if masked { 0x80 } else { 0 };
+    if len < 126 {
+        out.push(m | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(m | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(m | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    if masked {
+        let mask = (rng.next() as u32).to_be_bytes();
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        out.extend_from_slice(&payload);
+    }
+    out
+}
+
+/// Server frames in `bytes`: Some((opcode byte, payload)) each, None if
+/// the bytes are not a well-formed sequence of unmasked server frames.
+fn server_frames(mut bytes: &[u8]) -> Option<Vec<(u8, Vec<u8>)>> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        let [b0, b1, ..] = *bytes else { return None };
+        if b0 & 0x70 != 0 || b1 & 0x80 != 0 || ![0x81, 0x82, 0x88, 0x89, 0x8A].contains(&b0) {
+            return None;
+        }
+        let (len, at) = match b1 & 0x7F {
+            126 => (
+                u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize,
+                4,
+            ),
+            127 => (
+                u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        frames.push((b0, bytes.get(at..at + len)?.to_vec()));
+        bytes = &bytes[at + len..];
+    }
+    Some(frames)
+}
+
+/// WebSocket connections fed random frames (mutated, in random pieces):
+/// the server answers with well-formed frames, at most one close and last,
+/// its code one a server may send, and serves on after each case.
+#[test]
+fn websockets_fed_random_frames_answer_well_formed_frames() {
+    let server = TestServer::start(app);
+    let mut rng = Rng::new(seed() ^ 0x3B);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut closes, mut frames_back) = (0, 0);
+    for case in 0..cases(300) {
+        assert!(Instant::now() < deadline, "too slow: case {case}");
+        let mut bytes = Vec::new();
+        for _ in 0..1 + rng.below(6) {
+            bytes.extend(ws_frame(&mut rng));
+        }
+        if rng.chance(2) {
+            mutate(&mut rng, &mut bytes);
+        }
+        let mut c = std::net::TcpStream::connect(server.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = (1 + rng.below(700)).min(bytes.len() - at);
+            if c.write_all(&bytes[at..at + n]).is_err() {
+                break;
+            }
+            at += n;
+        }
+        // The client ends with a close of its own unless it already sent
+        // one: the server must finish either way.
+        let _ = c.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]);
+        // And its end of stream: a frame cut short by a mutation would
+        // otherwise wait for bytes that never come.
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        let head_end = util::find(&out, b"\r\n\r\n").expect("a 101") + 4;
+        assert!(out.starts_with(b"HTTP/1.1 101 "), "case {case}");
+        let frames = server_frames(&out[head_end..]).unwrap_or_else(|| {
+            panic!(
+                "case {case}: malformed server frames {:?}",
+                &out[head_end..]
+            )
+        });
+        frames_back += frames.len();
+        for (i, (b0, payload)) in frames.iter().enumerate() {
+            if *b0 == 0x88 {
+                assert_eq!(
+                    i,
+                    frames.len() - 1,
+                    "case {case}: a close is the last frame"
+                );
+                closes += 1;
+                if payload.len() >= 2 {
+                    let code = u16::from_be_bytes([payload[0], payload[1]]);
+                    let may_send = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+                    assert!(may_send, "case {case}: close code {code}");
+                }
+            }
+        }
+        let mut probe = server.connect();
+        probe.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            probe.response(),
+            text_response("200 OK", "ok", ""),
+            "case {case}"
+        );
+    }
+    eprintln!("websockets: {frames_back} frames back, {closes} closes, all well-formed");
 }
