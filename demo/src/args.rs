@@ -135,6 +135,9 @@ pub fn parse() -> Result<Args, String> {
             "--workers and --loops > 1 do not combine yet: choose threads or processes".into(),
         );
     }
+    if let Some(url) = &f.notify_url {
+        phaseloop::client::Client::check_url(url).map_err(|e| format!("--notify-url: {e}"))?;
+    }
     if f.tls_cert.is_some() && f.notify_url.is_none() && (f.workers > 0 || f.loops > 1) {
         return Err(
             "with --tls-cert, --workers and --loops need --notify-url (the embedded restaurant is plain HTTP beside one loop)".into(),

@@ -401,6 +401,18 @@ fn flags_help_and_environment_fallbacks() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("do not combine"));
+    // A notification URL the client cannot use is refused at start-up,
+    // not at every order.
+    let out = std::process::Command::new(bin)
+        .args(["--notify-url", "https://restaurant.example/hooks"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--notify-url") && stderr.contains("https needs TLS"),
+        "{stderr}"
+    );
 }
 
 /// The parser that judges /metrics: Python's prometheus_client.

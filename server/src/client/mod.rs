@@ -128,6 +128,14 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// What a request to `url` would be refused for before it is sent
+    /// (`http://host[:port][/path][?query]`; https needs TLS, which this
+    /// client does not have yet): for a URL from configuration, checked at
+    /// start-up rather than at every request.
+    pub fn check_url(url: &str) -> Result<(), ClientError> {
+        url::parse_url(url).map(|_| ())
+    }
+
     /// A client with `cfg`'s limits.
     pub fn new(cfg: ClientConfig) -> Client {
         Client {
