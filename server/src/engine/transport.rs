@@ -21,6 +21,7 @@ pub(crate) enum Settled {
     Unsent,
     /// A TLS handshake is under way: the client owes us bytes, under the
     /// header timeout.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Handshaking,
 }
 
