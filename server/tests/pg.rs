@@ -843,3 +843,86 @@ fn a_server_sending_garbage_gets_typed_errors_not_panics() {
     );
     assert!(matches!(e, PgError::Closed(_)), "{e:?}");
 }
+
+/// LISTEN/NOTIFY: a listener gets each notification of its channels (and
+/// none of others), in order; terminated by the server, it says so,
+/// reconnects, LISTENs again and gets what is sent after.
+#[test]
+fn a_listener_gets_notifications_and_listens_again_after_its_connection_is_lost() {
+    use phaseloop::pg::ListenEvent;
+    let server = shared();
+    let url = server.url.clone();
+    on_loop(move || async move {
+        let pool = pool(&url, |_| {});
+        let channel = table("events");
+        let seen: Rc<RefCell<Vec<String>>> = Rc::default();
+        let log = seen.clone();
+        let listener = Loop::with_current(|lp| {
+            pool.listen(lp, &[channel.as_str(), "quiet \"one\""], move |_, event| {
+                log.borrow_mut().push(match event {
+                    ListenEvent::Listening => "listening".to_string(),
+                    ListenEvent::Notification { channel, payload } => {
+                        format!("{channel}: {payload}")
+                    }
+                    ListenEvent::Lost(e) => format!("lost {}", e.code().unwrap_or("-")),
+                });
+            })
+        })
+        .unwrap();
+        // Waits until the log has `n` lines (bounded), then returns them.
+        let wait_for = |n: usize| {
+            let seen = seen.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while seen.borrow().len() < n {
+                    assert!(Instant::now() < deadline, "{:?}", seen.borrow());
+                    phaseloop_core::sleep(Duration::from_millis(10)).await;
+                }
+                seen.borrow().clone()
+            }
+        };
+        assert_eq!(wait_for(1).await, ["listening"]);
+        for i in 0..3 {
+            pool.execute(&format!("NOTIFY {channel}, 'step {i}'"), &[])
+                .await
+                .unwrap();
+        }
+        pool.execute("NOTIFY elsewhere, 'not ours'", &[])
+            .await
+            .unwrap();
+        pool.execute("SELECT pg_notify('quiet \"one\"', '')", &[])
+            .await
+            .unwrap();
+        let got = wait_for(5).await;
+        assert_eq!(
+            got[1..5],
+            [
+                format!("{channel}: step 0"),
+                format!("{channel}: step 1"),
+                format!("{channel}: step 2"),
+                "quiet \"one\": ".to_string(),
+            ]
+        );
+        // The server ends its connection: lost (57P01), then listening
+        // again, and a notification sent after arrives.
+        let pid = listener.backend_pid().expect("connected");
+        pool.execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+        let got = wait_for(7).await;
+        assert_eq!(got[5..7], ["lost 57P01", "listening"], "{got:?}");
+        assert_ne!(listener.backend_pid(), Some(pid));
+        pool.execute(&format!("NOTIFY {channel}, 'after'"), &[])
+            .await
+            .unwrap();
+        let got = wait_for(8).await;
+        assert_eq!(got[7], format!("{channel}: after"));
+        Loop::with_current(|lp| listener.close(lp));
+        // Closed: nothing more, and the loop can end.
+        pool.execute(&format!("NOTIFY {channel}, 'closed'"), &[])
+            .await
+            .unwrap();
+        phaseloop_core::sleep(Duration::from_millis(100)).await;
+        assert_eq!(seen.borrow().len(), 8);
+    });
+}

@@ -53,6 +53,9 @@ pub(crate) type Recorder = Rc<dyn Fn(u64, Option<&str>)>;
 type Ready = Box<dyn FnOnce(&Loop, Result<Shared, PgError>)>;
 type Hook = Box<dyn FnOnce(&Loop)>;
 
+/// Takes each NOTIFY a connection that LISTENs receives: channel, payload.
+pub(crate) type NotifyHook = Rc<dyn Fn(&Loop, &str, &str)>;
+
 /// What a statement gave back.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
@@ -133,6 +136,8 @@ struct Opening {
 pub(crate) enum After {
     Op(Done, Result<Outcome, PgError>),
     Hook(Hook),
+    /// A notification for the connection's notify hook.
+    Notify(NotifyHook, String, String),
 }
 
 fn run_after(lp: &Loop, after: Vec<After>) {
@@ -140,6 +145,7 @@ fn run_after(lp: &Loop, after: Vec<After>) {
         match a {
             After::Op(done, result) => done(lp, result),
             After::Hook(hook) => hook(lp),
+            After::Notify(hook, channel, payload) => hook(lp, &channel, &payload),
         }
     }
 }
@@ -188,6 +194,8 @@ pub(crate) struct Conn {
     pub on_drained: Option<Hook>,
     /// Runs once when the connection breaks (the pool drops it).
     pub on_broken: Option<Hook>,
+    /// Takes the notifications of the channels it LISTENs on.
+    pub on_notify: Option<NotifyHook>,
     /// Statement timeout for statements queued from now on.
     pub statement_timeout: Option<Duration>,
     grace: Duration,
@@ -345,6 +353,7 @@ fn start(lp: &Loop, opts: OpenOptions, target: Target, opening: Rc<Opening>) {
             broken: None,
             on_drained: None,
             on_broken: None,
+            on_notify: None,
             statement_timeout: opts.statement_timeout,
             grace: opts.connect_timeout + Duration::from_secs(1),
             recorder: opts.recorder,
@@ -686,9 +695,15 @@ impl Conn {
             Message::BackendKeyData(body) => {
                 self.key = Some((body.process_id(), body.secret_key()))
             }
+            Message::NotificationResponse(body) => {
+                if let Some(hook) = &self.on_notify {
+                    let channel = body.channel().map_err(io)?.to_owned();
+                    let payload = body.message().map_err(io)?.to_owned();
+                    after.push(After::Notify(hook.clone(), channel, payload));
+                }
+            }
             Message::ParameterStatus(_)
             | Message::NoticeResponse(_)
-            | Message::NotificationResponse(_)
             | Message::ParseComplete
             | Message::BindComplete
             | Message::CloseComplete

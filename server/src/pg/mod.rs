@@ -53,6 +53,7 @@ mod cancel;
 mod config;
 mod connection;
 mod error;
+mod listen;
 mod pool;
 mod row;
 mod socket;
@@ -60,6 +61,7 @@ pub mod types;
 
 pub use config::{ConnectConfig, PgHost, PoolConfig};
 pub use error::{DbError, PgError, PgTimeout};
+pub use listen::{ListenEvent, Listener};
 pub use pool::{Pool, PoolHistograms, PoolStats, PooledConn, TimeSummary, Transaction};
 pub use row::{Column, ColumnIndex, Row};
 pub use types::{oid, FromSql, ToSql, Uuid, Value};
