@@ -309,22 +309,17 @@ fn build_loop(
                 Some(pg) => pg.get(lp, req, res),
                 None => o2.get(lp, req, res),
             })
-            .get_with("/ws/orders", move |_, req, res| {
-                if pg_ws.is_some() {
-                    return res.json_error(
-                        501,
-                        "live order tracking is not served in PostgreSQL mode yet",
-                    );
-                }
-                o4.ws_orders(req, res)
+            .get_with("/ws/orders", move |_, req, res| match &pg_ws {
+                Some(pg) => pg.ws_orders(req, res),
+                None => o4.ws_orders(req, res),
             })
-            .get_with("/api/orders/:id/events", move |lp, req, res| {
-                if pg_events.is_some() {
-                    return res
-                        .json_error(501, "order events are not served in PostgreSQL mode yet");
-                }
-                o3.events(lp, req, res)
-            })
+            .get_with(
+                "/api/orders/:id/events",
+                move |lp, req, res| match &pg_events {
+                    Some(pg) => pg.events(lp, req, res),
+                    None => o3.events(lp, req, res),
+                },
+            )
             .post_with("/api/hash", hash)
             .body_limit(4 * 1024)
             .get_with("/files/:name", move |lp, req, res| {

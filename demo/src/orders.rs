@@ -357,33 +357,67 @@ impl Watcher {
         delivery: Delivery,
         attempts: u16,
     ) -> bool {
+        match (n, event) {
+            (Some(n), Some(event)) => self.tell_json(
+                id,
+                Some(n),
+                "step",
+                json!({ "step": event.name(), "notification": delivery.name(), "attempts": attempts }),
+            ),
+            _ => self.tell_json(
+                id,
+                None,
+                "delivery",
+                json!({ "notification": delivery.name(), "attempts": attempts }),
+            ),
+        }
+    }
+
+    /// Sends an event of `kind` ("step", with its number `n`, or
+    /// "delivery") about order `id` with `fields`: an SSE event whose data
+    /// is `fields`, or a WebSocket message of `fields` with the order, the
+    /// kind and the number. False if the subscriber is gone or too slow.
+    pub fn tell_json(&self, id: u64, n: Option<usize>, kind: &str, fields: Value) -> bool {
         match self {
             Watcher::Sse(w) => {
-                let sse = match (n, event) {
-                    (Some(n), Some(event)) => step_event(n, event, delivery, attempts),
-                    _ => phaseloop::sse::SseEvent::data(
-                        json!({ "notification": delivery.name(), "attempts": attempts })
-                            .to_string(),
-                    )
-                    .event("delivery"),
-                };
-                w.send(&sse).is_ok()
+                let mut event = phaseloop::sse::SseEvent::data(fields.to_string()).event(kind);
+                if let Some(n) = n {
+                    event = event.id(n);
+                }
+                w.send(&event).is_ok()
             }
             Watcher::Ws(ws) => {
-                let message = match (n, event) {
-                    (Some(n), Some(event)) => json!({
-                        "order": id, "id": n, "event": "step", "step": event.name(),
-                        "notification": delivery.name(), "attempts": attempts,
-                    }),
-                    _ => json!({
-                        "order": id, "event": "delivery",
-                        "notification": delivery.name(), "attempts": attempts,
-                    }),
-                };
+                let mut message = json!({ "order": id, "event": kind });
+                if let Some(n) = n {
+                    message["id"] = json!(n);
+                }
+                if let (Some(m), Value::Object(f)) = (message.as_object_mut(), fields) {
+                    m.extend(f);
+                }
                 ws.send_text(&message.to_string()).is_ok()
             }
         }
     }
+
+    /// Ends a subscription: an SSE stream finishes (a WebSocket stays
+    /// open for its other orders).
+    pub fn finish(self) {
+        if let Watcher::Sse(w) = self {
+            w.finish();
+        }
+    }
+}
+
+/// The order id of a `{"subscribe": ID}` message, or what is wrong with it.
+pub fn parse_subscribe(message: &phaseloop::ws::Message) -> Result<u64, String> {
+    let phaseloop::ws::Message::Text(text) = message else {
+        return Err("send {\"subscribe\": ORDER_ID} as text".into());
+    };
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("subscribe").and_then(Value::as_u64))
+        .filter(|id| *id > 0)
+        .ok_or_else(|| "send {\"subscribe\": ORDER_ID} with a positive order id".into())
 }
 
 /// Orders one WebSocket may follow at once.
@@ -801,14 +835,7 @@ impl Orders {
         message: &phaseloop::ws::Message,
         following: &std::cell::Cell<usize>,
     ) -> Result<(), String> {
-        let phaseloop::ws::Message::Text(text) = message else {
-            return Err("send {\"subscribe\": ORDER_ID} as text".into());
-        };
-        let id = serde_json::from_str::<Value>(text)
-            .ok()
-            .and_then(|v| v.get("subscribe").and_then(Value::as_u64))
-            .filter(|id| *id > 0)
-            .ok_or("send {\"subscribe\": ORDER_ID} with a positive order id")?;
+        let id = parse_subscribe(message)?;
         if following.get() >= WS_SUBSCRIPTIONS_MAX {
             return Err(format!(
                 "at most {WS_SUBSCRIPTIONS_MAX} orders per connection"

@@ -14,21 +14,135 @@
 //!   instance died mid-delivery) lets another take the row. So each
 //!   notification is delivered at least once, and the restaurant dedups by
 //!   its `Idempotency-Key` (the order id).
+//! - Live tracking (`GET /api/orders/:id/events`, `GET /ws/orders`): every
+//!   change of an order NOTIFYs `order_events` in the statement that makes
+//!   it (saved, delivery claimed, delivered, refused, retrying; responded
+//!   from the instance that answered), and each loop LISTENs and tells its
+//!   own subscribers, whichever instance made the change. A subscriber
+//!   first gets the steps so far from the tables; events that arrive
+//!   meanwhile wait for those, so each step comes once and in order. If
+//!   the listening connection is lost, subscriptions end (SSE clients
+//!   reconnect with `Last-Event-ID`; WebSocket clients are told to
+//!   subscribe again): nothing sent meanwhile is silently missed.
 //! - The database down: requests that need it get 503 with `Retry-After`
 //!   (the pool's timeouts bound the wait); `/health` says `degraded` at
 //!   once, from the last query's outcome, without asking the database.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use phaseloop::client::{Client, ClientConfig, ClientRequest};
-use phaseloop::pg::{PgError, Pool, PoolConfig};
+use phaseloop::pg::{ListenEvent, Listener, PgError, Pool, PoolConfig};
 use phaseloop::{Request, Responder, Response};
 use phaseloop_core::{Loop, RunMode, TimerId};
 use serde_json::{json, Value};
 
+use crate::orders::Watcher;
 use crate::outbox::{Attempt, Target};
+
+/// The channel every instance NOTIFYs an order's changes on.
+const EVENTS_CHANNEL: &str = "order_events";
+/// Live events a subscriber still waiting for its steps so far may hold
+/// (an order has a handful in all).
+const HELD_MAX: usize = 16;
+/// Orders one WebSocket may follow at once.
+const WS_SUBSCRIPTIONS_MAX: usize = 64;
+
+/// An order's step `n` as NOTIFY's payload (built in SQL from the row).
+fn step_json(order: &str, n: u32, step: &str, notification: &str, attempts: &str) -> String {
+    format!(
+        "json_build_object('order', {order}, 'event', 'step', 'id', {n}, 'step', '{step}', \
+         'notification', {notification}, 'attempts', {attempts})::text"
+    )
+}
+
+/// A passing delivery state as NOTIFY's payload (built in SQL).
+fn delivery_json(order: &str, notification: &str, attempts: &str) -> String {
+    format!(
+        "json_build_object('order', {order}, 'event', 'delivery', \
+         'notification', {notification}, 'attempts', {attempts})::text"
+    )
+}
+
+/// Settling a delivery: each statement NOTIFYs what it changed.
+static DELIVERED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE outbox SET state = 'delivered', delivered_at = now(),
+                claimed_until = NULL, last_error = $2
+         WHERE order_id = $1 AND claimed_by = $3
+         RETURNING (SELECT 1 FROM pg_notify('{EVENTS_CHANNEL}', {}))",
+        step_json("order_id", 3, "notified", "'delivered'", "attempts")
+    )
+});
+static FAILED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE outbox SET state = 'failed', claimed_until = NULL, last_error = $2
+         WHERE order_id = $1 AND claimed_by = $3
+         RETURNING (SELECT 1 FROM pg_notify('{EVENTS_CHANNEL}', {}))",
+        step_json("order_id", 3, "notification failed", "'failed'", "attempts")
+    )
+});
+static RETRY_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE outbox SET claimed_until = NULL, last_error = $2,
+                next_attempt_at = now() + least(interval '60 seconds',
+                  interval '100 milliseconds' * (2 ^ least(attempts - 1, 20)) * random())
+         WHERE order_id = $1 AND claimed_by = $3
+         RETURNING (SELECT 1 FROM pg_notify('{EVENTS_CHANNEL}', {}))",
+        delivery_json("order_id", "'retrying'", "attempts")
+    )
+});
+
+/// A step as the channel carries it (for the steps so far).
+fn step_value(order: i64, n: u64, step: &str, notification: &str, attempts: i32) -> Value {
+    json!({ "order": order, "event": "step", "id": n, "step": step,
+            "notification": notification, "attempts": attempts })
+}
+
+/// The step that ends an order's subscriptions: its notification's outcome.
+fn is_final(event: &Value) -> bool {
+    event["event"] == "step"
+        && matches!(
+            event["step"].as_str(),
+            Some("notified" | "notification failed")
+        )
+}
+
+/// Sends `event` (as the channel carries it) to follower `f`, unless it is
+/// a step it already has; false if the subscriber is gone.
+fn send_event(f: &mut Follower, order: i64, event: &Value) -> bool {
+    let kind = event["event"].as_str().unwrap_or("delivery");
+    let n = event["id"].as_u64();
+    if let Some(n) = n {
+        if n <= f.last_step {
+            return true;
+        }
+        f.last_step = n;
+    }
+    let mut fields = event.clone();
+    if let Some(m) = fields.as_object_mut() {
+        m.remove("order");
+        m.remove("event");
+        m.remove("id");
+    }
+    f.watcher
+        .tell_json(order as u64, n.map(|n| n as usize), kind, fields)
+}
+
+/// A live subscriber of one order, on this loop.
+struct Follower {
+    watcher: Watcher,
+    /// Its steps so far are out: live events go to it as they come.
+    ready: bool,
+    /// Live events that came before its steps so far did.
+    held: Vec<Value>,
+    /// The last step number it was sent.
+    last_step: u64,
+    /// Tells it its order is unknown (the read of its steps found none).
+    on_missing: Option<Box<dyn FnOnce(Watcher)>>,
+}
 
 /// The advisory lock migrations run under (any constant other code does
 /// not use).
@@ -152,6 +266,12 @@ pub struct PgDemo {
     pub delivered: Cell<u64>,
     pub retries: Cell<u64>,
     pub failed: Cell<u64>,
+    /// Live subscribers by order, fed by the listener.
+    followers: RefCell<HashMap<i64, Vec<Follower>>>,
+    listener: RefCell<Option<Listener>>,
+    /// The listener is LISTENing now: without it, a new subscriber would
+    /// miss what happens until it is back, so none is taken meanwhile.
+    listening: Cell<bool>,
 }
 
 /// A 503 with `Retry-After` for an unreachable or busy database, else the
@@ -191,6 +311,9 @@ impl PgDemo {
             delivered: Cell::new(0),
             retries: Cell::new(0),
             failed: Cell::new(0),
+            followers: RefCell::default(),
+            listener: RefCell::new(None),
+            listening: Cell::new(false),
         }))
     }
 
@@ -206,6 +329,275 @@ impl PgDemo {
         lp.unref_timer(id);
         self.poll.set(Some(id));
         self.kick(lp);
+        let me = Rc::downgrade(self);
+        let listener = self.pool.listen(lp, &[EVENTS_CHANNEL], move |_, event| {
+            let Some(me) = me.upgrade() else { return };
+            match event {
+                ListenEvent::Notification { payload, .. } => {
+                    if let Ok(event) = serde_json::from_str::<Value>(payload) {
+                        me.publish(event);
+                    }
+                }
+                ListenEvent::Lost(_) => {
+                    me.listening.set(false);
+                    me.end_all_subscriptions();
+                }
+                ListenEvent::Listening => me.listening.set(true),
+            }
+        });
+        *self.listener.borrow_mut() = Some(listener);
+    }
+
+    /// A live event from the channel: to this loop's followers of its
+    /// order (held for those whose steps so far are not out yet); a final
+    /// step ends their subscriptions.
+    fn publish(&self, event: Value) {
+        let Some(order) = event["order"].as_i64() else {
+            return;
+        };
+        let last = is_final(&event);
+        let mut followers = self.followers.borrow_mut();
+        let Some(list) = followers.get_mut(&order) else {
+            return;
+        };
+        list.retain_mut(|f| {
+            if !f.ready {
+                if f.held.len() < HELD_MAX {
+                    f.held.push(event.clone());
+                }
+                return true;
+            }
+            send_event(f, order, &event)
+        });
+        if last {
+            for f in followers.remove(&order).unwrap_or_default() {
+                if f.ready {
+                    f.watcher.finish();
+                }
+            }
+        } else if list.is_empty() {
+            followers.remove(&order);
+        }
+    }
+
+    /// The listening connection was lost: what was sent meanwhile is
+    /// unknown, so every subscription ends (SSE clients reconnect with
+    /// `Last-Event-ID`, WebSocket clients are told to subscribe again).
+    fn end_all_subscriptions(&self) {
+        let all = std::mem::take(&mut *self.followers.borrow_mut());
+        for (order, list) in all {
+            for f in list {
+                if let Watcher::Ws(ws) = &f.watcher {
+                    let _ = ws.send_text(
+                        &json!({ "order": order, "error": "live updates were interrupted: subscribe again" })
+                            .to_string(),
+                    );
+                }
+                f.watcher.finish();
+            }
+        }
+    }
+
+    /// A new follower of `order` (its steps so far after `after` first):
+    /// registered now, so nothing sent while its steps so far are read is
+    /// missed; they are sent when the read comes back, then what it held.
+    fn follow(
+        self: &Rc<Self>,
+        lp: &Loop,
+        order: i64,
+        watcher: Watcher,
+        after: u64,
+        on_missing: Box<dyn FnOnce(Watcher)>,
+    ) {
+        let me = self.clone();
+        self.followers
+            .borrow_mut()
+            .entry(order)
+            .or_default()
+            .push(Follower {
+                watcher,
+                ready: false,
+                held: Vec::new(),
+                last_step: after,
+                on_missing: Some(on_missing),
+            });
+        self.pool.query_with(
+            lp,
+            "SELECT state, attempts, coalesce(claimed_until > now(), false) AS sending
+             FROM outbox WHERE order_id = $1",
+            &[&order],
+            move |_, rows| {
+                me.note(&rows);
+                let row = rows.ok().and_then(|r| r.into_iter().next());
+                let state = row.as_ref().and_then(|r| {
+                    Some((
+                        r.get::<String>("state").ok()?,
+                        r.get::<i32>("attempts").ok()?,
+                        r.get::<bool>("sending").ok()?,
+                    ))
+                });
+                me.steps_so_far(order, state);
+            },
+        );
+    }
+
+    /// Sends the steps so far to `order`'s followers still waiting for
+    /// them, then what they held; ends them if the order's notification is
+    /// over (or the order is unknown).
+    fn steps_so_far(&self, order: i64, state: Option<(String, i32, bool)>) {
+        let mut followers = self.followers.borrow_mut();
+        let Some(list) = followers.get_mut(&order) else {
+            return;
+        };
+        let waiting: Vec<Follower> = {
+            let (waiting, ready): (Vec<_>, Vec<_>) = list.drain(..).partition(|f| !f.ready);
+            *list = ready;
+            waiting
+        };
+        let Some((state, attempts, sending)) = state else {
+            drop(followers);
+            for mut f in waiting {
+                match f.on_missing.take() {
+                    Some(tell) => tell(f.watcher),
+                    None => f.watcher.finish(),
+                }
+            }
+            return;
+        };
+        let notification = match (state.as_str(), sending) {
+            ("delivered", _) => "delivered",
+            ("failed", _) => "failed",
+            (_, true) => "sending",
+            _ if attempts > 0 => "retrying",
+            _ => "pending",
+        };
+        let mut steps = vec![
+            step_value(order, 1, "saved", notification, attempts),
+            step_value(order, 2, "responded", notification, attempts),
+        ];
+        match state.as_str() {
+            "delivered" => steps.push(step_value(order, 3, "notified", notification, attempts)),
+            "failed" => steps.push(step_value(
+                order,
+                3,
+                "notification failed",
+                notification,
+                attempts,
+            )),
+            _ => {}
+        }
+        let over = steps.iter().any(is_final);
+        for mut f in waiting {
+            let mut alive = true;
+            for event in steps.iter().chain(std::mem::take(&mut f.held).iter()) {
+                if alive {
+                    alive = send_event(&mut f, order, event);
+                }
+            }
+            let ended = f.held.iter().any(is_final);
+            if over || ended || !alive {
+                if alive {
+                    f.watcher.finish();
+                }
+                continue;
+            }
+            f.ready = true;
+            list.push(f);
+        }
+        if list.is_empty() {
+            followers.remove(&order);
+        }
+    }
+
+    /// `GET /api/orders/:id/events` in PostgreSQL mode: as in file mode
+    /// (steps after `Last-Event-ID`, then each new one, the stream ending
+    /// with the notification's outcome), from any instance's changes.
+    pub fn events(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
+        let Some(id) = req
+            .param("id")
+            .as_deref()
+            .and_then(crate::users::parse_id)
+            .and_then(|id| i64::try_from(id).ok())
+        else {
+            return res.json_error(400, "Invalid order ID");
+        };
+        let after: u64 = req
+            .last_event_id()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if !self.listening.get() {
+            return res.send(
+                Response::json_error(503, "live updates are not available right now")
+                    .header("Retry-After", "1"),
+            );
+        }
+        // Whether the order exists is known only after a read; the stream
+        // starts at once and an unknown order ends it with an error event.
+        let w = res.sse(lp);
+        self.follow(
+            lp,
+            id,
+            Watcher::Sse(w),
+            after,
+            Box::new(move |watcher| {
+                watcher.tell_json(
+                    id as u64,
+                    None,
+                    "error",
+                    json!({ "error": "Order not found" }),
+                );
+                watcher.finish();
+            }),
+        );
+    }
+
+    /// `GET /ws/orders` in PostgreSQL mode: `{"subscribe": ID}` per order,
+    /// as in file mode.
+    pub fn ws_orders(self: &Rc<Self>, req: Request, res: Responder) {
+        let cfg = phaseloop::ws::WsConfig {
+            max_message: 4 * 1024,
+            write_high_water: 256 * 1024,
+            ..phaseloop::ws::WsConfig::default()
+        };
+        let me = Rc::downgrade(self);
+        res.websocket(&req, cfg, move |_, ws| {
+            let following = Cell::new(0usize);
+            ws.on_message(move |lp, ws, message| {
+                let Some(me) = me.upgrade() else { return };
+                let id = match crate::orders::parse_subscribe(&message) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        return {
+                            let _ = ws.send_text(&json!({ "error": e }).to_string());
+                        }
+                    }
+                };
+                if !me.listening.get() {
+                    let e = format!("live updates are not available right now: subscribe to {id} again in a second");
+                    let _ = ws.send_text(&json!({ "error": e }).to_string());
+                    return;
+                }
+                if following.get() >= WS_SUBSCRIPTIONS_MAX {
+                    let e = format!("at most {WS_SUBSCRIPTIONS_MAX} orders per connection");
+                    let _ = ws.send_text(&json!({ "error": e }).to_string());
+                    return;
+                }
+                following.set(following.get() + 1);
+                let Ok(order) = i64::try_from(id) else { return };
+                me.follow(
+                    lp,
+                    order,
+                    Watcher::Ws(ws.clone()),
+                    0,
+                    Box::new(move |watcher| {
+                        if let Watcher::Ws(ws) = watcher {
+                            let e = format!("order {id} not found");
+                            let _ = ws.send_text(&json!({ "error": e }).to_string());
+                        }
+                    }),
+                );
+            });
+        });
     }
 
     fn note<T>(&self, result: &Result<T, PgError>) {
@@ -279,8 +671,13 @@ impl PgDemo {
         let me = self.clone();
         self.pool.query_with(
             lp,
-            "WITH o AS (INSERT INTO orders (body) VALUES ($1) RETURNING id)
-             INSERT INTO outbox (order_id) SELECT id FROM o RETURNING order_id",
+            &format!(
+                "WITH o AS (INSERT INTO orders (body) VALUES ($1) RETURNING id),
+                      x AS (INSERT INTO outbox (order_id) SELECT id FROM o RETURNING order_id)
+                 SELECT x.order_id FROM x
+                 CROSS JOIN LATERAL pg_notify('{EVENTS_CHANNEL}', {}) AS n",
+                step_json("x.order_id", 1, "saved", "'pending'", "0")
+            ),
             &[&body],
             move |lp, rows| {
                 me.note(&rows);
@@ -293,6 +690,17 @@ impl PgDemo {
                         res.json(
                             201,
                             &json!({ "id": id, "status": "accepted", "notification": "scheduled" }),
+                        );
+                        // Step 2 for every instance's subscribers; not
+                        // waited for (its outcome changes nothing here).
+                        let responded = json!({ "order": id, "event": "step", "id": 2,
+                            "step": "responded", "notification": "pending", "attempts": 0 })
+                        .to_string();
+                        me.pool.query_with(
+                            lp,
+                            &format!("SELECT 1 FROM pg_notify('{EVENTS_CHANNEL}', $1)"),
+                            &[&responded],
+                            |_, _| {},
                         );
                         let me = me.clone();
                         lp.set_immediate(move |lp| me.kick(lp));
@@ -369,9 +777,11 @@ impl PgDemo {
                  AND (claimed_until IS NULL OR claimed_until < now())
                ORDER BY order_id LIMIT $2 FOR UPDATE SKIP LOCKED)
              RETURNING order_id, attempts,
+               (SELECT 1 FROM pg_notify('{EVENTS_CHANNEL}', {notify})) AS told,
                (SELECT jsonb_build_object('id', o.id, 'order', o.body,
                   'created_ms', (extract(epoch FROM o.created_at) * 1000)::int8)
-                FROM orders o WHERE o.id = order_id) AS record"
+                FROM orders o WHERE o.id = order_id) AS record",
+            notify = delivery_json("order_id", "'sending'", "attempts - 1"),
         );
         self.pool.query_with(
             lp,
@@ -426,30 +836,15 @@ impl PgDemo {
         let (sql, error): (&str, Option<String>) = match crate::outbox::classify(outcome) {
             Attempt::Delivered => {
                 self.delivered.set(self.delivered.get() + 1);
-                (
-                    "UPDATE outbox SET state = 'delivered', delivered_at = now(),
-                            claimed_until = NULL, last_error = $2
-                     WHERE order_id = $1 AND claimed_by = $3",
-                    None,
-                )
+                (DELIVERED_SQL.as_str(), None)
             }
             Attempt::Refused(why) => {
                 self.failed.set(self.failed.get() + 1);
-                (
-                    "UPDATE outbox SET state = 'failed', claimed_until = NULL, last_error = $2
-                     WHERE order_id = $1 AND claimed_by = $3",
-                    Some(why),
-                )
+                (FAILED_SQL.as_str(), Some(why))
             }
             Attempt::Retry(why) => {
                 self.retries.set(self.retries.get() + 1);
-                (
-                    "UPDATE outbox SET claimed_until = NULL, last_error = $2,
-                            next_attempt_at = now() + least(interval '60 seconds',
-                              interval '100 milliseconds' * (2 ^ least(attempts - 1, 20)) * random())
-                     WHERE order_id = $1 AND claimed_by = $3",
-                    Some(why),
-                )
+                (RETRY_SQL.as_str(), Some(why))
             }
         };
         let me = self.clone();

@@ -9,34 +9,13 @@ mod util;
 #[path = "../../server/tests/util/ws.rs"]
 mod ws_client;
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use demo::Demo;
 use serde_json::Value;
 use util::{decode_chunked, temp_dir};
-
-/// A restaurant answering each webhook after `delay_ms`: the order's
-/// notification comes after the subscribers are in.
-fn slow_restaurant(delay_ms: u64) -> (std::process::Child, SocketAddr) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_restaurant-sim"))
-        .args(["--port", "0", "--delay-ms", &delay_ms.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("restaurant-sim listening on http://")
-        .unwrap()
-        .parse()
-        .unwrap();
-    (child, addr)
-}
 
 fn subscribe(addr: SocketAddr, id: u64, last: Option<u32>) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -92,7 +71,7 @@ fn raise_open_files_limit() {
 #[test]
 fn a_subscriber_sees_each_step_once_and_in_order_among_a_thousand() {
     raise_open_files_limit();
-    let (mut sim, sim_addr) = slow_restaurant(1500);
+    let (mut sim, sim_addr) = demo::slow_restaurant(1500);
     let data = temp_dir("order-events");
     let url = format!("http://{sim_addr}");
     let demo = Demo::start(&data, &["--notify-url", &url]);
@@ -171,7 +150,7 @@ fn ws_messages_of(ws: &mut ws_client::Ws) -> Vec<Value> {
 #[test]
 fn a_websocket_subscriber_sees_each_step_once_and_in_order_among_a_thousand() {
     raise_open_files_limit();
-    let (mut sim, sim_addr) = slow_restaurant(1500);
+    let (mut sim, sim_addr) = demo::slow_restaurant(1500);
     let data = temp_dir("order-events-ws");
     let url = format!("http://{sim_addr}");
     let demo = Demo::start(&data, &["--notify-url", &url]);

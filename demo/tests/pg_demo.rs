@@ -8,6 +8,8 @@ mod demo;
 mod pg_server;
 #[path = "../../server/tests/util/mod.rs"]
 mod util;
+#[path = "../../server/tests/util/ws.rs"]
+mod ws_client;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -270,4 +272,198 @@ fn the_database_down_answers_503_with_retry_after_and_everything_resumes() {
     );
     let health: Value = serde_json::from_str(body_of(&demo.get("/health"))).unwrap();
     assert_eq!(health["status"], "healthy");
+}
+
+/// Subscribes `ws` to order `id`, again every 50 ms while the instance
+/// says live updates are not available (its listener not LISTENing yet,
+/// or not again); the first message of the subscription.
+fn subscribe_when_live(ws: &mut ws_client::Ws, id: u64) -> Option<Value> {
+    let subscribe = ws_client::frame(0x81, format!("{{\"subscribe\": {id}}}").as_bytes(), true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        ws.send(&subscribe);
+        let (_, payload) = ws.recv();
+        let m: Value = serde_json::from_slice(&payload).unwrap();
+        match m["error"].as_str() {
+            None => return Some(m),
+            Some(e) => assert!(e.contains("not available"), "{m}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "live updates never became available"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Live tracking on PostgreSQL: an order placed on one instance is
+/// followed on the other, over a WebSocket and over SSE; each gets saved,
+/// responded and notified exactly once and in order (the delivery is made
+/// by whichever instance claims it: NOTIFY reaches both). A subscriber
+/// that comes after the end gets the steps so far and its stream ends;
+/// an unknown order is said to be unknown.
+#[test]
+fn orders_are_tracked_live_across_instances() {
+    let server = shared();
+    let url = fresh_database(server);
+    let (mut sim, sim_addr) = demo::slow_restaurant(1500);
+    let notify = format!("http://{sim_addr}");
+    let a = Demo::start(
+        &temp_dir("pg-live-a"),
+        &[
+            "--database",
+            &url,
+            "--notify-url",
+            &notify,
+            "--log-level",
+            "warn",
+        ],
+    );
+    let b = Demo::start(
+        &temp_dir("pg-live-b"),
+        &[
+            "--database",
+            &url,
+            "--notify-url",
+            &notify,
+            "--log-level",
+            "warn",
+        ],
+    );
+    let id = *a.post_orders(1).iter().next().unwrap();
+    // Over a WebSocket on B (once B listens: until then it says so).
+    let mut ws = ws_client::Ws::open_with(b.addr, "/ws/orders", &[]);
+    let mut first = subscribe_when_live(&mut ws, id);
+    // Over SSE on B too.
+    let mut sse = std::net::TcpStream::connect(b.addr).unwrap();
+    sse.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    std::io::Write::write_all(
+        &mut sse,
+        format!("GET /api/orders/{id}/events HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut steps = Vec::new();
+    let mut messages = Vec::new();
+    while steps.last().map(String::as_str) != Some("notified") {
+        let m: Value = first.take().unwrap_or_else(|| {
+            let (b0, payload) = ws.recv();
+            assert_eq!(b0, 0x81);
+            serde_json::from_slice(&payload).unwrap()
+        });
+        assert_eq!(m["order"], id, "{m}");
+        if m["event"] == "step" {
+            steps.push(m["step"].as_str().unwrap().to_owned());
+            assert_eq!(m["id"].as_u64(), Some(steps.len() as u64), "{m}");
+        } else {
+            assert_eq!(m["event"], "delivery", "{m}");
+        }
+        messages.push(m);
+    }
+    assert_eq!(steps, ["saved", "responded", "notified"], "{messages:?}");
+    assert_eq!(messages.last().unwrap()["notification"], "delivered");
+    // The SSE stream: the same steps with their ids, then its end.
+    let mut c = util::Client::from_stream(sse);
+    let raw = c.read_through(b"\r\n0\r\n\r\n");
+    let body =
+        String::from_utf8(util::decode_chunked(raw.split_once("\r\n\r\n").unwrap().1)).unwrap();
+    let ids: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids, ["1", "2", "3"], "{body}");
+    assert!(body.contains("\"step\":\"notified\""), "{body}");
+    // After the end: the steps so far, then the stream ends at once.
+    let mut late = std::net::TcpStream::connect(a.addr).unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut late,
+        format!("GET /api/orders/{id}/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let raw = util::Client::from_stream(late).read_through(b"\r\n0\r\n\r\n");
+    let body =
+        String::from_utf8(util::decode_chunked(raw.split_once("\r\n\r\n").unwrap().1)).unwrap();
+    let ids: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids, ["2", "3"], "{body}");
+    // An unknown order, on the same WebSocket.
+    ws.send(&ws_client::frame(0x81, b"{\"subscribe\": 987654}", true));
+    let (_, payload) = ws.recv();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap()["error"],
+        "order 987654 not found"
+    );
+    let _ = sim.kill();
+    let _ = sim.wait();
+}
+
+/// The listening connection lost (its backend terminated): what NOTIFY
+/// sent meanwhile is unknown, so a subscriber is told to subscribe again,
+/// and doing so gets the order's steps, to its end.
+#[test]
+fn a_lost_listener_ends_subscriptions_saying_so() {
+    let server = shared();
+    let url = fresh_database(server);
+    let (mut sim, sim_addr) = demo::slow_restaurant(3000);
+    let notify = format!("http://{sim_addr}");
+    let a = Demo::start(
+        &temp_dir("pg-live-lost"),
+        &[
+            "--database",
+            &url,
+            "--notify-url",
+            &notify,
+            "--log-level",
+            "warn",
+        ],
+    );
+    let id = *a.post_orders(1).iter().next().unwrap();
+    let mut ws = ws_client::Ws::open_with(a.addr, "/ws/orders", &[]);
+    let next = |ws: &mut ws_client::Ws| -> Value {
+        let (_, payload) = ws.recv();
+        serde_json::from_slice(&payload).unwrap()
+    };
+    assert_eq!(subscribe_when_live(&mut ws, id).unwrap()["step"], "saved");
+    assert_eq!(next(&mut ws)["step"], "responded");
+    let killed = psql_in(
+        server,
+        &url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE query LIKE 'LISTEN%' AND datname = current_database()",
+    );
+    assert_eq!(killed, "1");
+    // Delivery states may come first; then the interruption is said.
+    let said = loop {
+        let m = next(&mut ws);
+        if m.get("error").is_some() {
+            break m;
+        }
+        assert_eq!(m["event"], "delivery", "{m}");
+    };
+    assert_eq!(said["order"], id);
+    assert!(
+        said["error"].as_str().unwrap().contains("subscribe again"),
+        "{said}"
+    );
+    // Subscribing again gets the steps and then the end, once the
+    // listener is back (within its backoff); until then the subscription
+    // is refused with a reason, never taken and left silent.
+    let mut steps = Vec::new();
+    let m = subscribe_when_live(&mut ws, id).unwrap();
+    if m["event"] == "step" {
+        steps.push(m["step"].as_str().unwrap().to_owned());
+    }
+    while steps.last().map(String::as_str) != Some("notified") {
+        let m = next(&mut ws);
+        if m["event"] == "step" {
+            steps.push(m["step"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(steps, ["saved", "responded", "notified"]);
+    let _ = sim.kill();
+    let _ = sim.wait();
 }

@@ -163,3 +163,49 @@ impl Drop for Demo {
         self.kill();
     }
 }
+
+/// A restaurant answering each webhook after `delay_ms`: the order's
+/// notification comes after the subscribers are in.
+pub fn slow_restaurant(delay_ms: u64) -> (KillOnDrop, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_restaurant-sim"))
+        .args(["--port", "0", "--delay-ms", &delay_ms.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("restaurant-sim listening on http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    (KillOnDrop(child), addr)
+}
+
+/// A child process killed when the test ends, however it ends (a failed
+/// assertion leaves no restaurant-sim running).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
