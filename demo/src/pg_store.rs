@@ -15,10 +15,14 @@
 //!   notification is delivered at least once, and the restaurant dedups by
 //!   its `Idempotency-Key` (the order id).
 //! - Live tracking (`GET /api/orders/:id/events`, `GET /ws/orders`): every
-//!   change of an order NOTIFYs `order_events` in the statement that makes
-//!   it (saved, delivery claimed, delivered, refused, retrying; responded
-//!   from the instance that answered), and each loop LISTENs and tells its
-//!   own subscribers, whichever instance made the change. A subscriber
+//!   change of an order's notification NOTIFYs `order_events` in the
+//!   statement that makes it (delivered, refused, retrying: one NOTIFY an
+//!   order when all goes well; the claim is not NOTIFYed, a passing state
+//!   every instance would hear for every order), and each loop LISTENs and tells its own subscribers,
+//!   whichever instance made the change. "saved" and "responded" are not
+//!   NOTIFYed: a client learns an order's id from the 201, after both, so
+//!   a subscriber always gets them from the tables (no NOTIFY, and its
+//!   commit-time lock, on the order's own INSERT). A subscriber
 //!   first gets the steps so far from the tables; events that arrive
 //!   meanwhile wait for those, so each step comes once and in order. If
 //!   the listening connection is lost, subscriptions end (SSE clients
@@ -671,13 +675,8 @@ impl PgDemo {
         let me = self.clone();
         self.pool.query_with(
             lp,
-            &format!(
-                "WITH o AS (INSERT INTO orders (body) VALUES ($1) RETURNING id),
-                      x AS (INSERT INTO outbox (order_id) SELECT id FROM o RETURNING order_id)
-                 SELECT x.order_id FROM x
-                 CROSS JOIN LATERAL pg_notify('{EVENTS_CHANNEL}', {}) AS n",
-                step_json("x.order_id", 1, "saved", "'pending'", "0")
-            ),
+            "WITH o AS (INSERT INTO orders (body) VALUES ($1) RETURNING id)
+             INSERT INTO outbox (order_id) SELECT id FROM o RETURNING order_id",
             &[&body],
             move |lp, rows| {
                 me.note(&rows);
@@ -690,17 +689,6 @@ impl PgDemo {
                         res.json(
                             201,
                             &json!({ "id": id, "status": "accepted", "notification": "scheduled" }),
-                        );
-                        // Step 2 for every instance's subscribers; not
-                        // waited for (its outcome changes nothing here).
-                        let responded = json!({ "order": id, "event": "step", "id": 2,
-                            "step": "responded", "notification": "pending", "attempts": 0 })
-                        .to_string();
-                        me.pool.query_with(
-                            lp,
-                            &format!("SELECT 1 FROM pg_notify('{EVENTS_CHANNEL}', $1)"),
-                            &[&responded],
-                            |_, _| {},
                         );
                         let me = me.clone();
                         lp.set_immediate(move |lp| me.kick(lp));
@@ -777,11 +765,9 @@ impl PgDemo {
                  AND (claimed_until IS NULL OR claimed_until < now())
                ORDER BY order_id LIMIT $2 FOR UPDATE SKIP LOCKED)
              RETURNING order_id, attempts,
-               (SELECT 1 FROM pg_notify('{EVENTS_CHANNEL}', {notify})) AS told,
                (SELECT jsonb_build_object('id', o.id, 'order', o.body,
                   'created_ms', (extract(epoch FROM o.created_at) * 1000)::int8)
                 FROM orders o WHERE o.id = order_id) AS record",
-            notify = delivery_json("order_id", "'sending'", "attempts - 1"),
         );
         self.pool.query_with(
             lp,
