@@ -23,7 +23,7 @@ mod deadlines;
 mod drive;
 pub(crate) mod exchange;
 pub(crate) mod limits;
-mod read_buffer;
+pub(crate) mod read_buffer;
 pub(crate) mod service;
 mod spares;
 mod stats;

@@ -25,6 +25,11 @@ impl ReadBuffer {
         &self.buf[self.start..self.end]
     }
 
+    /// The unparsed bytes, to change in place (a WebSocket unmasks them).
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
+
     /// Number of unparsed bytes.
     pub fn len(&self) -> usize {
         self.end - self.start

@@ -8,17 +8,18 @@ use std::rc::Rc;
 
 use phaseloop_core::Loop;
 
+use crate::engine::read_buffer::ReadBuffer;
 use crate::engine::service::Service;
 use crate::engine::transport::Transport;
 use crate::engine::Engine;
 use crate::http::response::Response;
 
 /// A connection handed over after its 101: its stream (deregistered from
-/// the loop: the new owner registers it), what the client sent after the
-/// upgrade request, and its peer.
+/// the loop: the new owner registers it), its read buffer as it is (what
+/// the client sent after the upgrade request, not copied), and its peer.
 pub(crate) struct Upgraded {
     pub stream: Transport,
-    pub leftover: Vec<u8>,
+    pub inbuf: ReadBuffer,
     pub peer: Option<SocketAddr>,
 }
 
@@ -60,14 +61,15 @@ impl<S: Service> Engine<S> {
         if let Some(token) = conn.token.take() {
             let _ = lp.deregister_io(token, conn.stream.socket_mut());
         }
-        let mut leftover = Vec::new();
+        let mut inbuf = ReadBuffer::default();
         let mut hook = None;
         if let Some(ex) = conn.exchange() {
             if let Some(t) = ex.timer.take() {
                 lp.clear_timer(t);
             }
-            leftover.extend_from_slice(ex.inbuf.data());
-            ex.inbuf.clear();
+            // The buffer goes with the connection (an exchange without one
+            // takes another from the spares when it next reads).
+            inbuf = std::mem::take(&mut ex.inbuf);
             if let crate::engine::exchange::Upgrade::Accepted(h) = std::mem::take(&mut ex.upgrade) {
                 hook = Some(h);
             }
@@ -88,7 +90,7 @@ impl<S: Service> Engine<S> {
                 lp,
                 Upgraded {
                     stream: conn.stream,
-                    leftover,
+                    inbuf,
                     peer: conn.peer,
                 },
             );

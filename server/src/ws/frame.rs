@@ -151,6 +151,16 @@ pub(crate) fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
     }
 }
 
+/// Bytes of a server frame carrying `len` bytes of payload.
+pub(crate) fn encoded_len(len: usize) -> usize {
+    let header = match len {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    };
+    header + len
+}
+
 /// Appends a server frame (unmasked, final) carrying `payload`.
 pub(crate) fn encode(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
     out.push(0x80 | opcode.bits());
@@ -283,6 +293,11 @@ mod tests {
         out.clear();
         encode(&mut out, Opcode::Binary, &[0; 300]);
         assert_eq!(&out[..4], &[0x82, 126, 0x01, 0x2C]);
+        for n in [0, 125, 126, 0xFFFF, 0x10000] {
+            out.clear();
+            encode(&mut out, Opcode::Binary, &vec![0; n]);
+            assert_eq!(out.len(), encoded_len(n), "{n}");
+        }
         out.clear();
         let long = "é".repeat(100); // 200 bytes: cut at a character
         encode_close(&mut out, 1001, &long);

@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use std::time::Duration;
 use mio::Interest;
 use phaseloop_core::{IoEvent, IoOutcome, IoToken, Loop, TimerId};
 
+use crate::engine::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
 use crate::engine::transport::{Settled, Transport};
 use crate::engine::upgrade::Upgraded;
 use crate::ws::frame::{self, Opcode, Violation};
@@ -24,8 +25,8 @@ use crate::ws::{Message, PreparedMessage, SendError, WsConfig};
 
 /// Reads per readiness event before letting other sockets have a turn.
 const READS_PER_EVENT: usize = 16;
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 16 * 1024;
+/// The longest frame header (2 bytes, 8 of length, 4 of mask).
+const MAX_HEADER: usize = 14;
 
 type OnMessage = Box<dyn FnMut(&Loop, &WebSocket, Message)>;
 type OnClose = Box<dyn FnOnce(&Loop, &WebSocket, u16, &str)>;
@@ -90,9 +91,8 @@ struct Io {
     /// holds a handle.
     stream: Option<Transport>,
     token: Option<IoToken>,
-    /// Unparsed input: `inbuf[start..]`. Freed while empty.
-    inbuf: Vec<u8>,
-    start: usize,
+    /// Unparsed input, parsed in place. Freed while empty.
+    inbuf: ReadBuffer,
     outbuf: Vec<u8>,
     out_pos: usize,
     /// The stream itself holds records the socket had no room for.
@@ -139,7 +139,7 @@ pub(crate) fn open(
 ) {
     let Upgraded {
         stream,
-        leftover,
+        inbuf,
         peer,
     } = up;
     let ws = WebSocket {
@@ -150,8 +150,7 @@ pub(crate) fn open(
             io: RefCell::new(Io {
                 stream: Some(stream),
                 token: None,
-                start: 0,
-                inbuf: leftover,
+                inbuf,
                 outbuf: Vec::new(),
                 out_pos: 0,
                 stream_unsent: false,
@@ -252,7 +251,10 @@ impl WebSocket {
     /// Sends a message framed once for many sockets (a broadcast copies
     /// its bytes, it does not frame them again).
     pub fn send_prepared(&self, message: &PreparedMessage) -> Result<(), SendError> {
-        self.queue_bytes(&message.frame, message.payload_len, true)
+        let frame = &message.frame;
+        self.queue(frame.len(), message.payload_len, true, |out| {
+            out.extend_from_slice(frame)
+        })
     }
 
     /// Sends a ping (at most 125 bytes of payload; longer is cut).
@@ -299,25 +301,35 @@ impl WebSocket {
     }
 
     fn send_frame(&self, opcode: Opcode, payload: &[u8]) -> Result<(), SendError> {
-        let mut frame = Vec::with_capacity(payload.len() + 10);
-        frame::encode(&mut frame, opcode, payload);
         let data = matches!(opcode, Opcode::Text | Opcode::Binary);
-        self.queue_bytes(&frame, payload.len(), data)
+        self.queue(
+            frame::encoded_len(payload.len()),
+            payload.len(),
+            data,
+            |out| frame::encode(out, opcode, payload),
+        )
     }
 
-    /// Queues an encoded frame and writes it unless input is being
-    /// processed (then the batch is written at its end).
-    fn queue_bytes(&self, frame: &[u8], payload_len: usize, data: bool) -> Result<(), SendError> {
+    /// Queues a frame of `frame_len` bytes, written by `put` straight into
+    /// the output buffer (framed once, copied once), and writes it unless
+    /// input is being processed (then the batch is written at its end).
+    fn queue(
+        &self,
+        frame_len: usize,
+        payload_len: usize,
+        data: bool,
+        put: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), SendError> {
         let write_now = {
             let mut io = self.inner.io.borrow_mut();
             if io.phase != Phase::Open {
                 return Err(SendError::Closed);
             }
-            if io.unsent() + frame.len() > self.inner.cfg.write_high_water && io.unsent() > 0 {
+            if io.unsent() + frame_len > self.inner.cfg.write_high_water && io.unsent() > 0 {
                 registry::count(|s| s.sends_refused += 1);
                 return Err(SendError::Full);
             }
-            io.outbuf.extend_from_slice(frame);
+            put(&mut io.outbuf);
             !io.in_input
         };
         if data {
@@ -358,22 +370,19 @@ impl WebSocket {
                     return IoOutcome::Drained;
                 }
                 let io = &mut *io;
-                // What was handled goes; the rest (a frame arriving) moves
-                // to the front. The buffer holds at most one frame of the
-                // largest message and one read.
-                if io.start > 0 {
-                    io.inbuf.drain(..io.start);
-                    io.start = 0;
-                }
                 let Some(stream) = io.stream.as_mut() else {
                     return IoOutcome::Drained;
                 };
-                let len = io.inbuf.len();
-                io.inbuf.resize(len + READ_CHUNK, 0);
-                let r = stream.read(&mut io.inbuf[len..]);
-                let n = *r.as_ref().unwrap_or(&0);
-                io.inbuf.truncate(len + n);
-                r.map(|n| (n, n < READ_CHUNK && stream.short_read_drains()))
+                // Into the buffer's free tail (the engine's: initialised
+                // once, compacted only when the tail runs short); it holds
+                // at most one frame of the largest message and one read.
+                if !io.inbuf.has_storage() {
+                    io.inbuf.attach(Vec::new());
+                }
+                let max = self.inner.cfg.max_message + MAX_HEADER + READ_BUFFER_SIZE;
+                io.inbuf
+                    .read_from(stream, max)
+                    .map(|(n, filled)| (n, !filled && stream.short_read_drains()))
             };
             match result {
                 Ok((0, _)) => {
@@ -404,11 +413,7 @@ impl WebSocket {
     /// Frees the input buffer when nothing is in it: an idle socket keeps
     /// no buffer.
     fn release_input(&self) {
-        let mut io = self.inner.io.borrow_mut();
-        if io.start == io.inbuf.len() {
-            io.inbuf = Vec::new();
-            io.start = 0;
-        }
+        drop(self.inner.io.borrow_mut().inbuf.detach_if_empty());
     }
 
     /// Handles the whole frames buffered. False once the socket is done
@@ -471,7 +476,7 @@ impl WebSocket {
             if matches!(io.phase, Phase::Finishing | Phase::Closed) || io.paused {
                 return None;
             }
-            let buf = &io.inbuf[io.start..];
+            let buf = io.inbuf.data();
             let header = match frame::parse_header(buf) {
                 Ok(Some(h)) => h,
                 Ok(None) => return None,
@@ -488,62 +493,26 @@ impl WebSocket {
             if buf.len() < total {
                 return None;
             }
-            let at = io.start + header.header_len;
-            io.start += total;
             io.last_heard = lp.now_ns();
             io.pinged = false;
-            let payload = &mut io.inbuf[at..at + header.payload_len as usize];
-            frame::apply_mask(payload, header.mask, 0);
-            let payload = &io.inbuf[at..at + header.payload_len as usize];
-            match header.opcode {
-                Opcode::Ping => {
-                    if io.phase == Phase::Open {
-                        frame::encode(&mut io.outbuf, Opcode::Pong, payload);
-                    }
-                }
-                Opcode::Pong => {}
-                Opcode::Close => {
-                    return Some(match frame::parse_close(payload) {
-                        Ok((code, reason)) => Event::PeerClosed(code, reason.to_string()),
-                        Err(v) => Event::Failed(v),
-                    });
-                }
-                Opcode::Text | Opcode::Binary => {
-                    if io.partial.is_some() {
-                        return Some(Event::Failed(frame::protocol(
-                            "a new message inside a fragmented one",
-                        )));
-                    }
-                    if header.fin {
-                        return Some(match whole(header.opcode, payload.to_vec()) {
-                            Ok(m) => Event::Message(m),
-                            Err(v) => Event::Failed(v),
-                        });
-                    }
-                    let mut p = (header.opcode, payload.to_vec(), 0);
-                    if let Err(v) = check_utf8_so_far(&mut p) {
-                        return Some(Event::Failed(v));
-                    }
-                    io.partial = Some(p);
-                }
-                Opcode::Continuation => {
-                    let Some(mut p) = io.partial.take() else {
-                        return Some(Event::Failed(frame::protocol(
-                            "a continuation with no message to continue",
-                        )));
-                    };
-                    p.1.extend_from_slice(payload);
-                    if header.fin {
-                        return Some(match whole(p.0, p.1) {
-                            Ok(m) => Event::Message(m),
-                            Err(v) => Event::Failed(v),
-                        });
-                    }
-                    if let Err(v) = check_utf8_so_far(&mut p) {
-                        return Some(Event::Failed(v));
-                    }
-                    io.partial = Some(p);
-                }
+            let open = io.phase == Phase::Open;
+            let Io {
+                inbuf,
+                partial,
+                outbuf,
+                ..
+            } = io;
+            // Unmasked in place, handled, then consumed.
+            frame::apply_mask(
+                &mut inbuf.data_mut()[header.header_len..total],
+                header.mask,
+                0,
+            );
+            let payload = &inbuf.data()[header.header_len..total];
+            let event = frame_event(header, payload, partial, outbuf, open);
+            inbuf.consume(total);
+            if event.is_some() {
+                return event;
             }
         }
     }
@@ -723,7 +692,7 @@ impl WebSocket {
             if let Some(t) = io.timer.take() {
                 lp.clear_timer(t);
             }
-            io.inbuf = Vec::new();
+            io.inbuf = ReadBuffer::default();
             io.outbuf = Vec::new();
             io.partial = None;
         }
@@ -795,6 +764,69 @@ impl WebSocket {
             "server shutting down",
             Phase::Closing,
         );
+    }
+}
+
+/// What one whole frame (its payload unmasked) makes: a message, the
+/// peer's close, a breach, or nothing yet (a ping answered into
+/// `outbuf` while `open`, a pong, a fragment kept in `partial`).
+fn frame_event(
+    header: frame::Header,
+    payload: &[u8],
+    partial: &mut Option<(Opcode, Vec<u8>, usize)>,
+    outbuf: &mut Vec<u8>,
+    open: bool,
+) -> Option<Event> {
+    match header.opcode {
+        Opcode::Ping => {
+            if open {
+                frame::encode(outbuf, Opcode::Pong, payload);
+            }
+            None
+        }
+        Opcode::Pong => None,
+        Opcode::Close => Some(match frame::parse_close(payload) {
+            Ok((code, reason)) => Event::PeerClosed(code, reason.to_string()),
+            Err(v) => Event::Failed(v),
+        }),
+        Opcode::Text | Opcode::Binary => {
+            if partial.is_some() {
+                return Some(Event::Failed(frame::protocol(
+                    "a new message inside a fragmented one",
+                )));
+            }
+            if header.fin {
+                return Some(match whole(header.opcode, payload.to_vec()) {
+                    Ok(m) => Event::Message(m),
+                    Err(v) => Event::Failed(v),
+                });
+            }
+            let mut p = (header.opcode, payload.to_vec(), 0);
+            if let Err(v) = check_utf8_so_far(&mut p) {
+                return Some(Event::Failed(v));
+            }
+            *partial = Some(p);
+            None
+        }
+        Opcode::Continuation => {
+            let Some(mut p) = partial.take() else {
+                return Some(Event::Failed(frame::protocol(
+                    "a continuation with no message to continue",
+                )));
+            };
+            p.1.extend_from_slice(payload);
+            if header.fin {
+                return Some(match whole(p.0, p.1) {
+                    Ok(m) => Event::Message(m),
+                    Err(v) => Event::Failed(v),
+                });
+            }
+            if let Err(v) = check_utf8_so_far(&mut p) {
+                return Some(Event::Failed(v));
+            }
+            *partial = Some(p);
+            None
+        }
     }
 }
 
