@@ -409,7 +409,7 @@ impl Watcher {
 }
 
 /// The order id of a `{"subscribe": ID}` message, or what is wrong with it.
-pub fn parse_subscribe(message: &phaseloop::ws::Message) -> Result<u64, String> {
+fn parse_subscribe(message: &phaseloop::ws::Message) -> Result<u64, String> {
     let phaseloop::ws::Message::Text(text) = message else {
         return Err("send {\"subscribe\": ORDER_ID} as text".into());
     };
@@ -422,6 +422,48 @@ pub fn parse_subscribe(message: &phaseloop::ws::Message) -> Result<u64, String> 
 
 /// Orders one WebSocket may follow at once.
 const WS_SUBSCRIPTIONS_MAX: usize = 64;
+
+/// `GET /ws/orders`, whichever store the orders are in: a WebSocket on
+/// which the client sends `{"subscribe": ID}` for each order it follows
+/// (at most [`WS_SUBSCRIPTIONS_MAX`]); `subscribe` sends that order's
+/// steps so far and registers it for the rest (JSON text messages, until
+/// the notification's outcome), or says why not, which the client gets as
+/// `{"error": ...}`.
+pub fn ws_subscriptions(
+    req: Request,
+    res: Responder,
+    subscribe: impl Fn(&Loop, &phaseloop::ws::WebSocket, u64) -> Result<(), String> + 'static,
+) {
+    let cfg = phaseloop::ws::WsConfig {
+        max_message: 4 * 1024,
+        write_high_water: 256 * 1024,
+        ..phaseloop::ws::WsConfig::default()
+    };
+    res.websocket(&req, cfg, move |_, ws| {
+        let following = std::cell::Cell::new(0usize);
+        ws.on_message(move |lp, ws, message| {
+            let taken = parse_subscribe(&message).and_then(|id| {
+                if following.get() >= WS_SUBSCRIPTIONS_MAX {
+                    return Err(format!(
+                        "at most {WS_SUBSCRIPTIONS_MAX} orders per connection"
+                    ));
+                }
+                subscribe(lp, ws, id)
+            });
+            match taken {
+                Ok(()) => following.set(following.get() + 1),
+                Err(error) => {
+                    let _ = ws.send_text(&json!({ "error": error }).to_string());
+                }
+            }
+        });
+    });
+}
+
+/// The `:id` of an order route, or `None` when it is not an order id.
+pub fn order_id(req: &Request) -> Option<u64> {
+    req.param("id").as_deref().and_then(crate::users::parse_id)
+}
 
 /// Step `n` of an order (its `n`th timeline event) as an event: id `n`.
 fn step_event(
@@ -763,7 +805,7 @@ impl Orders {
     /// client's `Last-Event-ID`), then each new one as it happens, as
     /// Server-Sent Events; the stream ends with the notification's outcome.
     pub fn events(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
-        let Some(id) = req.param("id").as_deref().and_then(crate::users::parse_id) else {
+        let Some(id) = order_id(&req) else {
             return res.json_error(400, "Invalid order ID");
         };
         let found = self
@@ -801,46 +843,18 @@ impl Orders {
             .push(Watcher::Sse(w));
     }
 
-    /// `GET /ws/orders`: a WebSocket on which the client sends
-    /// `{"subscribe": ID}` for each order it follows; it gets each order's
-    /// steps so far, then each new one as it happens (and passing delivery
-    /// states), as JSON text messages, until the notification's outcome.
+    /// `GET /ws/orders` ([`ws_subscriptions`]) on this loop's orders.
     pub fn ws_orders(self: &Rc<Self>, req: Request, res: Responder) {
-        let cfg = phaseloop::ws::WsConfig {
-            max_message: 4 * 1024,
-            write_high_water: 256 * 1024,
-            ..phaseloop::ws::WsConfig::default()
-        };
         let orders = Rc::downgrade(self);
-        res.websocket(&req, cfg, move |_, ws| {
-            let following = std::cell::Cell::new(0usize);
-            ws.on_message(move |_, ws, message| {
-                let Some(orders) = orders.upgrade() else {
-                    return;
-                };
-                let reply = match orders.ws_subscribe(ws, &message, &following) {
-                    Ok(()) => return,
-                    Err(error) => json!({ "error": error }),
-                };
-                let _ = ws.send_text(&reply.to_string());
-            });
+        ws_subscriptions(req, res, move |_, ws, id| match orders.upgrade() {
+            Some(orders) => orders.ws_subscribe(ws, id),
+            None => Ok(()),
         });
     }
 
-    /// One `{"subscribe": ID}` from a WebSocket: the order's steps so far
+    /// One subscription of a WebSocket to order `id`: its steps so far
     /// now, the rest as they come.
-    fn ws_subscribe(
-        &self,
-        ws: &phaseloop::ws::WebSocket,
-        message: &phaseloop::ws::Message,
-        following: &std::cell::Cell<usize>,
-    ) -> Result<(), String> {
-        let id = parse_subscribe(message)?;
-        if following.get() >= WS_SUBSCRIPTIONS_MAX {
-            return Err(format!(
-                "at most {WS_SUBSCRIPTIONS_MAX} orders per connection"
-            ));
-        }
+    fn ws_subscribe(&self, ws: &phaseloop::ws::WebSocket, id: u64) -> Result<(), String> {
         let found = self
             .index()
             .get(&id)
@@ -859,7 +873,6 @@ impl Orders {
             .iter()
             .any(|e| matches!(e, Event::Notified | Event::NotificationFailed));
         if !over {
-            following.set(following.get() + 1);
             self.watchers
                 .borrow_mut()
                 .entry(id)
@@ -1041,7 +1054,7 @@ impl Orders {
 
     /// `GET /api/orders/:id`.
     pub fn get(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
-        let Some(id) = req.param("id").as_deref().and_then(crate::users::parse_id) else {
+        let Some(id) = order_id(&req) else {
             return res.json_error(400, "Invalid order ID");
         };
         self.lookup(lp, id, res, false);

@@ -51,8 +51,6 @@ const EVENTS_CHANNEL: &str = "order_events";
 /// Live events a subscriber still waiting for its steps so far may hold
 /// (an order has a handful in all).
 const HELD_MAX: usize = 16;
-/// Orders one WebSocket may follow at once.
-const WS_SUBSCRIPTIONS_MAX: usize = 64;
 
 /// An order's step `n` as NOTIFY's payload (built in SQL from the row).
 fn step_json(order: &str, n: u32, step: &str, notification: &str, attempts: &str) -> String {
@@ -517,12 +515,7 @@ impl PgDemo {
     /// (steps after `Last-Event-ID`, then each new one, the stream ending
     /// with the notification's outcome), from any instance's changes.
     pub fn events(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
-        let Some(id) = req
-            .param("id")
-            .as_deref()
-            .and_then(crate::users::parse_id)
-            .and_then(|id| i64::try_from(id).ok())
-        else {
+        let Some(id) = crate::orders::order_id(&req).and_then(|id| i64::try_from(id).ok()) else {
             return res.json_error(400, "Invalid order ID");
         };
         let after: u64 = req
@@ -555,52 +548,32 @@ impl PgDemo {
         );
     }
 
-    /// `GET /ws/orders` in PostgreSQL mode: `{"subscribe": ID}` per order,
-    /// as in file mode.
+    /// `GET /ws/orders` in PostgreSQL mode ([`crate::orders::ws_subscriptions`]).
     pub fn ws_orders(self: &Rc<Self>, req: Request, res: Responder) {
-        let cfg = phaseloop::ws::WsConfig {
-            max_message: 4 * 1024,
-            write_high_water: 256 * 1024,
-            ..phaseloop::ws::WsConfig::default()
-        };
         let me = Rc::downgrade(self);
-        res.websocket(&req, cfg, move |_, ws| {
-            let following = Cell::new(0usize);
-            ws.on_message(move |lp, ws, message| {
-                let Some(me) = me.upgrade() else { return };
-                let id = match crate::orders::parse_subscribe(&message) {
-                    Ok(id) => id,
-                    Err(e) => {
-                        return {
-                            let _ = ws.send_text(&json!({ "error": e }).to_string());
-                        }
+        crate::orders::ws_subscriptions(req, res, move |lp, ws, id| {
+            let Some(me) = me.upgrade() else {
+                return Ok(());
+            };
+            if !me.listening.get() {
+                return Err(format!(
+                    "live updates are not available right now: subscribe to {id} again in a second"
+                ));
+            }
+            let order = i64::try_from(id).map_err(|_| format!("order {id} not found"))?;
+            me.follow(
+                lp,
+                order,
+                Watcher::Ws(ws.clone()),
+                0,
+                Box::new(move |watcher| {
+                    if let Watcher::Ws(ws) = watcher {
+                        let e = format!("order {id} not found");
+                        let _ = ws.send_text(&json!({ "error": e }).to_string());
                     }
-                };
-                if !me.listening.get() {
-                    let e = format!("live updates are not available right now: subscribe to {id} again in a second");
-                    let _ = ws.send_text(&json!({ "error": e }).to_string());
-                    return;
-                }
-                if following.get() >= WS_SUBSCRIPTIONS_MAX {
-                    let e = format!("at most {WS_SUBSCRIPTIONS_MAX} orders per connection");
-                    let _ = ws.send_text(&json!({ "error": e }).to_string());
-                    return;
-                }
-                following.set(following.get() + 1);
-                let Ok(order) = i64::try_from(id) else { return };
-                me.follow(
-                    lp,
-                    order,
-                    Watcher::Ws(ws.clone()),
-                    0,
-                    Box::new(move |watcher| {
-                        if let Watcher::Ws(ws) = watcher {
-                            let e = format!("order {id} not found");
-                            let _ = ws.send_text(&json!({ "error": e }).to_string());
-                        }
-                    }),
-                );
-            });
+                }),
+            );
+            Ok(())
         });
     }
 
@@ -701,12 +674,7 @@ impl PgDemo {
 
     /// `GET /api/orders/:id`.
     pub fn get(self: &Rc<Self>, lp: &Loop, req: Request, res: Responder) {
-        let Some(id) = req
-            .param("id")
-            .as_deref()
-            .and_then(crate::users::parse_id)
-            .and_then(|id| i64::try_from(id).ok())
-        else {
+        let Some(id) = crate::orders::order_id(&req).and_then(|id| i64::try_from(id).ok()) else {
             return res.json_error(400, "Invalid order ID");
         };
         let me = self.clone();
