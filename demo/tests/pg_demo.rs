@@ -296,6 +296,47 @@ fn subscribe_when_live(ws: &mut ws_client::Ws, id: u64) -> Option<Value> {
     }
 }
 
+/// A demo instance on `url` notifying the restaurant at `notify`.
+fn tracked_instance(url: &str, notify: &str, name: &str) -> Demo {
+    Demo::start(
+        &temp_dir(name),
+        &[
+            "--database",
+            url,
+            "--notify-url",
+            notify,
+            "--log-level",
+            "warn",
+        ],
+    )
+}
+
+/// `GET /api/orders/{id}/events` on a fresh connection to `addr`, with
+/// `extra` header lines.
+fn subscribe_sse(addr: std::net::SocketAddr, id: u64, extra: &str) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        format!("GET /api/orders/{id}/events HTTP/1.1\r\nHost: x\r\n{extra}\r\n").as_bytes(),
+    )
+    .unwrap();
+    s
+}
+
+/// Reads an SSE stream to its end: its events' ids, and its body.
+fn sse_ids(s: std::net::TcpStream) -> (Vec<String>, String) {
+    let raw = util::Client::from_stream(s).read_through(b"\r\n0\r\n\r\n");
+    let body =
+        String::from_utf8(util::decode_chunked(raw.split_once("\r\n\r\n").unwrap().1)).unwrap();
+    let ids = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(str::to_owned)
+        .collect();
+    (ids, body)
+}
+
 /// Live tracking on PostgreSQL: an order placed on one instance is
 /// followed on the other, over a WebSocket and over SSE; each gets saved,
 /// responded and notified exactly once and in order (the delivery is made
@@ -308,40 +349,14 @@ fn orders_are_tracked_live_across_instances() {
     let url = fresh_database(server);
     let (mut sim, sim_addr) = demo::slow_restaurant(1500);
     let notify = format!("http://{sim_addr}");
-    let a = Demo::start(
-        &temp_dir("pg-live-a"),
-        &[
-            "--database",
-            &url,
-            "--notify-url",
-            &notify,
-            "--log-level",
-            "warn",
-        ],
-    );
-    let b = Demo::start(
-        &temp_dir("pg-live-b"),
-        &[
-            "--database",
-            &url,
-            "--notify-url",
-            &notify,
-            "--log-level",
-            "warn",
-        ],
-    );
+    let a = tracked_instance(&url, &notify, "pg-live-a");
+    let b = tracked_instance(&url, &notify, "pg-live-b");
     let id = *a.post_orders(1).iter().next().unwrap();
     // Over a WebSocket on B (once B listens: until then it says so).
     let mut ws = ws_client::Ws::open_with(b.addr, "/ws/orders", &[]);
     let mut first = subscribe_when_live(&mut ws, id);
     // Over SSE on B too.
-    let mut sse = std::net::TcpStream::connect(b.addr).unwrap();
-    sse.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    std::io::Write::write_all(
-        &mut sse,
-        format!("GET /api/orders/{id}/events HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
+    let sse = subscribe_sse(b.addr, id, "");
     let mut steps = Vec::new();
     let mut messages = Vec::new();
     while steps.last().map(String::as_str) != Some("notified") {
@@ -362,33 +377,11 @@ fn orders_are_tracked_live_across_instances() {
     assert_eq!(steps, ["saved", "responded", "notified"], "{messages:?}");
     assert_eq!(messages.last().unwrap()["notification"], "delivered");
     // The SSE stream: the same steps with their ids, then its end.
-    let mut c = util::Client::from_stream(sse);
-    let raw = c.read_through(b"\r\n0\r\n\r\n");
-    let body =
-        String::from_utf8(util::decode_chunked(raw.split_once("\r\n\r\n").unwrap().1)).unwrap();
-    let ids: Vec<&str> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .collect();
+    let (ids, body) = sse_ids(sse);
     assert_eq!(ids, ["1", "2", "3"], "{body}");
     assert!(body.contains("\"step\":\"notified\""), "{body}");
     // After the end: the steps so far, then the stream ends at once.
-    let mut late = std::net::TcpStream::connect(a.addr).unwrap();
-    late.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    std::io::Write::write_all(
-        &mut late,
-        format!("GET /api/orders/{id}/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1\r\n\r\n")
-            .as_bytes(),
-    )
-    .unwrap();
-    let raw = util::Client::from_stream(late).read_through(b"\r\n0\r\n\r\n");
-    let body =
-        String::from_utf8(util::decode_chunked(raw.split_once("\r\n\r\n").unwrap().1)).unwrap();
-    let ids: Vec<&str> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .collect();
+    let (ids, body) = sse_ids(subscribe_sse(a.addr, id, "Last-Event-ID: 1\r\n"));
     assert_eq!(ids, ["2", "3"], "{body}");
     // An unknown order, on the same WebSocket.
     ws.send(&ws_client::frame(0x81, b"{\"subscribe\": 987654}", true));
@@ -410,17 +403,7 @@ fn a_lost_listener_ends_subscriptions_saying_so() {
     let url = fresh_database(server);
     let (mut sim, sim_addr) = demo::slow_restaurant(3000);
     let notify = format!("http://{sim_addr}");
-    let a = Demo::start(
-        &temp_dir("pg-live-lost"),
-        &[
-            "--database",
-            &url,
-            "--notify-url",
-            &notify,
-            "--log-level",
-            "warn",
-        ],
-    );
+    let a = tracked_instance(&url, &notify, "pg-live-lost");
     let id = *a.post_orders(1).iter().next().unwrap();
     let mut ws = ws_client::Ws::open_with(a.addr, "/ws/orders", &[]);
     let next = |ws: &mut ws_client::Ws| -> Value {
