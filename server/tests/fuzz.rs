@@ -14,6 +14,8 @@
 //! runs it for longer with fresh seeds (FUZZ_SEED, FUZZ_CASES).
 
 mod util;
+#[path = "util/ws.rs"]
+mod ws_client;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -339,6 +341,30 @@ fn app() -> App {
         })
 }
 
+/// Writes `bytes` in pieces of 1 to `most` bytes (stopping if the peer
+/// closed).
+fn write_in_pieces(c: &mut std::net::TcpStream, bytes: &[u8], rng: &mut Rng, most: usize) {
+    let mut at = 0;
+    while at < bytes.len() {
+        let n = (1 + rng.below(most)).min(bytes.len() - at);
+        if c.write_all(&bytes[at..at + n]).is_err() {
+            break;
+        }
+        at += n;
+    }
+}
+
+/// After case `case`, a clean request on a fresh connection is answered.
+fn serves_on(server: &TestServer, case: usize) {
+    let mut probe = server.connect();
+    probe.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        probe.response(),
+        text_response("200 OK", "ok", ""),
+        "case {case}"
+    );
+}
+
 /// Whole connections: pipelined heads and bodies, mutated, written in
 /// random pieces; every answer starts with a valid status line and the
 /// server answers a clean request after each case.
@@ -367,14 +393,7 @@ fn connections_fed_random_pieces_answer_valid_status_lines() {
         }
         let mut c = std::net::TcpStream::connect(server.addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut at = 0;
-        while at < bytes.len() {
-            let n = (1 + rng.below(40)).min(bytes.len() - at);
-            if c.write_all(&bytes[at..at + n]).is_err() {
-                break;
-            }
-            at += n;
-        }
+        write_in_pieces(&mut c, &bytes, &mut rng, 40);
         let _ = c.shutdown(std::net::Shutdown::Write);
         let mut out = Vec::new();
         let _ = c.read_to_end(&mut out);
@@ -395,13 +414,7 @@ fn connections_fed_random_pieces_answer_valid_status_lines() {
                 }
             }
         }
-        let mut probe = server.connect();
-        probe.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(
-            probe.response(),
-            text_response("200 OK", "ok", ""),
-            "case {case}"
-        );
+        serves_on(&server, case);
     }
     eprintln!("connections: {answers} answers, each with a valid status line");
     server.assert_all_released_within(Duration::from_secs(15));
@@ -423,26 +436,8 @@ fn ws_frame(rng: &mut Rng) -> Vec<u8> {
         let code: u16 = *rng.pick(&[1000, 1001, 1005, 1006, 3000, 4999, 5000, 0]);
         payload[..2].copy_from_slice(&code.to_be_bytes());
     }
-    let masked = !rng.chance(20);
-    let mut out = vec![(u8::from(fin) << 7) | rsv | opcode];
-    let m = if masked { 0x80 } else { 0 };
-    if len < 126 {
-        out.push(m | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(m | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(m | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    if masked {
-        let mask = (rng.next() as u32).to_be_bytes();
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    } else {
-        out.extend_from_slice(&payload);
-    }
-    out
+    let mask = (!rng.chance(20)).then(|| (rng.next() as u32).to_be_bytes());
+    ws_client::frame_with_mask((u8::from(fin) << 7) | rsv | opcode, &payload, mask)
 }
 
 /// Server frames in `bytes`: Some((opcode byte, payload)) each, None if
@@ -491,18 +486,8 @@ fn websockets_fed_random_frames_answer_well_formed_frames() {
         }
         let mut c = std::net::TcpStream::connect(server.addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
-        let mut at = 0;
-        while at < bytes.len() {
-            let n = (1 + rng.below(700)).min(bytes.len() - at);
-            if c.write_all(&bytes[at..at + n]).is_err() {
-                break;
-            }
-            at += n;
-        }
+        c.write_all(ws_client::handshake("/ws").as_bytes()).unwrap();
+        write_in_pieces(&mut c, &bytes, &mut rng, 700);
         // The client ends with a close of its own unless it already sent
         // one: the server must finish either way.
         let _ = c.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]);
@@ -535,13 +520,7 @@ fn websockets_fed_random_frames_answer_well_formed_frames() {
                 }
             }
         }
-        let mut probe = server.connect();
-        probe.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(
-            probe.response(),
-            text_response("200 OK", "ok", ""),
-            "case {case}"
-        );
+        serves_on(&server, case);
     }
     eprintln!("websockets: {frames_back} frames back, {closes} closes, all well-formed");
 }

@@ -20,8 +20,13 @@ pub const ACCEPTED: &str = "HTTP/1.1 101 Switching Protocols\r\nDate: <date>\r\n
 
 /// A client frame (masked unless told otherwise).
 pub fn frame(b0: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    frame_with_mask(b0, payload, masked.then_some([0x37, 0xfa, 0x21, 0x3d]))
+}
+
+/// A client frame masked with `mask`, or unmasked.
+pub fn frame_with_mask(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
     let mut out = vec![b0];
-    let m = if masked { 0x80 } else { 0 };
+    let m = if mask.is_some() { 0x80 } else { 0 };
     let n = payload.len();
     if n < 126 {
         out.push(m | n as u8);
@@ -32,8 +37,7 @@ pub fn frame(b0: u8, payload: &[u8], masked: bool) -> Vec<u8> {
         out.push(m | 127);
         out.extend_from_slice(&(n as u64).to_be_bytes());
     }
-    if masked {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
+    if let Some(mask) = mask {
         out.extend_from_slice(&mask);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     } else {
