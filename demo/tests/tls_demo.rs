@@ -12,6 +12,20 @@ use demo::Demo;
 use tls_pki::TestPki;
 use util::{body_of, status_of, temp_dir};
 
+/// Asks with `ask` (a response) until its body holds `wanted`, for up
+/// to 10 s.
+fn until_body(mut ask: impl FnMut() -> String, wanted: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = ask();
+        if body_of(&got).contains(wanted) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn the_demo_serves_https_and_redirects_plain_http() {
     let pki = TestPki::new();
@@ -55,16 +69,13 @@ fn the_demo_serves_https_and_redirects_plain_http() {
     assert_eq!(status_of(&created), "HTTP/1.1 201 Created", "{created}");
     // Its notification reaches the embedded restaurant (over its plain
     // loopback listener: the outbox's client speaks plain HTTP).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        c.send(b"GET /restaurant/orders HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        let got = c.response();
-        if body_of(&got).contains("\"unique\":1") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{got}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    until_body(
+        || {
+            c.send(b"GET /restaurant/orders HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            c.response()
+        },
+        "\"unique\":1",
+    );
     c.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let metrics = c.response();
     assert!(
@@ -91,15 +102,12 @@ fn the_demo_serves_https_and_redirects_plain_http() {
     let mut wrong = demo.connect();
     wrong.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let _ = wrong.read_to_close();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let mut c = pki.client(demo.addr);
-        c.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        let m = c.response();
-        if body_of(&m).contains("phaseloop_tls_handshake_errors_total 1\n") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{m}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    until_body(
+        || {
+            let mut c = pki.client(demo.addr);
+            c.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            c.response()
+        },
+        "phaseloop_tls_handshake_errors_total 1\n",
+    );
 }

@@ -7,6 +7,8 @@
 #[path = "util/tls.rs"]
 mod tls_pki;
 mod util;
+#[path = "util/ws.rs"]
+mod ws_client;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -272,7 +274,7 @@ fn a_websocket_over_tls_echoes() {
     let pki = TestPki::new();
     let server = tls_server(&pki, Duration::from_secs(10));
     let mut c = pki.client(server.addr);
-    c.send(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    c.send(ws_client::handshake("/ws").as_bytes());
     let head = c.read_through(b"\r\n\r\n");
     assert!(
         head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
@@ -280,11 +282,7 @@ fn a_websocket_over_tls_echoes() {
     );
     assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
     // A masked text frame "wss", then the server's unmasked echo.
-    let mask = [1u8, 2, 3, 4];
-    let mut frame = vec![0x81, 0x83];
-    frame.extend_from_slice(&mask);
-    frame.extend(b"wss".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    c.send(&frame);
+    c.send(&ws_client::frame(0x81, b"wss", true));
     let echo = c.read_through(b"wss");
     // `read_through` reads text lossily: the frame's first byte (0x81, FIN
     // + text) shows as U+FFFD; then the length 3, unmasked, and the echo.
