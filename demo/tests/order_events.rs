@@ -139,7 +139,7 @@ fn ws_messages_of(ws: &mut ws_client::Ws) -> Vec<Value> {
         assert_eq!(b0, 0x81, "text messages only");
         let v: Value = serde_json::from_slice(&payload).unwrap();
         let last = v["event"] == "step"
-            && matches!(v["step"].as_str(), Some("notified" | "notification_failed"));
+            && matches!(v["step"].as_str(), Some("notified" | "notification failed"));
         seen.push(v);
         if last {
             return seen;
