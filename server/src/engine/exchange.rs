@@ -542,7 +542,16 @@ impl Exchange {
             && matches!(self.reading, Reading::Head)
             && !self.over_limits(ctx.cfg);
         if head_tried {
-            if let Some(step) = self.parse_next_head(ctx) {
+            // An empty buffer (the usual state once a batch is answered)
+            // is judged here: the call and the read loop's frame would
+            // cost each wake-up twice.
+            if self.inbuf.is_empty() {
+                // What `read_and_parse` would conclude: a short read
+                // already emptied the socket.
+                if budget.drained && !self.peer_shut && !self.read_eof {
+                    return Step::Wait;
+                }
+            } else if let Some(step) = self.parse_next_head(ctx) {
                 return step;
             }
         }
@@ -651,6 +660,7 @@ impl Exchange {
     fn parse_buffered<S: Service>(&mut self, ctx: &mut Ctx<'_, S>) -> Option<Step> {
         match self.reading {
             Reading::Stopped => self.stopped(ctx),
+            Reading::Head if self.inbuf.is_empty() => None,
             Reading::Head => self.parse_next_head(ctx),
             Reading::Body(_) => self.read_body(),
         }
