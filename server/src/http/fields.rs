@@ -22,14 +22,16 @@ use super::TCHAR;
 /// have been called for some of them.
 /// What [`scan_plain_fields`] tells each field to: a closure, or a type
 /// whose method is inlined (a closure's call is LLVM's to inline or not).
-pub trait OnField {
+/// The name and value borrow the scanned bytes (`'a`), so a value can be
+/// kept to judge after the scan.
+pub trait OnField<'a> {
     /// One field line's name and value.
-    fn field(&mut self, name: &[u8], value: &[u8]);
+    fn field(&mut self, name: &'a [u8], value: &'a [u8]);
 }
 
-impl<F: FnMut(&[u8], &[u8])> OnField for F {
+impl<'a, F: FnMut(&'a [u8], &'a [u8])> OnField<'a> for F {
     #[inline(always)]
-    fn field(&mut self, name: &[u8], value: &[u8]) {
+    fn field(&mut self, name: &'a [u8], value: &'a [u8]) {
         self(name, value)
     }
 }
@@ -39,10 +41,10 @@ impl<F: FnMut(&[u8], &[u8])> OnField for F {
 // and left to LLVM's budget these calls were inlined or not by the size of
 // unrelated code (measured: 1,226 or 1,264 instructions a request).
 #[inline(always)]
-pub fn scan_plain_fields(
-    buf: &[u8],
+pub fn scan_plain_fields<'a>(
+    buf: &'a [u8],
     max_fields: usize,
-    mut field: impl OnField,
+    mut field: impl OnField<'a>,
 ) -> Option<(usize, usize)> {
     let mut rest = buf;
     let mut count = 0;

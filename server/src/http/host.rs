@@ -43,7 +43,7 @@ static REG_NAME: [bool; 256] = {
 /// A Host is in every request and a server sees very few distinct ones:
 /// the last value this thread found valid is remembered (up to 16 bytes),
 /// so nearly every check is two compares of eight bytes.
-#[inline(always)] // into the parse, with the field scan (see `scan_plain_fields`)
+#[inline(always)] // into the parse, once its fields are scanned
 pub(crate) fn valid_host(value: &[u8]) -> bool {
     let Some(key) = Key::of(value) else {
         return check_host(value);
