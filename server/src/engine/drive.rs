@@ -28,6 +28,17 @@ struct DriveTally {
     refused: u64,
 }
 
+/// Where a flush left a connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flushed {
+    /// Closed, or handed over (an upgrade).
+    Gone,
+    /// Idle: its exchange went back to the spares.
+    Asleep,
+    /// Still holding its exchange (output waits, or requests are in flight).
+    Awake,
+}
+
 /// No route label is set (requests that matched no route have none).
 const UNLABELLED: u32 = u32::MAX;
 
@@ -286,7 +297,8 @@ impl<S: Service> Engine<S> {
         if let Some(id) = peer_gone {
             self.wake_cancelled(key, id, None);
         }
-        if !self.flush(lp, key) {
+        // Asleep (the usual end of a keep-alive exchange): nothing paused.
+        if self.flush_to(lp, key) != Flushed::Awake {
             return false;
         }
         let mut conns = self.conns.borrow_mut();
@@ -302,16 +314,22 @@ impl<S: Service> Engine<S> {
 
     /// Writes pending output; handles closing after the last response.
     /// Returns false if the connection is gone.
+    #[inline]
     pub(crate) fn flush(self: &Rc<Self>, lp: &Loop, key: usize) -> bool {
+        self.flush_to(lp, key) != Flushed::Gone
+    }
+
+    /// [`Engine::flush`], telling whether the connection fell asleep.
+    fn flush_to(self: &Rc<Self>, lp: &Loop, key: usize) -> Flushed {
         let now = Self::now(lp);
         let result = {
             let mut guard = self.conns.borrow_mut();
             let conns = &mut *guard;
             let Some(conn) = conns.get_mut(key) else {
-                return false;
+                return Flushed::Gone;
             };
             let Some(ex) = conn.ex.as_deref_mut() else {
-                return true; // asleep: nothing to write
+                return Flushed::Asleep; // nothing to write
             };
             let flushed = ex.flush(&mut conn.stream, now, self.rate_grace_ns);
             if flushed.is_ok() && ex.may_sleep() {
@@ -327,14 +345,14 @@ impl<S: Service> Engine<S> {
                 if first {
                     self.arm_waiting(lp, Which::Idle);
                 }
-                return true;
+                return Flushed::Asleep;
             }
             // A connection switching protocols is never idle (its reading
             // has stopped): looked at only here, off the idle way.
             if flushed.is_ok() && ex.upgrade_ready() {
                 drop(guard);
                 self.detach(lp, key);
-                return false;
+                return Flushed::Gone;
             }
             flushed.map(|()| {
                 let done = ex.done_after_flush() && ex.lifecycle == Lifecycle::Open;
@@ -363,7 +381,7 @@ impl<S: Service> Engine<S> {
         match result {
             Err(_) => {
                 self.close_conn(lp, key);
-                false
+                Flushed::Gone
             }
             Ok((lingering, drained, timer_ok)) => {
                 // Each in its own macrotask (this tick's check phase, as a
@@ -374,12 +392,12 @@ impl<S: Service> Engine<S> {
                     lp.set_immediate(waiter);
                 }
                 if lingering && !self.drive_linger(lp, key) {
-                    return false; // the client had already closed: done
+                    return Flushed::Gone; // the client had already closed: done
                 }
                 if !timer_ok {
                     self.update_deadline(lp, key);
                 }
-                true
+                Flushed::Awake
             }
         }
     }
