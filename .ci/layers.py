@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks that the server crate's layers import one way only.
 
-The layers of server/src, lowest first: http (pure HTTP/1.1), pg (the
+The layers of server/src, lowest first: http (pure HTTP/1.1), net (byte
+streams on the loop's sockets: TCP, or TLS over it), pg (the
 PostgreSQL client on the loop: it uses http for the handler's Error, never
 the HTTP client or the server), client (the HTTP client on the loop: it
 uses http, never the server), engine (the
@@ -19,7 +20,7 @@ import os
 import re
 import sys
 
-ORDER = ["http", "pg", "client", "engine", "ws", "api", "serve"]
+ORDER = ["http", "net", "pg", "client", "engine", "ws", "api", "serve"]
 
 
 def root_names(src):

@@ -40,6 +40,7 @@ mod api;
 pub mod client;
 mod engine;
 pub mod http;
+mod net;
 #[cfg(feature = "postgres")]
 pub mod pg;
 mod serve;

@@ -11,11 +11,11 @@ use phaseloop_core::{IoOutcome, Loop};
 use crate::engine::connection::Conn;
 use crate::engine::limits::open_files_limit;
 use crate::engine::service::Service;
-#[cfg(feature = "tls")]
-use crate::engine::tls::TlsStream;
-use crate::engine::transport::Transport;
 use crate::engine::waiting::Which;
 use crate::engine::Engine;
+#[cfg(feature = "tls")]
+use crate::net::tls::TlsStream;
+use crate::net::transport::Transport;
 
 /// Connections accepted per listener event before yielding to the others.
 const ACCEPTS_PER_EVENT: usize = 128;

@@ -16,8 +16,8 @@ use slab::Slab;
 
 use crate::engine::exchange::Exchange;
 use crate::engine::spares::Spares;
-use crate::engine::transport::Transport;
 use crate::engine::waiting::{WaitList, Waiting, Which, NIL};
+use crate::net::transport::Transport;
 
 /// One client connection.
 pub(crate) struct Conn {

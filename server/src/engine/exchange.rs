@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use mio::net::TcpStream;
 
-use crate::engine::transport::{Settled, Transport};
 use crate::engine::upgrade::UpgradeHook;
+use crate::net::transport::{Settled, Transport};
 use phaseloop_core::TimerId;
 
 use crate::engine::config::{DataRate, ServerConfig};

@@ -29,7 +29,6 @@ mod spares;
 mod stats;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
-pub(crate) mod transport;
 pub(crate) mod upgrade;
 mod waiting;
 
@@ -96,7 +95,7 @@ pub(crate) struct Engine<S: Service> {
     pub(crate) cancel_wakers: RefCell<CancelWakers>,
     /// The TLS figures its connections' streams count into.
     #[cfg(feature = "tls")]
-    pub(crate) tls_counters: Rc<tls::TlsCounters>,
+    pub(crate) tls_counters: Rc<crate::net::tls::TlsCounters>,
 }
 
 impl<S: Service> Engine<S> {

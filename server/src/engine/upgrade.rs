@@ -10,9 +10,9 @@ use phaseloop_core::Loop;
 
 use crate::engine::read_buffer::ReadBuffer;
 use crate::engine::service::Service;
-use crate::engine::transport::Transport;
 use crate::engine::Engine;
 use crate::http::response::Response;
+use crate::net::transport::Transport;
 
 /// A connection handed over after its 101: its stream (deregistered from
 /// the loop: the new owner registers it), its read buffer as it is (what

@@ -17,8 +17,8 @@ use mio::Interest;
 use phaseloop_core::{IoEvent, IoOutcome, IoToken, Loop, TimerId};
 
 use crate::engine::read_buffer::{ReadBuffer, READ_BUFFER_SIZE};
-use crate::engine::transport::{Settled, Transport};
 use crate::engine::upgrade::Upgraded;
+use crate::net::transport::{Settled, Transport};
 use crate::ws::frame::{self, Opcode, Violation};
 use crate::ws::registry;
 use crate::ws::{Message, PreparedMessage, SendError, WsConfig};

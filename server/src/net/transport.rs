@@ -1,7 +1,7 @@
 //! A connection's byte stream: the socket itself, or TLS over it. The
-//! engine reads and writes through [`Transport`] and never asks which; the
-//! few places that need the socket (registration, linger, the kernel's
-//! unsent count) take it with [`Transport::socket`].
+//! engine and the HTTP client read and write through [`Transport`] and
+//! never ask which; the few places that need the socket (registration,
+//! linger, the kernel's unsent count) take it with [`Transport::socket`].
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -9,7 +9,7 @@ use std::net::Shutdown;
 use mio::net::TcpStream;
 
 #[cfg(feature = "tls")]
-use crate::engine::tls::TlsStream;
+use crate::net::tls::TlsStream;
 
 /// What a stream still has to do once the engine's output is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
