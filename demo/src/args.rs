@@ -59,6 +59,10 @@ struct Flags {
     /// default this server's own embedded restaurant (/restaurant).
     #[arg(long, env = "PHASELOOP_NOTIFY_URL")]
     notify_url: Option<String>,
+    /// PEM CA certificates an https --notify-url is checked against (a
+    /// private CA); by default Mozilla's root certificates.
+    #[arg(long, env = "PHASELOOP_NOTIFY_CA", requires = "notify_url")]
+    notify_ca: Option<PathBuf>,
     /// How long the notification circuit breaker stays open before it
     /// lets a probe through, milliseconds.
     #[arg(long, env = "PHASELOOP_BREAKER_COOL_DOWN_MS", default_value_t = 5000)]
@@ -118,6 +122,8 @@ pub struct Args {
     pub quiet: bool,
     pub log_level: String,
     pub notify_url: Option<String>,
+    /// Whom an https --notify-url is trusted by (`None`: Mozilla's roots).
+    pub notify_tls: Option<phaseloop::client::ClientTls>,
     pub breaker_cool_down: Duration,
     pub database: Option<String>,
     pub db_pool_max: usize,
@@ -146,6 +152,13 @@ pub fn parse() -> Result<Args, String> {
     if f.redirect_port.is_some() && (f.workers > 0 || f.loops > 1) {
         return Err("--redirect-port runs beside one loop: drop --workers and --loops".into());
     }
+    let notify_tls = match &f.notify_ca {
+        Some(path) => Some(
+            phaseloop::client::ClientTls::from_root_pem_file(path)
+                .map_err(|e| format!("--notify-ca: {e}"))?,
+        ),
+        None => None,
+    };
     let tls = match (&f.tls_cert, &f.tls_key) {
         (Some(cert), Some(key)) => Some(
             phaseloop::tls::TlsConfig::from_pem_files(cert, key)
@@ -168,6 +181,7 @@ pub fn parse() -> Result<Args, String> {
         quiet: matches!(f.log_level.as_str(), "error" | "warn"),
         log_level: f.log_level,
         notify_url: f.notify_url,
+        notify_tls,
         breaker_cool_down: Duration::from_millis(f.breaker_cool_down_ms.max(1)),
         database: f.database.filter(|d| !d.is_empty()),
         db_pool_max: f.db_pool_max.max(1),

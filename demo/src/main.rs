@@ -207,7 +207,7 @@ fn build_loop(
     // restaurant (its address is known once it listens).
     let target = || -> outbox::Target {
         match &args.notify_url {
-            Some(url) => outbox::Target::Fixed(url.clone()),
+            Some(url) => outbox::Target::Fixed(url.clone(), args.notify_tls.clone()),
             None => {
                 let (slot, plain) = (server_slot.clone(), restaurant_slot.clone());
                 outbox::Target::ThisServer(Box::new(move || {

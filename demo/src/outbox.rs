@@ -28,7 +28,9 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use phaseloop::client::{Client, ClientConfig, ClientError, ClientRequest, ClientResponse};
+use phaseloop::client::{
+    Client, ClientConfig, ClientError, ClientRequest, ClientResponse, ClientTls,
+};
 use phaseloop_core::{Loop, TimerId};
 
 use crate::orders::Orders;
@@ -132,11 +134,25 @@ pub struct OutboxFigures {
 /// The restaurant system notifications go to: its base URL, to which
 /// `/orders` is added.
 pub enum Target {
-    /// A base URL given (`--notify-url`).
-    Fixed(String),
+    /// A base URL given (`--notify-url`), and whom an `https` one trusts
+    /// (`--notify-ca`; else Mozilla's roots).
+    Fixed(String, Option<ClientTls>),
     /// This server's embedded restaurant (`http://ADDR/restaurant`), known
     /// once the server listens (`None` before).
     ThisServer(Box<dyn Fn() -> Option<String>>),
+}
+
+impl Target {
+    /// The client settings for this target: `base` with its TLS trust.
+    pub fn client_config(&self, base: ClientConfig) -> ClientConfig {
+        match self {
+            Target::Fixed(_, Some(tls)) => ClientConfig {
+                tls: Some(tls.clone()),
+                ..base
+            },
+            _ => base,
+        }
+    }
 }
 
 /// One loop's outbox.
@@ -175,13 +191,13 @@ impl Outbox {
             .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
             | 1;
         Rc::new(Outbox {
-            client: Client::new(ClientConfig {
+            client: Client::new(target.client_config(ClientConfig {
                 max_sockets_per_origin: 16,
                 max_waiting_per_origin: MAX_IN_FLIGHT,
                 // The outbox retries itself (with backoff): one try each.
                 retries: 0,
                 ..ClientConfig::default()
-            }),
+            })),
             target,
             orders: RefCell::new(Weak::new()),
             queue: RefCell::new(VecDeque::new()),
@@ -212,7 +228,7 @@ impl Outbox {
     /// Where notifications go now: `{restaurant}/orders`.
     fn url(&self) -> Option<String> {
         let base = match &self.target {
-            Target::Fixed(url) => url.clone(),
+            Target::Fixed(url, _) => url.clone(),
             Target::ThisServer(resolve) => resolve()?,
         };
         Some(format!("{}/orders", base.trim_end_matches('/')))

@@ -298,11 +298,11 @@ impl PgDemo {
         cfg.acquire_timeout = Duration::from_secs(1);
         Ok(Rc::new(PgDemo {
             pool: Pool::new(cfg),
-            client: Client::new(ClientConfig {
+            client: Client::new(target.client_config(ClientConfig {
                 max_sockets_per_origin: 16,
                 retries: 0,
                 ..ClientConfig::default()
-            }),
+            })),
             target,
             instance: format!("{}:{slot}", std::process::id()),
             db_up: Cell::new(true),
@@ -762,7 +762,7 @@ impl PgDemo {
 
     fn send(self: &Rc<Self>, lp: &Loop, id: i64, record: Value) {
         let url = match &self.target {
-            Target::Fixed(url) => Some(url.clone()),
+            Target::Fixed(url, _) => Some(url.clone()),
             Target::ThisServer(resolve) => resolve(),
         };
         let Some(base) = url else {

@@ -111,3 +111,102 @@ fn the_demo_serves_https_and_redirects_plain_http() {
         "phaseloop_tls_handshake_errors_total 1\n",
     );
 }
+
+#[test]
+fn notifications_travel_over_https_to_a_restaurant_behind_a_private_ca() {
+    // The restaurant: a second demo serving HTTPS (its embedded
+    // restaurant answers on the same port), certified by the test CA.
+    let pki = TestPki::new();
+    let dir = temp_dir("tls-notify");
+    std::fs::write(dir.join("cert.pem"), &pki.cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), &pki.key_pem).unwrap();
+    std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
+    let (cert, key, ca) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    let restaurant = Demo::start(
+        &dir.join("restaurant-data"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let notify_url = format!("https://localhost:{}/restaurant", restaurant.addr.port());
+    // The shop: plain HTTP, notifying the restaurant over HTTPS, trusting
+    // the test CA for it.
+    let shop = Demo::start(
+        &dir.join("shop-data"),
+        &[
+            "--notify-url",
+            &notify_url,
+            "--notify-ca",
+            ca.to_str().unwrap(),
+        ],
+    );
+    let mut c = shop.connect();
+    let order = r#"{"restaurant_id":1,"customer":"https","items":[{"name":"pizza","qty":1}]}"#;
+    c.send(
+        format!(
+            "POST /api/orders HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{order}",
+            order.len()
+        )
+        .as_bytes(),
+    );
+    let created = c.response();
+    assert_eq!(status_of(&created), "HTTP/1.1 201 Created", "{created}");
+    // It arrives at the restaurant once, over TLS.
+    let mut r = pki.client(restaurant.addr);
+    until_body(
+        || {
+            r.send(b"GET /restaurant/orders HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            r.response()
+        },
+        "\"unique\":1",
+    );
+    r.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let metrics = r.response();
+    // Ours and the shop's outbox connection: two handshakes.
+    assert!(
+        body_of(&metrics).contains("phaseloop_tls_handshakes_total 2\n"),
+        "{metrics}"
+    );
+    // A shop without the CA is refused by the restaurant's certificate:
+    // its order is saved, its notification waits and retries (never
+    // delivered), and the restaurant's count stays at one.
+    let stranger = Demo::start(&dir.join("stranger-data"), &["--notify-url", &notify_url]);
+    let mut s = stranger.connect();
+    s.send(
+        format!(
+            "POST /api/orders HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{order}",
+            order.len()
+        )
+        .as_bytes(),
+    );
+    let created = s.response();
+    assert_eq!(status_of(&created), "HTTP/1.1 201 Created", "{created}");
+    until_body(
+        || {
+            let mut r = pki.client(restaurant.addr);
+            r.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            r.response()
+        },
+        "phaseloop_tls_handshake_errors_total 1\n",
+    );
+    r.send(b"GET /restaurant/orders HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let orders = r.response();
+    assert!(body_of(&orders).contains("\"unique\":1"), "{orders}");
+    // The stranger's journal says why its attempt failed (written on the
+    // pool after the attempt: waited for).
+    until_body(
+        || {
+            let notes = std::fs::read_to_string(dir.join("stranger-data/notifications.log"))
+                .unwrap_or_default();
+            format!("HTTP/1.1 200 OK\r\n\r\n{notes}")
+        },
+        "\"error\":\"TLS: invalid peer certificate: UnknownIssuer\"",
+    );
+}

@@ -29,10 +29,11 @@
 //!
 //! Map (layers, each a folder; imports go downwards only):
 //! `serve/` (listener, cluster, supervisor) → `api/` (the app, router,
-//! handlers, middleware, responder) → `engine/` (connections, their
-//! buffers, queues, deadlines and streams, on the loop) → `http/` (pure
-//! HTTP/1.1: parsing, encoding, the request and response types).
-//! `docs/ARCHITECTURE.md` draws it.
+//! handlers, middleware, responder) → `ws/` (WebSocket) → `engine/`
+//! (connections, their buffers, queues, deadlines and streams, on the
+//! loop) → `client/` (the HTTP client) → `pg/` (PostgreSQL) → `net/` (the
+//! socket, or TLS over it) → `http/` (pure HTTP/1.1: parsing, encoding,
+//! the request and response types). `docs/ARCHITECTURE.md` draws it.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
@@ -60,7 +61,8 @@ pub mod sse {
 }
 pub use engine::config::{DataRate, ServerConfig};
 /// HTTPS on the loop with rustls (feature `tls`): set
-/// [`ServerConfig::tls`] to a [`tls::TlsConfig`].
+/// [`ServerConfig::tls`] to a [`tls::TlsConfig`]. The HTTP client's side
+/// is [`client::ClientTls`].
 #[cfg(feature = "tls")]
 pub mod tls {
     pub use crate::engine::tls::TlsConfig;

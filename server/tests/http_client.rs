@@ -443,7 +443,7 @@ fn names_resolve_on_the_pool_and_bad_urls_are_refused() {
     // address is tried.
     assert_eq!(r.unwrap().text(), "hello");
     for (url, field) in [
-        ("https://127.0.0.1/", None),
+        ("ftp://127.0.0.1/", None),
         ("http://127.0.0.1:1/a b", None),
         ("http://127.0.0.1:1/", Some(("Content-Length", "3"))),
         ("http://127.0.0.1:1/", Some(("X-Bad", "a\r\nInjected: yes"))),

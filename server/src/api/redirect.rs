@@ -9,7 +9,7 @@ use crate::http::Error;
 /// An app that answers every request with `308 Permanent Redirect` to the
 /// same host, path and query on `https_port` (308, not 301: a POST stays a
 /// POST). Serve it on the plain port beside a server with
-/// [`crate::ServerConfig::tls`]. A request without a host gets 400.
+/// `ServerConfig::tls`. A request without a host gets 400.
 ///
 /// ```no_run
 /// # use phaseloop::{https_redirect, Server, ServerConfig};

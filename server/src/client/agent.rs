@@ -18,7 +18,7 @@ use mio::Interest;
 use phaseloop_core::{dns, IoEvent, IoOutcome, Loop};
 use slab::Slab;
 
-use super::connection::{ClientConn, Phase, Progress, ReadLimits};
+use super::connection::{ClientConn, Phase, Progress, ReadLimits, TlsStart};
 use super::message::BodySource;
 use super::stream::{emit, ResponseEvent, SharedStream};
 use super::url::Target;
@@ -46,8 +46,9 @@ pub(crate) struct Pending {
     pub deadline: u64,
 }
 
-/// An origin: where connections go, as the pool's key.
-type Origin = (String, u16);
+/// An origin: where connections go, as the pool's key: host, port, and
+/// whether it is `https` (a plain and a TLS connection never share a pool).
+type Origin = (String, u16, bool);
 
 #[derive(Default)]
 struct OriginPool {
@@ -72,6 +73,13 @@ struct Slot {
 
 pub(crate) struct Agent {
     pub cfg: ClientConfig,
+    /// What https connections trust: the configuration's, or Mozilla's
+    /// roots, made at the first https connection.
+    #[cfg(feature = "tls")]
+    tls: Option<super::ClientTls>,
+    /// TLS handshakes and failures of this client's connections.
+    #[cfg(feature = "tls")]
+    pub tls_counters: Rc<crate::net::tls::TlsCounters>,
     conns: Slab<Slot>,
     origins: HashMap<Origin, OriginPool>,
     next_id: u64,
@@ -83,6 +91,10 @@ pub(crate) type Shared = Rc<RefCell<Agent>>;
 impl Agent {
     pub fn new(cfg: ClientConfig) -> Agent {
         Agent {
+            #[cfg(feature = "tls")]
+            tls: cfg.tls.clone(),
+            #[cfg(feature = "tls")]
+            tls_counters: Rc::default(),
             cfg,
             conns: Slab::new(),
             origins: HashMap::new(),
@@ -101,6 +113,24 @@ impl Agent {
         self.origins.values().map(|o| o.idle.len()).sum()
     }
 
+    /// What a new connection to `origin` needs to speak TLS (`None` for
+    /// plain HTTP).
+    fn tls_start(&mut self, origin: &Origin) -> Result<Option<TlsStart>, ClientError> {
+        if !origin.2 {
+            return Ok(None);
+        }
+        #[cfg(feature = "tls")]
+        {
+            let tls = self.tls.get_or_insert_with(super::ClientTls::webpki_roots);
+            Ok(Some((tls.session(&origin.0)?, self.tls_counters.clone())))
+        }
+        // `parse_url` refuses https without the feature.
+        #[cfg(not(feature = "tls"))]
+        Err(ClientError::InvalidRequest(
+            "https needs phaseloop's `tls` feature".into(),
+        ))
+    }
+
     fn limits(&self) -> ReadLimits {
         ReadLimits {
             max_head: self.cfg.max_response_head,
@@ -117,7 +147,11 @@ fn nanos(d: Duration) -> u64 {
 /// queues it; a full queue fails it at once (in the check phase: never
 /// inside the caller's own call).
 pub(crate) fn submit(shared: &Shared, lp: &Loop, pending: Pending) {
-    let origin: Origin = (pending.target.host.clone(), pending.target.port);
+    let origin: Origin = (
+        pending.target.host.clone(),
+        pending.target.port,
+        pending.target.tls,
+    );
     let mut agent = shared.borrow_mut();
     let max_sockets = agent.cfg.max_sockets_per_origin;
     let max_waiting = agent.cfg.max_waiting_per_origin;
@@ -198,7 +232,14 @@ fn connect(
     let mut agent = shared.borrow_mut();
     let id = agent.next_id;
     agent.next_id += 1;
-    let conn = match ClientConn::connect(id, addr, addrs) {
+    let tls = match agent.tls_start(&origin) {
+        Ok(tls) => tls,
+        Err(error) => {
+            drop(agent);
+            return not_opened(shared, lp, origin, pending, error);
+        }
+    };
+    let conn = match ClientConn::connect(id, addr, addrs, tls) {
         Ok(conn) => conn,
         Err(e) => {
             drop(agent);
@@ -224,7 +265,7 @@ fn connect(
     let weak = Rc::downgrade(shared);
     let slot = &mut agent.conns[key];
     let registered = lp.register_io(
-        &mut slot.conn.stream,
+        slot.conn.stream.socket_mut(),
         Interest::READABLE | Interest::WRITABLE,
         move |lp, ev| {
             if let Some(shared) = weak.upgrade() {
@@ -347,6 +388,11 @@ fn on_event(shared: &Shared, lp: &Loop, key: usize, id: u64, ev: IoEvent) {
             && (ev.readable || ev.read_closed || ev.error)
         {
             progress = slot.conn.on_readable(limits);
+            // Under TLS, the handshake those reads finished lets a request
+            // rustls could not yet take go on (no writable edge would come).
+            if matches!(progress, Progress::Pending) && slot.conn.is_writing() {
+                progress = slot.conn.on_writable();
+            }
         }
         progress
     };
@@ -615,7 +661,13 @@ fn close(shared: &Shared, lp: &Loop, key: usize) {
     }
     let mut slot = agent.conns.remove(key);
     if let Some(token) = slot.conn.token.take() {
-        let _ = lp.deregister_io(token, &mut slot.conn.stream);
+        let _ = lp.deregister_io(token, slot.conn.stream.socket_mut());
+    }
+    // Under TLS a close_notify first, as RFC 8446 §6.1 asks: the server
+    // tells our close from a cut.
+    #[cfg(feature = "tls")]
+    if matches!(slot.conn.stream, crate::net::transport::Transport::Tls(_)) {
+        slot.conn.stream.shutdown_write();
     }
     if let Some(t) = slot.conn.timer.take() {
         lp.clear_timer(t);

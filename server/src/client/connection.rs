@@ -11,6 +11,7 @@ use phaseloop_core::{IoToken, TimerId};
 
 use super::{ClientError, ClientResponse, TimeoutKind};
 use crate::http::{parse_response_head, ChunkedDecoder, ResponseBodyFraming};
+use crate::net::transport::Transport;
 
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -73,7 +74,8 @@ const STREAM_READ_MAX: usize = 256 * 1024;
 
 pub(crate) struct ClientConn {
     pub id: u64,
-    pub stream: TcpStream,
+    /// The socket, or TLS over it (`https`).
+    pub stream: Transport,
     pub token: Option<IoToken>,
     pub phase: Phase,
     /// It has carried a response before (a reused keep-alive connection).
@@ -103,10 +105,25 @@ pub(crate) struct ClientConn {
 
 impl ClientConn {
     /// Starts connecting to `addr` (nonblocking: the handshake finishes in
-    /// the poll phase).
-    pub fn connect(id: u64, addr: SocketAddr, other_addrs: Vec<SocketAddr>) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr)?;
-        let _ = stream.set_nodelay(true);
+    /// the poll phase). `tls` wraps the socket: the TLS handshake begins
+    /// with the first write (the request waits in rustls until it is done).
+    pub fn connect(
+        id: u64,
+        addr: SocketAddr,
+        other_addrs: Vec<SocketAddr>,
+        tls: Option<TlsStart>,
+    ) -> io::Result<Self> {
+        let socket = TcpStream::connect(addr)?;
+        let _ = socket.set_nodelay(true);
+        let stream = match tls {
+            None => Transport::Plain(socket),
+            #[cfg(feature = "tls")]
+            Some((session, counters)) => Transport::Tls(Box::new(crate::net::tls::TlsStream::new(
+                socket, session, counters,
+            ))),
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match never {},
+        };
         Ok(ClientConn {
             id,
             stream,
@@ -165,16 +182,29 @@ impl ClientConn {
         match self.phase {
             Phase::Connecting => self.finish_connect(),
             Phase::Writing => self.write(),
-            _ => Progress::Pending,
+            // TLS records (the request's last, a handshake flight) that
+            // waited for room.
+            Phase::Reading => match self.stream.settle() {
+                Ok(_) => Progress::Pending,
+                Err(e) => self.failed(io_error(&e)),
+            },
+            Phase::Idle => Progress::Pending,
         }
     }
 
+    /// Sending a request: a read may have unblocked it (under TLS the
+    /// handshake, done by reads, lets the held request out).
+    pub fn is_writing(&self) -> bool {
+        self.phase == Phase::Writing
+    }
+
     fn finish_connect(&mut self) -> Progress {
-        match self.stream.take_error() {
+        let socket = self.stream.socket();
+        match socket.take_error() {
             Ok(Some(e)) | Err(e) => return self.connect_failed(&e),
             Ok(None) => {}
         }
-        match self.stream.peer_addr() {
+        match socket.peer_addr() {
             Ok(_) => Progress::Connected,
             // Not connected yet: a later event says so.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Progress::Pending,
@@ -206,6 +236,11 @@ impl ClientConn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.failed(io_error(&e)),
             }
+        }
+        // Under TLS, records the socket had no room for wait in rustls: a
+        // writable event sends them (`on_writable` while reading).
+        if let Err(e) = self.stream.settle() {
+            return self.failed(io_error(&e));
         }
         self.out = Vec::new();
         self.out_pos = 0;
@@ -435,7 +470,27 @@ impl ClientConn {
     }
 }
 
+/// What a connection needs to speak TLS: its rustls session and the
+/// client's counters (uninhabited without the `tls` feature).
+#[cfg(feature = "tls")]
+pub(crate) type TlsStart = (
+    rustls::ClientConnection,
+    std::rc::Rc<crate::net::tls::TlsCounters>,
+);
+/// What a connection needs to speak TLS (uninhabited without the `tls`
+/// feature).
+#[cfg(not(feature = "tls"))]
+pub(crate) type TlsStart = std::convert::Infallible;
+
 fn io_error(e: &io::Error) -> ClientError {
+    // A TLS failure (rustls's error, carried by the stream's io::Error).
+    #[cfg(feature = "tls")]
+    if let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return ClientError::Tls(tls.to_string());
+    }
     match e.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted

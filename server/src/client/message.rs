@@ -17,8 +17,8 @@ impl fmt::Debug for BodySource {
     }
 }
 
-/// A request for [`Client`](super::Client): a method, an `http://` URL,
-/// header fields and a body.
+/// A request for [`Client`](super::Client): a method, an `http://` or
+/// `https://` URL, header fields and a body.
 #[derive(Debug, Clone)]
 pub struct ClientRequest {
     pub(crate) method: String,
@@ -30,7 +30,7 @@ pub struct ClientRequest {
 }
 
 impl ClientRequest {
-    /// A request of `method` for `url` (`http://host[:port]/path?query`).
+    /// A request of `method` for `url` (`http[s]://host[:port]/path?query`).
     pub fn new(method: &str, url: &str) -> ClientRequest {
         ClientRequest {
             method: method.to_owned(),
@@ -152,8 +152,8 @@ pub enum TimeoutKind {
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
-    /// The URL or the request cannot be sent (not `http://`, no host, a
-    /// field the client writes itself).
+    /// The URL or the request cannot be sent (not `http://` or `https://`,
+    /// no host, a field the client writes itself).
     InvalidRequest(String),
     /// The host name did not resolve.
     Dns(String),
@@ -168,6 +168,10 @@ pub enum ClientError {
     /// The origin's sockets are all busy and its queue of waiting requests
     /// is full.
     PoolFull,
+    /// TLS failed (an `https` request): the server's certificate was not
+    /// trusted or not valid for the host, the handshake broke, or a record
+    /// was bad. Never tried again: the next try would fail the same way.
+    Tls(String),
     /// Any other I/O error, as text.
     Io(String),
 }
@@ -184,6 +188,7 @@ impl fmt::Display for ClientError {
             ClientError::Timeout(TimeoutKind::Request) => f.write_str("request timed out"),
             ClientError::BadResponse(m) => write!(f, "bad response: {m}"),
             ClientError::PoolFull => f.write_str("too many requests waiting for this origin"),
+            ClientError::Tls(m) => write!(f, "TLS: {m}"),
             ClientError::Io(m) => write!(f, "I/O error: {m}"),
         }
     }

@@ -26,13 +26,18 @@
 //! # }
 //! ```
 //!
-//! Layering: the client sits on the loop and on `http/`, never on the
-//! server's engine.
+//! `https://` URLs need the `tls` feature (`ClientTls` says whom they
+//! trust; Mozilla's roots by default).
+//!
+//! Layering: the client sits on the loop, `http/` and `net/` (the socket,
+//! or TLS over it), never on the server's engine.
 
 mod agent;
 mod connection;
 mod message;
 mod stream;
+#[cfg(feature = "tls")]
+mod tls;
 mod url;
 
 use std::cell::RefCell;
@@ -44,6 +49,8 @@ use phaseloop_core::{oneshot, Loop};
 
 pub use message::{ClientError, ClientRequest, ClientResponse, TimeoutKind};
 pub use stream::{ResponseEvent, StreamControl};
+#[cfg(feature = "tls")]
+pub use tls::ClientTls;
 
 /// A client's limits and timeouts.
 #[derive(Debug, Clone)]
@@ -70,6 +77,10 @@ pub struct ClientConfig {
     pub max_response_head: usize,
     /// Largest response body, bytes.
     pub max_response_body: u64,
+    /// Whom `https` requests trust (feature `tls`); `None`: Mozilla's
+    /// root certificates ([`ClientTls::webpki_roots`]).
+    #[cfg(feature = "tls")]
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -84,6 +95,8 @@ impl Default for ClientConfig {
             retries: 2,
             max_response_head: 64 * 1024,
             max_response_body: 16 << 20,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -105,6 +118,11 @@ pub struct ClientStats {
     pub pool_full: u64,
     /// Idle connections closed by the idle timeout.
     pub idle_closes: u64,
+    /// TLS handshakes completed (`https`; a reused connection needs none).
+    pub tls_handshakes: u64,
+    /// TLS failures: handshakes refused (an untrusted certificate, say)
+    /// and broken records.
+    pub tls_failures: u64,
 }
 
 /// An HTTP/1.1 client with keep-alive pools, on one loop. Cloning gives
@@ -129,9 +147,9 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// What a request to `url` would be refused for before it is sent
-    /// (`http://host[:port][/path][?query]`; https needs TLS, which this
-    /// client does not have yet): for a URL from configuration, checked at
-    /// start-up rather than at every request.
+    /// (`http[s]://host[:port][/path][?query]`; `https` needs the `tls`
+    /// feature): for a URL from configuration, checked at start-up rather
+    /// than at every request.
     pub fn check_url(url: &str) -> Result<(), ClientError> {
         url::parse_url(url).map(|_| ())
     }
@@ -262,7 +280,16 @@ impl Client {
 
     /// What the client has done so far.
     pub fn stats(&self) -> ClientStats {
-        self.agent.borrow().stats.clone()
+        let agent = self.agent.borrow();
+        #[allow(unused_mut)] // without `tls`, nothing to add
+        let mut stats = agent.stats.clone();
+        #[cfg(feature = "tls")]
+        {
+            let tls = &agent.tls_counters;
+            stats.tls_handshakes = tls.handshakes.get();
+            stats.tls_failures = tls.handshake_errors.get() + tls.errors.get();
+        }
+        stats
     }
 
     /// Connections open now, idle ones included.

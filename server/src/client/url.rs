@@ -1,5 +1,5 @@
-//! The part of a URL a plain HTTP/1.1 client needs: `http://host[:port]`
-//! and the request target.
+//! The part of a URL an HTTP/1.1 client needs: `http://` or `https://`,
+//! `host[:port]`, and the request target.
 
 use super::ClientError;
 
@@ -10,20 +10,27 @@ pub(crate) struct Target {
     /// without its brackets).
     pub host: String,
     pub port: u16,
+    /// `https://`: TLS over the connection.
+    pub tls: bool,
     /// The `Host` field's value: the authority as written.
     pub authority: String,
     /// Path and query (`/` when the URL has none).
     pub path: String,
 }
 
-/// Parses `http://host[:port][/path][?query]`; no user info, no fragment.
+/// Parses `http[s]://host[:port][/path][?query]`; no user info, no
+/// fragment. `https` needs the `tls` feature.
 pub(crate) fn parse_url(url: &str) -> Result<Target, ClientError> {
     let invalid = |m: &str| Err(ClientError::InvalidRequest(format!("{m}: {url}")));
-    let Some(rest) = url.strip_prefix("http://") else {
-        if url.starts_with("https://") {
-            return invalid("https needs TLS, which this client does not have yet");
+    let (rest, tls) = if let Some(rest) = url.strip_prefix("http://") {
+        (rest, false)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        if cfg!(not(feature = "tls")) {
+            return invalid("https needs phaseloop's `tls` feature");
         }
-        return invalid("the URL must start with http://");
+        (rest, true)
+    } else {
+        return invalid("the URL must start with http:// or https://");
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
@@ -57,6 +64,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, ClientError> {
         }
     };
     let port = match port {
+        None if tls => 443,
         None => 80,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
@@ -73,6 +81,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, ClientError> {
     Ok(Target {
         host: host.to_owned(),
         port,
+        tls,
         authority: authority.to_owned(),
         path,
     })
@@ -106,9 +115,24 @@ mod tests {
         );
         let t = parse_url("http://h?q").unwrap();
         assert_eq!(t.path, "/?q");
+        let t = parse_url("https://example.org/a");
+        if cfg!(feature = "tls") {
+            let t = t.unwrap();
+            assert_eq!(
+                (t.port, t.tls, t.authority.as_str()),
+                (443, true, "example.org")
+            );
+            let t = parse_url("https://127.0.0.1:8443").unwrap();
+            assert_eq!((t.host.as_str(), t.port, t.tls), ("127.0.0.1", 8443, true));
+        } else {
+            let e = t.unwrap_err().to_string();
+            assert!(e.contains("`tls` feature"), "{e}");
+        }
+        assert!(!parse_url("http://h/").unwrap().tls);
         for bad in [
-            "https://x/",
             "ftp://x/",
+            "https://",
+            "https://u@h/",
             "http://",
             "http://u@h/",
             "http://h:0/",

@@ -12,7 +12,8 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::util::Client;
 
-/// A CA and a certificate it signed for `localhost` and 127.0.0.1.
+/// A CA and a certificate it signed (for `localhost` and 127.0.0.1 unless
+/// made with [`TestPki::for_names`]).
 pub struct TestPki {
     pub ca_pem: String,
     pub ca_der: CertificateDer<'static>,
@@ -22,6 +23,11 @@ pub struct TestPki {
 
 impl TestPki {
     pub fn new() -> TestPki {
+        TestPki::for_names(&["localhost"], &["127.0.0.1"])
+    }
+
+    /// A CA and a certificate it signed for `names` and `ips` only.
+    pub fn for_names(names: &[&str], ips: &[&str]) -> TestPki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -29,9 +35,12 @@ impl TestPki {
             .push(DnType::CommonName, "phaseloop test CA");
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let key = KeyPair::generate().unwrap();
-        let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        leaf.subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let mut leaf = CertificateParams::new(names).unwrap();
+        for ip in ips {
+            leaf.subject_alt_names
+                .push(SanType::IpAddress(ip.parse().unwrap()));
+        }
         let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
         TestPki {
             ca_pem: ca_cert.pem(),
@@ -45,6 +54,27 @@ impl TestPki {
     pub fn server_config(&self) -> phaseloop::tls::TlsConfig {
         phaseloop::tls::TlsConfig::from_pem(self.cert_pem.as_bytes(), self.key_pem.as_bytes())
             .unwrap()
+    }
+
+    /// The server's side as a rustls configuration (for a scripted
+    /// server), offering ALPN `http/1.1`.
+    pub fn server_rustls(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::PrivateKeyDer;
+        let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        #[allow(deprecated)] // the library's provider: see net/tls.rs
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
     }
 
     /// A client configuration trusting the test CA, offering ALPN
