@@ -3,13 +3,15 @@
 // http.Agent({ keepAlive: true, maxSockets: CONCURRENCY }), GET URL again
 // and again for SECONDS; one JSON line with requests and the process's CPU
 // time (process.cpuUsage: user + system).
-// Usage: node bench/node/client_bench.js URL [CONCURRENCY] [SECONDS]
-const http = require("http");
-
+// An https URL goes through https.Agent, trusting the PEM file in $CA if set.
+// Usage: [CA=ca.pem] node bench/node/client_bench.js URL [CONCURRENCY] [SECONDS]
 const url = new URL(process.argv[2]);
+const tls = url.protocol === "https:";
+const http = require(tls ? "https" : "http");
 const concurrency = Number(process.argv[3] || 64);
 const seconds = Number(process.argv[4] || 5);
-const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+const ca = tls && process.env.CA ? require("fs").readFileSync(process.env.CA) : undefined;
+const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency, ca });
 const until = Date.now() + seconds * 1000;
 let done = 0;
 let errors = 0;

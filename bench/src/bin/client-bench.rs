@@ -9,6 +9,7 @@
 //! ```text
 //! client-bench --url http://127.0.0.1:3000/plaintext --concurrency 64 --seconds 5
 //! client-bench --url http://127.0.0.1:3000/plaintext --idle 10000   # bytes per idle pooled connection
+//! client-bench --url https://localhost:3443/plaintext --ca ca.pem     # over TLS, trusting ca.pem
 //! ```
 //!
 //! `--idle N` measures memory instead: N requests at once open N pooled
@@ -20,7 +21,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use phaseloop::client::{Client, ClientConfig, ClientRequest};
+use phaseloop::client::{Client, ClientConfig, ClientRequest, ClientTls};
 use phaseloop_core::{Loop, RunMode};
 
 #[derive(Debug, Parser)]
@@ -38,6 +39,15 @@ struct Flags {
     /// Measure the RSS of this many idle pooled connections instead.
     #[arg(long)]
     idle: Option<usize>,
+    /// PEM CA certificates an https URL is checked against (default:
+    /// Mozilla's roots).
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+}
+
+/// The client's TLS trust: `--ca`, else the default.
+fn trust(ca: Option<&std::path::Path>) -> Option<ClientTls> {
+    ca.map(|path| ClientTls::from_root_pem_file(path).unwrap_or_else(|e| panic!("--ca: {e}")))
 }
 
 /// The process's resident memory, KiB.
@@ -53,7 +63,7 @@ fn rss_kib() -> u64 {
 }
 
 /// `--idle n`: opens `n` pooled connections and leaves them idle.
-fn idle(url: &str, n: usize) {
+fn idle(url: &str, n: usize, tls: Option<ClientTls>) {
     // SAFETY: setrlimit with a filled struct; raising the soft limit to the hard one.
     unsafe {
         let mut l: libc::rlimit = std::mem::zeroed();
@@ -67,6 +77,7 @@ fn idle(url: &str, n: usize) {
         max_waiting_per_origin: n,
         idle_timeout: Duration::from_secs(600),
         retries: 0,
+        tls,
         ..ClientConfig::default()
     });
     // Warm-up: one connection, so what is made once exists already.
@@ -135,13 +146,14 @@ fn next(lp: &Loop, run: Rc<Run>) {
 fn main() {
     let f = Flags::parse();
     if let Some(n) = f.idle {
-        return idle(&f.url, n);
+        return idle(&f.url, n, trust(f.ca.as_deref()));
     }
     let lp = Loop::new().expect("a loop");
     let run = Rc::new(Run {
         client: Client::new(ClientConfig {
             max_sockets_per_origin: f.concurrency,
             retries: 0,
+            tls: trust(f.ca.as_deref()),
             ..ClientConfig::default()
         }),
         url: f.url,
