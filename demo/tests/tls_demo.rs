@@ -26,6 +26,22 @@ fn until_body(mut ask: impl FnMut() -> String, wanted: &str) {
     }
 }
 
+/// Places an order for `customer` over `c`, asserting its 201.
+fn place_order<T: std::io::Read + std::io::Write>(c: &mut util::Client<T>, customer: &str) {
+    let order = format!(
+        r#"{{"restaurant_id":1,"customer":"{customer}","items":[{{"name":"pizza","qty":1}}]}}"#
+    );
+    c.send(
+        format!(
+            "POST /api/orders HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{order}",
+            order.len()
+        )
+        .as_bytes(),
+    );
+    let created = c.response();
+    assert_eq!(status_of(&created), "HTTP/1.1 201 Created", "{created}");
+}
+
 #[test]
 fn the_demo_serves_https_and_redirects_plain_http() {
     let pki = TestPki::new();
@@ -57,16 +73,7 @@ fn the_demo_serves_https_and_redirects_plain_http() {
     let health = c.response();
     assert_eq!(status_of(&health), "HTTP/1.1 200 OK", "{health}");
     // An order over the same connection.
-    let order = r#"{"restaurant_id":1,"customer":"tls","items":[{"name":"pizza","qty":1}]}"#;
-    c.send(
-        format!(
-            "POST /api/orders HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{order}",
-            order.len()
-        )
-        .as_bytes(),
-    );
-    let created = c.response();
-    assert_eq!(status_of(&created), "HTTP/1.1 201 Created", "{created}");
+    place_order(&mut c, "tls");
     // Its notification reaches the embedded restaurant (over its plain
     // loopback listener: the outbox's client speaks plain HTTP).
     until_body(
@@ -147,17 +154,7 @@ fn notifications_travel_over_https_to_a_restaurant_behind_a_private_ca() {
             ca.to_str().unwrap(),
         ],
     );
-    let mut c = shop.connect();
-    let order = r#"{"restaurant_id":1,"customer":"https","items":[{"name":"pizza","qty":1}]}"#;
-    c.send(
-        format!(
-            "POST /api/orders HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{order}",
-            order.len()
-        )
-        .as_bytes(),
-    );
-    let created = c.response();
-    assert_eq!(status_of(&created), "HTTP/1.1 201 Created", "{created}");
+    place_order(&mut shop.connect(), "https");
     // It arrives at the restaurant once, over TLS.
     let mut r = pki.client(restaurant.addr);
     until_body(
@@ -178,16 +175,7 @@ fn notifications_travel_over_https_to_a_restaurant_behind_a_private_ca() {
     // its order is saved, its notification waits and retries (never
     // delivered), and the restaurant's count stays at one.
     let stranger = Demo::start(&dir.join("stranger-data"), &["--notify-url", &notify_url]);
-    let mut s = stranger.connect();
-    s.send(
-        format!(
-            "POST /api/orders HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{order}",
-            order.len()
-        )
-        .as_bytes(),
-    );
-    let created = s.response();
-    assert_eq!(status_of(&created), "HTTP/1.1 201 Created", "{created}");
+    place_order(&mut stranger.connect(), "stranger");
     until_body(
         || {
             let mut r = pki.client(restaurant.addr);

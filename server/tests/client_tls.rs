@@ -11,17 +11,15 @@ mod util;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use phaseloop::client::{
     Client, ClientConfig, ClientError, ClientRequest, ClientResponse, ClientTls, ResponseEvent,
 };
 use phaseloop::{App, ServerConfig};
-use phaseloop_core::{Loop, RunMode};
+use phaseloop_core::RunMode;
 use tls_pki::TestPki;
-use util::TestServer;
-
-type Outcome = Result<ClientResponse, ClientError>;
+use util::{run_all, run_one, TestServer, CLIENT_LOOP as LOOP};
 
 const BIG: usize = 4 * 1024 * 1024;
 
@@ -61,45 +59,6 @@ fn client_for(pki: &TestPki) -> Client {
     })
 }
 
-thread_local! {
-    /// The test thread's loop (a client belongs to one loop).
-    static LOOP: Loop = Loop::builder().block_warnings(false).build().unwrap();
-}
-
-/// Sends `reqs` at once and runs the loop until all are answered; the
-/// outcomes in the order sent.
-fn run_all(client: &Client, reqs: Vec<ClientRequest>) -> Vec<Outcome> {
-    LOOP.with(|lp| {
-        let out: Rc<RefCell<Vec<Option<Outcome>>>> = Rc::new(RefCell::new(vec![None; reqs.len()]));
-        for (i, req) in reqs.into_iter().enumerate() {
-            let out = out.clone();
-            client.send(lp, req, move |_, r| out.borrow_mut()[i] = Some(r));
-        }
-        lp.run(RunMode::Default);
-        let out = out.borrow().clone();
-        out.into_iter()
-            .map(|o| o.expect("every request is answered before the loop ends"))
-            .collect()
-    })
-}
-
-fn run_one(client: &Client, req: ClientRequest) -> Outcome {
-    run_all(client, vec![req]).remove(0)
-}
-
-/// Waits until `ok` holds for the server's figures (read on its loop).
-fn until(server: &TestServer, what: &str, ok: impl Fn(&phaseloop::ServerStats) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = server.stats();
-        if ok(&stats) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: {stats:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn text(r: &ClientResponse) -> &str {
     std::str::from_utf8(&r.body).unwrap()
 }
@@ -126,9 +85,7 @@ fn keep_alive_requests_share_one_handshake() {
         (stats.tls_failures, stats.retries, stats.failures),
         (0, 0, 0)
     );
-    until(&server, "two handshakes on the server", |s| {
-        s.tls_handshakes == 2
-    });
+    server.wait_for_stats("two handshakes on the server", |s| s.tls_handshakes == 2);
     assert_eq!(server.stats().requests, 6);
 }
 
@@ -347,9 +304,7 @@ fn an_untrusted_certificate_fails_once() {
         "{message}"
     );
     // The server counts what the client's alerts cut short, and serves on.
-    until(&server, "two failed handshakes", |s| {
-        s.tls_handshake_errors == 2
-    });
+    server.wait_for_stats("two failed handshakes", |s| s.tls_handshake_errors == 2);
     let r = run_one(&client_for(&pki), ClientRequest::get(&url)).unwrap();
     assert_eq!(r.status, 200);
 }

@@ -15,42 +15,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use phaseloop::client::{
-    Client, ClientConfig, ClientError, ClientRequest, ClientResponse, TimeoutKind,
-};
+use phaseloop::client::{Client, ClientConfig, ClientError, ClientRequest, TimeoutKind};
 use phaseloop::App;
-use phaseloop_core::{Loop, RunMode};
-use util::TestServer;
-
-type Outcome = Result<ClientResponse, ClientError>;
-
-thread_local! {
-    /// The test thread's loop: a client belongs to one loop, and each
-    /// `run_all` runs this one until its requests are over (idle pooled
-    /// connections do not keep it alive).
-    static LOOP: Loop = Loop::builder().block_warnings(false).build().unwrap();
-}
-
-/// Sends `reqs` through `client` and runs the loop until all are
-/// answered; the outcomes in the order sent.
-fn run_all(client: &Client, reqs: Vec<ClientRequest>) -> Vec<Outcome> {
-    LOOP.with(|lp| {
-        let out: Rc<RefCell<Vec<Option<Outcome>>>> = Rc::new(RefCell::new(vec![None; reqs.len()]));
-        for (i, req) in reqs.into_iter().enumerate() {
-            let out = out.clone();
-            client.send(lp, req, move |_, r| out.borrow_mut()[i] = Some(r));
-        }
-        lp.run(RunMode::Default);
-        let out = out.borrow().clone();
-        out.into_iter()
-            .map(|o| o.expect("every request is answered before the loop ends"))
-            .collect()
-    })
-}
-
-fn run_one(client: &Client, req: ClientRequest) -> Outcome {
-    run_all(client, vec![req]).remove(0)
-}
+use phaseloop_core::RunMode;
+use util::{run_all, run_one, Outcome, TestServer, CLIENT_LOOP as LOOP};
 
 /// A scripted server: accepts connections one after another on its own
 /// thread, handing each to `script` (with its index), until `connections`

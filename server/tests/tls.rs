@@ -47,19 +47,6 @@ fn tls_server(pki: &TestPki, header_timeout: Duration) -> TestServer {
     TestServer::with_config(app, cfg)
 }
 
-/// Waits until `ok` holds for the server's figures (read on its loop).
-fn until(server: &TestServer, what: &str, ok: impl Fn(&phaseloop::ServerStats) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = server.stats();
-        if ok(&stats) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: {stats:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// A fresh client still gets served: what went before did not stop the
 /// server.
 fn still_serves(pki: &TestPki, server: &TestServer) {
@@ -198,7 +185,7 @@ fn a_client_asking_for_another_name_fails_its_handshake_and_the_server_goes_on()
             || format!("{err:?}").contains("NotValidForName"),
         "{err:?}"
     );
-    until(&server, "the failed handshake is counted", |s| {
+    server.wait_for_stats("the failed handshake is counted", |s| {
         s.tls_handshake_errors == 1 && s.open == 0
     });
     assert_eq!(server.stats().tls_handshakes, 0);
@@ -217,7 +204,7 @@ fn plain_http_instead_of_a_client_hello_is_closed() {
     let _ = tcp.read_to_end(&mut got); // an alert at most, then the end
     assert!(!got.starts_with(b"HTTP/"), "{got:?}");
     assert!(got.len() < 64, "at most an alert record: {got:?}");
-    until(&server, "the garbage is counted and closed", |s| {
+    server.wait_for_stats("the garbage is counted and closed", |s| {
         s.tls_handshake_errors == 1 && s.open == 0
     });
     // Random bytes too.
@@ -228,7 +215,7 @@ fn plain_http_instead_of_a_client_hello_is_closed() {
         .collect();
     let _ = tcp.write_all(&noise);
     let _ = tcp.read_to_end(&mut Vec::new());
-    until(&server, "the noise is counted and closed", |s| {
+    server.wait_for_stats("the noise is counted and closed", |s| {
         s.tls_handshake_errors == 2 && s.open == 0
     });
     still_serves(&pki, &server);
@@ -254,9 +241,7 @@ fn a_stalled_handshake_is_closed_by_the_header_timeout() {
     // the read timeout.
     assert!(waited >= Duration::from_millis(290), "{waited:?}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");
-    until(&server, "closed and counted", |s| {
-        s.open == 0 && s.timeouts >= 1
-    });
+    server.wait_for_stats("closed and counted", |s| s.open == 0 && s.timeouts >= 1);
     // One that sends nothing at all goes the same way.
     let start = Instant::now();
     let mut silent = TcpStream::connect(server.addr).unwrap();

@@ -60,6 +60,20 @@ impl TestServer {
         }
     }
 
+    /// Waits (up to 10 s) until `ok` holds for the server's counters;
+    /// panics with `what` and the last counters otherwise.
+    pub fn wait_for_stats(&self, what: &str, ok: impl Fn(&ServerStats) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = self.stats();
+            if ok(&stats) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {stats:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The server's counters, read on its loop.
     pub fn stats(&self) -> ServerStats {
         let tx = self.stats_tx.clone();
@@ -334,4 +348,42 @@ pub fn python_module(module: &str, package: &str) {
         assert!(installed.success(), "pip install {package}");
     }
     assert!(has(), "python3 cannot import {module}");
+}
+
+/// What a request of the HTTP client came to.
+pub type Outcome = Result<phaseloop::client::ClientResponse, phaseloop::client::ClientError>;
+
+thread_local! {
+    /// The test thread's loop for the HTTP client: a client belongs to one
+    /// loop, and each `run_all` runs this one until its requests are over
+    /// (idle pooled connections do not keep it alive).
+    pub static CLIENT_LOOP: Loop = Loop::builder().block_warnings(false).build().unwrap();
+}
+
+/// Sends `reqs` through `client` at once and runs the test thread's loop
+/// until all are answered; the outcomes in the order sent.
+pub fn run_all(
+    client: &phaseloop::client::Client,
+    reqs: Vec<phaseloop::client::ClientRequest>,
+) -> Vec<Outcome> {
+    CLIENT_LOOP.with(|lp| {
+        let out = std::rc::Rc::new(std::cell::RefCell::new(vec![None; reqs.len()]));
+        for (i, req) in reqs.into_iter().enumerate() {
+            let out = out.clone();
+            client.send(lp, req, move |_, r| out.borrow_mut()[i] = Some(r));
+        }
+        lp.run(RunMode::Default);
+        let out: Vec<Option<Outcome>> = out.borrow().clone();
+        out.into_iter()
+            .map(|o| o.expect("every request is answered before the loop ends"))
+            .collect()
+    })
+}
+
+/// [`run_all`] for one request.
+pub fn run_one(
+    client: &phaseloop::client::Client,
+    req: phaseloop::client::ClientRequest,
+) -> Outcome {
+    run_all(client, vec![req]).remove(0)
 }
