@@ -404,13 +404,25 @@ fn flags_help_and_environment_fallbacks() {
     // A notification URL the client cannot use is refused at start-up,
     // not at every order.
     let out = std::process::Command::new(bin)
-        .args(["--notify-url", "https://restaurant.example/hooks"])
+        .args(["--notify-url", "ftp://restaurant.example/hooks"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--notify-url") && stderr.contains("https needs TLS"),
+        stderr.contains("--notify-url") && stderr.contains("must start with http:// or https://"),
+        "{stderr}"
+    );
+    // So is a CA file for it that cannot be read.
+    let out = std::process::Command::new(bin)
+        .args(["--notify-url", "https://restaurant.example/hooks"])
+        .args(["--notify-ca", "/nonexistent/ca.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--notify-ca: /nonexistent/ca.pem: No such file"),
         "{stderr}"
     );
 }
