@@ -13,6 +13,7 @@ use phaseloop_core::{Loop, TimerId};
 use crate::pg::connection::{self, OpenOptions, Shared, Submit};
 use crate::pg::error::PgError;
 use crate::pg::pool::Pool;
+use crate::pg::ConnectConfig;
 
 /// First wait before reconnecting; it doubles up to [`RECONNECT_MAX`].
 const RECONNECT_FIRST: Duration = Duration::from_millis(100);
@@ -56,7 +57,9 @@ impl std::fmt::Debug for Listener {
 
 struct ListenInner {
     channels: Vec<String>,
-    pool: Pool,
+    /// The pool's connect settings (the pool itself is not kept alive).
+    connect: Rc<ConnectConfig>,
+    connect_timeout: Duration,
     conn: RefCell<Option<Shared>>,
     on_event: RefCell<Option<OnEvent>>,
     closed: Cell<bool>,
@@ -91,9 +94,11 @@ impl Pool {
         channels: &[&str],
         on_event: impl FnMut(&Loop, ListenEvent<'_>) + 'static,
     ) -> Listener {
+        let (settings, connect_timeout) = self.connect_settings();
         let inner = Rc::new(ListenInner {
             channels: channels.iter().map(|c| c.to_string()).collect(),
-            pool: self.clone(),
+            connect: settings,
+            connect_timeout,
             conn: RefCell::new(None),
             on_event: RefCell::new(Some(Box::new(on_event))),
             closed: Cell::new(false),
@@ -146,13 +151,12 @@ fn connect(inner: &Rc<ListenInner>, lp: &Loop) {
         return;
     }
     let opts = {
-        let cfg = inner.pool.config();
         let id = inner.next_id.get();
         inner.next_id.set(id + 1);
         OpenOptions {
             id,
-            cfg: Rc::new(cfg.connect.clone()),
-            connect_timeout: cfg.connect_timeout,
+            cfg: inner.connect.clone(),
+            connect_timeout: inner.connect_timeout,
             statement_timeout: None,
             statement_cap: 16,
             recorder: None,

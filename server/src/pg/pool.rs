@@ -325,6 +325,14 @@ impl Pool {
         self.inner.borrow().cfg.clone()
     }
 
+    /// Where and how its connections connect (shared, not copied), and
+    /// their connect timeout: what a connection of its own outside the
+    /// pool (a listener's) is opened with.
+    pub(crate) fn connect_settings(&self) -> (Rc<ConnectConfig>, Duration) {
+        let p = self.inner.borrow();
+        (p.connect.clone(), p.cfg.connect_timeout)
+    }
+
     /// Checks a connection out; `done` gets it (or the pool's typed
     /// refusal: [`PgError::PoolFull`], [`PgError::PoolTimeout`], or why a
     /// new connection could not be made), on this loop, never during
