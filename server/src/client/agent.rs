@@ -73,10 +73,6 @@ struct Slot {
 
 pub(crate) struct Agent {
     pub cfg: ClientConfig,
-    /// What https connections trust: the configuration's, or Mozilla's
-    /// roots, made at the first https connection.
-    #[cfg(feature = "tls")]
-    tls: Option<super::ClientTls>,
     /// TLS handshakes and failures of this client's connections.
     #[cfg(feature = "tls")]
     pub tls_counters: Rc<crate::net::tls::TlsCounters>,
@@ -91,8 +87,6 @@ pub(crate) type Shared = Rc<RefCell<Agent>>;
 impl Agent {
     pub fn new(cfg: ClientConfig) -> Agent {
         Agent {
-            #[cfg(feature = "tls")]
-            tls: cfg.tls.clone(),
             #[cfg(feature = "tls")]
             tls_counters: Rc::default(),
             cfg,
@@ -121,7 +115,12 @@ impl Agent {
         }
         #[cfg(feature = "tls")]
         {
-            let tls = self.tls.get_or_insert_with(super::ClientTls::webpki_roots);
+            // Without one configured, Mozilla's roots, made at the first
+            // https connection and kept.
+            let tls = self
+                .cfg
+                .tls
+                .get_or_insert_with(super::ClientTls::webpki_roots);
             Ok(Some((tls.session(&origin.0)?, self.tls_counters.clone())))
         }
         // `parse_url` refuses https without the feature.

@@ -7,12 +7,11 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, RootCertStore};
 
 use super::ClientError;
-use crate::net::tls::provider;
+use crate::net::tls::{pem_certificates, provider, read_pem_file};
 
 /// Whom an HTTPS request trusts, as [`super::ClientConfig::tls`]. Cheap to
 /// clone (shared). Without one, a client trusts Mozilla's root
@@ -56,28 +55,18 @@ impl ClientTls {
     /// service's self-signed certificate). Refused: no certificate in
     /// it, or one that is not a usable CA.
     pub fn from_root_pem(pem: &[u8]) -> io::Result<ClientTls> {
-        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-        let certs = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid(format!("CA certificate PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(invalid("CA certificate PEM: no CERTIFICATE block".into()));
-        }
         let mut roots = RootCertStore::empty();
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| invalid(format!("CA certificate: {e}")))?;
+        for cert in pem_certificates(pem, "CA certificate")? {
+            roots.add(cert).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("CA certificate: {e}"))
+            })?;
         }
         ClientTls::with_roots(roots)
     }
 
     /// [`ClientTls::from_root_pem`] from a file; the error names it.
     pub fn from_root_pem_file(path: impl AsRef<Path>) -> io::Result<ClientTls> {
-        let path = path.as_ref();
-        let pem = std::fs::read(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        ClientTls::from_root_pem(&pem)
+        ClientTls::from_root_pem(&read_pem_file(path.as_ref())?)
     }
 
     /// A rustls configuration of your own (client certificates, another

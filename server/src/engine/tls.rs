@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::PrivateKeyDer;
 use rustls::ServerConnection;
 
-use crate::net::tls::provider;
+use crate::net::tls::{pem_certificates, provider, read_pem_file};
 
 /// What a server serves HTTPS with: a certificate chain and its key, ALPN
 /// `http/1.1`. Cheap to clone (shared). Set it as
@@ -42,21 +42,16 @@ impl TlsConfig {
     /// Reads a PEM certificate chain (the server's first) and a PEM
     /// private key (PKCS#8, PKCS#1 or SEC1). The error names the file.
     pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> io::Result<TlsConfig> {
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
-        };
-        TlsConfig::from_pem(&read(cert.as_ref())?, &read(key.as_ref())?)
+        TlsConfig::from_pem(
+            &read_pem_file(cert.as_ref())?,
+            &read_pem_file(key.as_ref())?,
+        )
     }
 
     /// [`TlsConfig::from_pem_files`] from bytes already in memory.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<TlsConfig> {
         let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-        let certs = CertificateDer::pem_slice_iter(cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid(format!("certificate PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(invalid("certificate PEM: no CERTIFICATE block".into()));
-        }
+        let certs = pem_certificates(cert_pem, "certificate")?;
         let key = PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|e| invalid(format!("private key PEM: {e}")))?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider())

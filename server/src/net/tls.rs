@@ -8,12 +8,14 @@
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::path::Path;
 use std::rc::Rc;
-
 use std::sync::Arc;
 
 use mio::net::TcpStream;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use rustls::Connection;
 
 use crate::net::transport::Settled;
@@ -27,6 +29,25 @@ use crate::net::transport::Settled;
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     #[allow(deprecated)]
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A PEM file's bytes (a certificate, a key, a CA); the error names the
+/// file.
+pub(crate) fn read_pem_file(path: &Path) -> io::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// The certificates of a PEM text, at least one; `what` names them in an
+/// error ("certificate", "CA certificate").
+pub(crate) fn pem_certificates(pem: &[u8], what: &str) -> io::Result<Vec<CertificateDer<'static>>> {
+    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(format!("{what} PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(format!("{what} PEM: no CERTIFICATE block")));
+    }
+    Ok(certs)
 }
 
 /// TLS figures shared by the streams of one server or one client (the
