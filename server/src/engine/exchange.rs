@@ -546,9 +546,9 @@ impl Exchange {
             // is judged here: the call and the read loop's frame would
             // cost each wake-up twice.
             if self.inbuf.is_empty() {
-                // What `read_and_parse` would conclude: a short read
-                // already emptied the socket.
-                if budget.drained && !self.peer_shut && !self.read_eof {
+                // What `read_and_parse` would conclude (its end-of-stream
+                // cases apart).
+                if !self.read_eof && self.socket_emptied(budget) {
                     return Step::Wait;
                 }
             } else if let Some(step) = self.parse_next_head(ctx) {
@@ -615,11 +615,7 @@ impl Exchange {
                 self.paused = true;
                 return Step::Wait;
             }
-            // A short read emptied the socket: anything that arrives later
-            // raises a new edge (mio registers edge-triggered), so another
-            // read now would only return EAGAIN, a system call per request
-            // for nothing. Unless the peer's FIN edge was already spent.
-            if budget.drained && !self.peer_shut {
+            if self.socket_emptied(budget) {
                 return Step::Wait;
             }
             if budget.reads >= READS_PER_EVENT {
@@ -654,6 +650,15 @@ impl Exchange {
                 }
             }
         }
+    }
+
+    /// A short read emptied the socket: anything that arrives later raises
+    /// a new edge (mio registers edge-triggered), so another read now would
+    /// only return EAGAIN, a system call per request for nothing. Unless
+    /// the peer's FIN edge was already spent.
+    #[inline(always)]
+    fn socket_emptied(&self, budget: &ReadBudget) -> bool {
+        budget.drained && !self.peer_shut
     }
 
     /// Tries to complete a request from buffered bytes.
