@@ -335,11 +335,15 @@ impl PgDemo {
         let listener = self.pool.listen(lp, &[EVENTS_CHANNEL], move |_, event| {
             let Some(me) = me.upgrade() else { return };
             match event {
-                ListenEvent::Notification { payload, .. } => {
+                // Every instance's every change comes here: a loop that
+                // follows no order (most, most of the time) does not even
+                // parse it.
+                ListenEvent::Notification { payload, .. } if !me.followers.borrow().is_empty() => {
                     if let Ok(event) = serde_json::from_str::<Value>(payload) {
                         me.publish(event);
                     }
                 }
+                ListenEvent::Notification { .. } => {}
                 ListenEvent::Lost(_) => {
                     me.listening.set(false);
                     me.end_all_subscriptions();
