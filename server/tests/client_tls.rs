@@ -132,22 +132,8 @@ fn quiet_server(
     pki: &TestPki,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> TestServer {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
-    #[allow(deprecated)] // the library's provider: see net/tls.rs
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+    let mut cfg = pki.server_rustls_with(versions);
     cfg.send_tls13_tickets = 0;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let cfg = ServerConfig {
         tls: Some(phaseloop::tls::TlsConfig::from_rustls(std::sync::Arc::new(
             cfg,

@@ -59,6 +59,15 @@ impl TestPki {
     /// The server's side as a rustls configuration (for a scripted
     /// server), offering ALPN `http/1.1`.
     pub fn server_rustls(&self) -> Arc<rustls::ServerConfig> {
+        Arc::new(self.server_rustls_with(rustls::DEFAULT_VERSIONS))
+    }
+
+    /// [`TestPki::server_rustls`] speaking only `versions`, to change
+    /// further before use.
+    pub fn server_rustls_with(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> rustls::ServerConfig {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::PrivateKeyDer;
         let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
@@ -68,13 +77,13 @@ impl TestPki {
         #[allow(deprecated)] // the library's provider: see net/tls.rs
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .unwrap();
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(cfg)
+        cfg
     }
 
     /// A client configuration trusting the test CA, offering ALPN
